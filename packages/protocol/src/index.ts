@@ -1,0 +1,5 @@
+export * from './channel.js';
+export * from './claims.js';
+export * from './codes.js';
+export * from './parse.js';
+export * from './types.js';

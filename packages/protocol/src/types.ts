@@ -1,0 +1,201 @@
+/**
+ * JSON shapes of Centrifugo's client protocol v2 as they travel on the wire.
+ * `data` fields carry any JSON value (the client's own payload).
+ */
+
+import type { ProtocolError } from './codes.js';
+
+export type Json = unknown;
+
+export interface ClientInfo {
+  user: string;
+  client: string;
+  conn_info?: Json;
+  chan_info?: Json;
+}
+
+export interface Publication {
+  data: Json;
+  offset?: number;
+  info?: ClientInfo;
+  tags?: Record<string, string>;
+}
+
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+// ---- client → server
+
+export interface SubscribeRecovery {
+  recover?: boolean;
+  offset?: number;
+  epoch?: string;
+}
+
+export interface ConnectRequest {
+  token?: string;
+  data?: Json;
+  subs?: Record<string, SubscribeRecovery>;
+  name?: string;
+  version?: string;
+  headers?: Record<string, string>;
+}
+
+export interface SubscribeRequest extends SubscribeRecovery {
+  channel: string;
+  token?: string;
+  data?: Json;
+  positioned?: boolean;
+  recoverable?: boolean;
+  join_leave?: boolean;
+  /** Bitmask: 1 channel compaction allowed, 2 reject unrecovered (answer 112 instead of recovered:false). */
+  flag?: number;
+}
+
+export interface UnsubscribeRequest {
+  channel: string;
+}
+export interface PublishRequest {
+  channel: string;
+  data: Json;
+}
+export interface PresenceRequest {
+  channel: string;
+}
+export interface HistoryRequest {
+  channel: string;
+  limit?: number;
+  since?: StreamPosition;
+  reverse?: boolean;
+}
+export interface RpcRequest {
+  method?: string;
+  data?: Json;
+}
+export interface SendRequest {
+  data: Json;
+}
+export interface RefreshRequest {
+  token: string;
+}
+export interface SubRefreshRequest {
+  channel: string;
+  token: string;
+}
+
+export interface CommandBodies {
+  connect: ConnectRequest;
+  subscribe: SubscribeRequest;
+  unsubscribe: UnsubscribeRequest;
+  publish: PublishRequest;
+  presence: PresenceRequest;
+  presence_stats: PresenceRequest;
+  history: HistoryRequest;
+  rpc: RpcRequest;
+  send: SendRequest;
+  refresh: RefreshRequest;
+  sub_refresh: SubRefreshRequest;
+}
+
+export type Method = keyof CommandBodies;
+
+export const METHODS: readonly Method[] = [
+  'connect',
+  'subscribe',
+  'unsubscribe',
+  'publish',
+  'presence',
+  'presence_stats',
+  'history',
+  'rpc',
+  'send',
+  'refresh',
+  'sub_refresh',
+];
+
+/** One parsed command: its id (0 for `send`), method and body. A pong is `{ method: 'pong' }`. */
+export type Command =
+  | { [M in Method]: { id: number; method: M; body: CommandBodies[M] } }[Method]
+  | { id: 0; method: 'pong' };
+
+// ---- server → client
+
+export interface SubscribeResult {
+  expires?: boolean;
+  ttl?: number;
+  recoverable?: boolean;
+  positioned?: boolean;
+  epoch?: string;
+  offset?: number;
+  publications?: Publication[];
+  recovered?: boolean;
+  was_recovering?: boolean;
+  data?: Json;
+}
+
+export interface ConnectResult {
+  client: string;
+  version: string;
+  expires?: boolean;
+  ttl?: number;
+  data?: Json;
+  subs?: Record<string, SubscribeResult>;
+  ping?: number;
+  pong?: boolean;
+  session?: string;
+  node?: string;
+}
+
+export interface RefreshResult {
+  client: string;
+  version: string;
+  expires?: boolean;
+  ttl?: number;
+}
+
+export interface PresenceResult {
+  presence: Record<string, ClientInfo>;
+}
+export interface PresenceStatsResult {
+  num_clients: number;
+  num_users: number;
+}
+export interface HistoryResult {
+  publications: Publication[];
+  offset: number;
+  epoch: string;
+}
+export interface RpcResult {
+  data?: Json;
+}
+export interface SubRefreshResult {
+  expires?: boolean;
+  ttl?: number;
+}
+
+export type Push =
+  | { channel: string; pub: Publication }
+  | { channel: string; join: { info: ClientInfo } }
+  | { channel: string; leave: { info: ClientInfo } }
+  | { channel: string; unsubscribe: { code: number; reason: string } }
+  | { channel: string; subscribe: SubscribeResult }
+  | { message: { data: Json } }
+  | { disconnect: { code: number; reason: string; reconnect: boolean } };
+
+export interface Reply {
+  id?: number;
+  error?: ProtocolError;
+  push?: Push;
+  connect?: ConnectResult;
+  subscribe?: SubscribeResult;
+  unsubscribe?: Record<string, never>;
+  publish?: Record<string, never>;
+  presence?: PresenceResult;
+  presence_stats?: PresenceStatsResult;
+  history?: HistoryResult;
+  rpc?: RpcResult;
+  refresh?: RefreshResult;
+  sub_refresh?: SubRefreshResult;
+}

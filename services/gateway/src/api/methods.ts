@@ -1,0 +1,195 @@
+/**
+ * Server API methods, shared by HTTP (`POST /api/<method>`) and gRPC. Request
+ * and response shapes follow Centrifugo's server API: `{result}` or
+ * `{error: {code, message}}`.
+ */
+
+import { type Disconnect, Disconnects, Errors, type ProtocolError } from '@switchboard/protocol';
+import type { Node, ResolvedChannel } from '../node.js';
+
+export type ApiResponse = { result: unknown } | { error: ProtocolError };
+type Params = Record<string, unknown>;
+
+export const API_METHODS = [
+  'publish',
+  'broadcast',
+  'subscribe',
+  'unsubscribe',
+  'disconnect',
+  'presence',
+  'presence_stats',
+  'history',
+  'history_remove',
+  'channels',
+  'info',
+] as const;
+export type ApiMethod = (typeof API_METHODS)[number];
+
+class ApiError extends Error {
+  constructor(readonly error: ProtocolError) {
+    super(error.message);
+  }
+}
+
+const bad = (message: string) => new ApiError({ code: Errors.badRequest.code, message });
+
+function str(p: Params, key: string, required = true): string {
+  const v = p[key];
+  if (v === undefined || v === null || v === '') {
+    if (required) throw bad(`${key} is required`);
+    return '';
+  }
+  if (typeof v !== 'string') throw bad(`${key} must be a string`);
+  return v;
+}
+
+function channelOf(node: Node, channel: string): ResolvedChannel {
+  const resolved = node.resolve(channel);
+  if ('code' in resolved) throw new ApiError(resolved);
+  return resolved;
+}
+
+function disconnectOf(p: Params): Disconnect {
+  const d = p.disconnect;
+  if (d === undefined || d === null) return Disconnects.forceNoReconnect;
+  if (
+    typeof d !== 'object' ||
+    typeof (d as Params).code !== 'number' ||
+    typeof (d as Params).reason !== 'string'
+  ) {
+    throw bad('disconnect must be {code, reason}');
+  }
+  const { code, reason } = d as { code: number; reason: string };
+  if (!Number.isInteger(code) || code < 3000 || code > 4999)
+    throw bad('disconnect code must be in 3000..4999');
+  if (reason === '') throw bad('disconnect reason must not be empty');
+  return { code, reason };
+}
+
+async function publishOne(node: Node, channel: string, p: Params) {
+  if (!('data' in p)) throw bad('data is required');
+  const resolved = channelOf(node, channel);
+  if (!node.broker.ready) throw new ApiError({ ...Errors.internal, message: 'broker unavailable' });
+  const tags = p.tags;
+  if (
+    tags !== undefined &&
+    (typeof tags !== 'object' || tags === null || Object.values(tags).some((v) => typeof v !== 'string'))
+  ) {
+    throw bad('tags must be an object of strings');
+  }
+  const position = await node.publish(resolved, p.data, {
+    source: 'api',
+    ...(tags ? { tags: tags as Record<string, string> } : {}),
+  });
+  return position ? { offset: position.offset, epoch: position.epoch } : {};
+}
+
+const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> = {
+  publish: (node, p) => publishOne(node, str(p, 'channel'), p),
+
+  broadcast: async (node, p) => {
+    const channels = p.channels;
+    if (!Array.isArray(channels) || channels.length === 0 || channels.some((c) => typeof c !== 'string')) {
+      throw bad('channels must be a non-empty array of strings');
+    }
+    const responses = await Promise.all(
+      channels.map(async (channel: string) => {
+        try {
+          return { result: await publishOne(node, channel, p) };
+        } catch (err) {
+          if (err instanceof ApiError) return { error: err.error };
+          throw err;
+        }
+      }),
+    );
+    return { responses };
+  },
+
+  subscribe: async (node, p) => {
+    const user = str(p, 'user');
+    const channel = str(p, 'channel');
+    channelOf(node, channel);
+    for (const session of node.sessionsOf(user, str(p, 'client', false) || undefined)) {
+      const err = await session.serverSubscribe(channel, p.info);
+      if (err && err.code !== Errors.alreadySubscribed.code) throw new ApiError(err);
+    }
+    return {};
+  },
+
+  unsubscribe: async (node, p) => {
+    const user = str(p, 'user');
+    const channel = str(p, 'channel');
+    for (const session of node.sessionsOf(user, str(p, 'client', false) || undefined)) {
+      await session.serverUnsubscribe(channel);
+    }
+    return {};
+  },
+
+  disconnect: async (node, p) => {
+    const user = str(p, 'user');
+    node.disconnectUser(user, disconnectOf(p), str(p, 'client', false) || undefined);
+    return {};
+  },
+
+  presence: async (node, p) => {
+    const resolved = channelOf(node, str(p, 'channel'));
+    if (!resolved.ns.presence) throw new ApiError(Errors.notAvailable);
+    return { presence: await node.registry.presence(resolved.name.channel) };
+  },
+
+  presence_stats: async (node, p) => {
+    const resolved = channelOf(node, str(p, 'channel'));
+    if (!resolved.ns.presence) throw new ApiError(Errors.notAvailable);
+    const s = await node.registry.presenceStats(resolved.name.channel);
+    return { num_clients: s.numClients, num_users: s.numUsers };
+  },
+
+  history: async (node, p) => {
+    const resolved = channelOf(node, str(p, 'channel'));
+    if (resolved.ns.history_size === 0) throw new ApiError(Errors.notAvailable);
+    const limit = p.limit ?? 0;
+    if (!Number.isSafeInteger(limit) || (limit as number) < 0)
+      throw bad('limit must be a non-negative integer');
+    const since = p.since as { offset?: unknown; epoch?: unknown } | undefined;
+    if (
+      since !== undefined &&
+      (typeof since !== 'object' || since === null || !Number.isSafeInteger(since.offset ?? 0))
+    ) {
+      throw bad('since must be {offset, epoch}');
+    }
+    const page = await node.broker.history(resolved.name.channel, {
+      limit: Math.min(limit as number, node.config.historyMaxPublications),
+      ...(since ? { since: { offset: Number(since.offset ?? 0), epoch: String(since.epoch ?? '') } } : {}),
+      ...(p.reverse === true ? { reverse: true } : {}),
+    });
+    return { publications: page.publications, offset: page.position.offset, epoch: page.position.epoch };
+  },
+
+  history_remove: async (node, p) => {
+    const resolved = channelOf(node, str(p, 'channel'));
+    await node.broker.removeHistory(resolved.name.channel);
+    return {};
+  },
+
+  channels: async (node, p) => ({ channels: node.channels(str(p, 'pattern', false) || undefined) }),
+
+  info: async (node) => node.info(),
+};
+
+export function isApiMethod(method: string): method is ApiMethod {
+  return (API_METHODS as readonly string[]).includes(method);
+}
+
+/** Runs one API call; never throws for bad input, only for bugs (reported as 100). */
+export async function callApi(node: Node, method: ApiMethod, params: unknown): Promise<ApiResponse> {
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    return { error: { code: Errors.badRequest.code, message: 'request body must be a JSON object' } };
+  }
+  try {
+    return { result: await handlers[method](node, params as Params) };
+  } catch (err) {
+    if (err instanceof ApiError) return { error: err.error };
+    node.log.error({ err, method }, 'api call failed');
+    return { error: { code: Errors.internal.code, message: Errors.internal.message } };
+  }
+}

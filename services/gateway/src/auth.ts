@@ -1,0 +1,87 @@
+/**
+ * Verifies JWT connection and subscription tokens: HS256 with a shared
+ * secret, RS256/ES256 with a PEM public key or keys from a JWKS URL.
+ * Signatures and registered claims via jose; our own claims in protocol.
+ */
+
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import {
+  type ClaimsCheck,
+  type ConnectionClaims,
+  connectionClaims,
+  type SubscriptionClaims,
+  subscriptionClaims,
+} from '@switchboard/protocol';
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import type { Config } from './config.js';
+
+export type TokenCheck<T> = { ok: true; value: T } | { ok: false; expired: boolean; reason: string };
+
+type KeyResolver = (alg: string) => Promise<Uint8Array | KeyObject | JWTVerifyGetKey | undefined>;
+
+export class TokenVerifier {
+  private readonly algorithms: string[] = [];
+  private readonly resolveKey: KeyResolver;
+  private readonly options: { audience?: string; issuer?: string };
+
+  constructor(settings: Config['token']) {
+    const secret = settings.hmacSecret ? new TextEncoder().encode(settings.hmacSecret) : undefined;
+    if (secret) this.algorithms.push('HS256');
+    let publicKey: KeyObject | undefined;
+    let publicAlg: string | undefined;
+    if (settings.publicKey) {
+      const key = createPublicKey(settings.publicKey);
+      publicAlg =
+        key.asymmetricKeyType === 'rsa' ? 'RS256' : key.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
+      if (!publicAlg)
+        throw new Error(`token public key must be RSA or EC P-256, got ${key.asymmetricKeyType}`);
+      publicKey = key;
+      this.algorithms.push(publicAlg);
+    }
+    const jwks = settings.jwksUrl ? createRemoteJWKSet(new URL(settings.jwksUrl)) : undefined;
+    if (jwks) this.algorithms.push('RS256', 'ES256');
+    this.resolveKey = async (alg) => {
+      if (alg === 'HS256') return secret;
+      if (alg === publicAlg && publicKey) return publicKey;
+      return jwks;
+    };
+    this.options = {};
+    if (settings.audience) this.options.audience = settings.audience;
+    if (settings.issuer) this.options.issuer = settings.issuer;
+  }
+
+  /** Whether any key is configured; without one every token is refused. */
+  get enabled(): boolean {
+    return this.algorithms.length > 0;
+  }
+
+  connection(token: string): Promise<TokenCheck<ConnectionClaims>> {
+    return this.verify(token, connectionClaims);
+  }
+
+  subscription(token: string): Promise<TokenCheck<SubscriptionClaims>> {
+    return this.verify(token, subscriptionClaims);
+  }
+
+  private async verify<T>(
+    token: string,
+    claims: (payload: JWTPayload, now: number) => ClaimsCheck<T>,
+  ): Promise<TokenCheck<T>> {
+    if (!this.enabled) return { ok: false, expired: false, reason: 'no token key configured' };
+    try {
+      const { payload } = await jwtVerify(
+        token,
+        async (header, tok) => {
+          const key = await this.resolveKey(header.alg);
+          if (!key) throw new errors.JOSENotSupported(`no key for alg ${header.alg}`);
+          return typeof key === 'function' ? key(header, tok) : key;
+        },
+        { ...this.options, algorithms: this.algorithms },
+      );
+      return claims(payload, Math.floor(Date.now() / 1000));
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, expired: true, reason: 'token expired' };
+      return { ok: false, expired: false, reason: (err as Error).message };
+    }
+  }
+}

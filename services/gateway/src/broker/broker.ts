@@ -1,0 +1,38 @@
+/**
+ * The broker moves publications, joins and leaves between gateways and keeps
+ * history. `memory` serves one gateway; a NATS broker serves a cluster.
+ */
+
+import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
+import type { HistoryLimits, HistoryPage, HistoryQuery, Recovery } from '../history.js';
+
+export interface BrokerEvents {
+  /** `skipClient`: the publishing connection that must not receive it. */
+  publication(channel: string, pub: Publication, skipClient?: string): void;
+  join(channel: string, info: ClientInfo): void;
+  leave(channel: string, info: ClientInfo): void;
+}
+
+export interface PublishOptions {
+  /** Keep the publication in history with these limits; it then gets an offset. */
+  history?: HistoryLimits;
+  skipClient?: string;
+}
+
+export interface Broker {
+  start(events: BrokerEvents): Promise<void>;
+  /** Whether the broker can take publications now (readiness). */
+  readonly ready: boolean;
+  publish(channel: string, pub: Publication, options: PublishOptions): Promise<StreamPosition | undefined>;
+  publishJoin(channel: string, info: ClientInfo): Promise<void>;
+  publishLeave(channel: string, info: ClientInfo): Promise<void>;
+  /** Start receiving a channel's traffic; called when its first local subscriber arrives. */
+  subscribe(channel: string): Promise<void>;
+  /** Stop receiving it; called when its last local subscriber leaves. */
+  unsubscribe(channel: string): Promise<void>;
+  position(channel: string): Promise<StreamPosition>;
+  recover(channel: string, since: StreamPosition, maxPublications: number): Promise<Recovery>;
+  history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
+  removeHistory(channel: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,340 @@
+/**
+ * Every setting of the gateway: one table of keys, defaults and docs. Values
+ * come from the defaults, then an optional JSON config file
+ * (`SWITCHBOARD_CONFIG`, keys without the prefix in lower case), then
+ * `SWITCHBOARD_*` environment variables, which win.
+ */
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+export interface NamespaceOptions {
+  /** `''` is the default namespace: channels without `ns:`. */
+  name: string;
+  /** Publications kept per channel for history and recovery; 0 turns history off. */
+  history_size: number;
+  /** Seconds a channel's history lives after its last publication. */
+  history_ttl: number;
+  /** Clients may recover missed publications on resubscribe (needs history). */
+  recovery: boolean;
+  presence: boolean;
+  /** Push join/leave events to subscribers (needs presence). */
+  join_leave: boolean;
+  /** Authenticated clients may subscribe without a subscription token. */
+  allow_subscribe_for_client: boolean;
+  /** Anonymous clients may subscribe without a subscription token. */
+  allow_subscribe_for_anonymous: boolean;
+  /** Subscribers of a channel may publish to it. */
+  allow_publish_for_subscriber: boolean;
+  /** Any authenticated client may publish, subscribed or not. */
+  allow_publish_for_client: boolean;
+  allow_presence_for_subscriber: boolean;
+  allow_history_for_subscriber: boolean;
+  /** Client publications are delivered to every subscriber except the publishing connection. */
+  skip_sender: boolean;
+}
+
+export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
+  history_size: 0,
+  history_ttl: 0,
+  recovery: false,
+  presence: false,
+  join_leave: false,
+  allow_subscribe_for_client: false,
+  allow_subscribe_for_anonymous: false,
+  allow_publish_for_subscriber: false,
+  allow_publish_for_client: false,
+  allow_presence_for_subscriber: false,
+  allow_history_for_subscriber: false,
+  skip_sender: false,
+};
+
+const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
+  { name: '', allow_subscribe_for_client: true },
+  {
+    name: 'chat',
+    history_size: 100,
+    history_ttl: 300,
+    recovery: true,
+    presence: true,
+    join_leave: true,
+    allow_subscribe_for_client: true,
+    allow_publish_for_subscriber: true,
+    allow_presence_for_subscriber: true,
+    allow_history_for_subscriber: true,
+  },
+];
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'json';
+
+interface KeySpec {
+  kind: Kind;
+  default: unknown;
+  doc: string;
+}
+
+/** The settings table; README's configuration section lists exactly these keys. */
+export const KEYS = {
+  node_id: {
+    kind: 'string',
+    default: '',
+    doc: 'Name of this gateway in metrics, logs and the registry (default: hostname and a random suffix).',
+  },
+  host: { kind: 'string', default: '0.0.0.0', doc: 'Address the three listeners bind to.' },
+  client_port: { kind: 'int', default: 8000, doc: 'Client port: `/connection/websocket`.' },
+  internal_port: {
+    kind: 'int',
+    default: 9000,
+    doc: 'Internal port: `/metrics`, `/healthz`, `/readyz`, `POST /api/<method>`.',
+  },
+  grpc_port: { kind: 'int', default: 10000, doc: 'gRPC server API port; 0 turns gRPC off.' },
+  broker: { kind: 'string', default: 'memory', doc: 'Broker: `memory` (single gateway, embedded mode).' },
+  log_level: {
+    kind: 'string',
+    default: 'info',
+    doc: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace`.',
+  },
+  token_hmac_secret_key: {
+    kind: 'string',
+    default: '',
+    doc: 'HS256 secret for connection and subscription tokens.',
+  },
+  token_public_key: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM public key (RSA for RS256, EC P-256 for ES256), or a path to a PEM file.',
+  },
+  token_jwks_url: {
+    kind: 'string',
+    default: '',
+    doc: 'JWKS URL to fetch RS256/ES256 keys from (cached, refetched on unknown `kid`).',
+  },
+  token_audience: { kind: 'string', default: '', doc: 'When set, tokens must carry this `aud`.' },
+  token_issuer: { kind: 'string', default: '', doc: 'When set, tokens must carry this `iss`.' },
+  allow_anonymous: {
+    kind: 'bool',
+    default: false,
+    doc: 'Accept connections without a token (user id `""`).',
+  },
+  api_key: {
+    kind: 'string',
+    default: '',
+    doc: 'Key for the HTTP and gRPC server API (`X-API-Key`); the API refuses every call while empty.',
+  },
+  allowed_origins: {
+    kind: 'list',
+    default: ['http://localhost:8000', 'http://127.0.0.1:8000'],
+    doc: 'Comma-separated Origin allow-list for browser connections (`*` allows any, `https://*.example.com` a subdomain wildcard). Requests without Origin (non-browser clients) pass.',
+  },
+  ping_interval: { kind: 'int', default: 25, doc: 'Seconds between server pings.' },
+  pong_timeout: {
+    kind: 'int',
+    default: 8,
+    doc: 'Seconds a client has to answer a ping before it is dropped as idle (disconnect 3012 `no pong`).',
+  },
+  connect_timeout: {
+    kind: 'int',
+    default: 10,
+    doc: 'Seconds a new connection has to send its connect command (else disconnect 3502 `stale`).',
+  },
+  max_message_size: {
+    kind: 'int',
+    default: 65536,
+    doc: 'Largest client frame in bytes; larger frames close the connection with 1009.',
+  },
+  max_channels_per_connection: {
+    kind: 'int',
+    default: 128,
+    doc: 'Subscriptions one connection may hold (error 106 beyond).',
+  },
+  max_connections_per_user: {
+    kind: 'int',
+    default: 100,
+    doc: 'Connections one user may hold on this gateway; 0 is unlimited (disconnect 3504 beyond).',
+  },
+  max_connections: {
+    kind: 'int',
+    default: 100000,
+    doc: 'Connections this gateway accepts; further upgrades get HTTP 503.',
+  },
+  commands_per_second: {
+    kind: 'int',
+    default: 100,
+    doc: 'Commands per second per connection (token bucket, burst of the same size); excess gets error 111, sustained excess disconnect 3013.',
+  },
+  max_backpressure: {
+    kind: 'int',
+    default: 1048576,
+    doc: 'Bytes queued for a slow client before it is disconnected (3008 `slow`).',
+  },
+  channel_max_length: { kind: 'int', default: 255, doc: 'Longest channel name accepted.' },
+  history_max_publications: {
+    kind: 'int',
+    default: 1000,
+    doc: 'Most publications one history call returns.',
+  },
+  shutdown_timeout: {
+    kind: 'int',
+    default: 10,
+    doc: 'Seconds the gateway takes on SIGTERM to disconnect clients (code 3001, they reconnect elsewhere) before it exits.',
+  },
+  namespaces: {
+    kind: 'json',
+    default: DEFAULT_NAMESPACES,
+    doc: 'JSON array of namespace options (see Namespaces); replaces the default `""` and `chat` namespaces.',
+  },
+} satisfies Record<string, KeySpec>;
+
+export type Key = keyof typeof KEYS;
+
+export interface Config {
+  nodeId: string;
+  host: string;
+  clientPort: number;
+  internalPort: number;
+  grpcPort: number;
+  broker: 'memory';
+  logLevel: string;
+  token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
+  allowAnonymous: boolean;
+  apiKey: string;
+  allowedOrigins: string[];
+  pingInterval: number;
+  pongTimeout: number;
+  connectTimeout: number;
+  maxMessageSize: number;
+  maxChannelsPerConnection: number;
+  maxConnectionsPerUser: number;
+  maxConnections: number;
+  commandsPerSecond: number;
+  maxBackpressure: number;
+  channelMaxLength: number;
+  historyMaxPublications: number;
+  shutdownTimeout: number;
+  namespaces: Map<string, NamespaceOptions>;
+}
+
+export class ConfigError extends Error {}
+
+export const envName = (key: string) => `SWITCHBOARD_${key.toUpperCase()}`;
+
+function coerce(key: string, kind: Kind, raw: unknown): unknown {
+  const where = envName(key);
+  if (kind === 'string') return String(raw);
+  if (kind === 'int') {
+    const n = typeof raw === 'number' ? raw : Number(String(raw).trim());
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new ConfigError(`${where} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (kind === 'bool') {
+    if (typeof raw === 'boolean') return raw;
+    const s = String(raw).trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+    throw new ConfigError(`${where} must be true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (kind === 'list') {
+    if (Array.isArray(raw)) return raw.map(String);
+    return String(raw)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  }
+  if (typeof raw !== 'string') return raw;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${where} must be JSON`);
+  }
+}
+
+function namespaces(raw: unknown): Map<string, NamespaceOptions> {
+  if (!Array.isArray(raw)) throw new ConfigError('SWITCHBOARD_NAMESPACES must be a JSON array');
+  const out = new Map<string, NamespaceOptions>();
+  for (const entry of raw) {
+    if (typeof entry !== 'object' || entry === null || typeof entry.name !== 'string') {
+      throw new ConfigError('each namespace needs a string "name"');
+    }
+    if (!/^[A-Za-z0-9_\-.]*$/.test(entry.name))
+      throw new ConfigError(`namespace name ${JSON.stringify(entry.name)} is invalid`);
+    const ns: NamespaceOptions = { name: entry.name, ...NAMESPACE_DEFAULTS };
+    for (const [k, v] of Object.entries(entry)) {
+      if (k === 'name') continue;
+      if (!(k in NAMESPACE_DEFAULTS))
+        throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: unknown option ${k}`);
+      const want = typeof NAMESPACE_DEFAULTS[k as keyof typeof NAMESPACE_DEFAULTS];
+      if (typeof v !== want)
+        throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: ${k} must be a ${want}`);
+      (ns as unknown as Record<string, unknown>)[k] = v;
+    }
+    if (ns.recovery && ns.history_size === 0)
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: recovery needs history_size > 0`);
+    if (ns.history_size > 0 && ns.history_ttl === 0)
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: history needs history_ttl > 0`);
+    if (ns.join_leave && !ns.presence)
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: join_leave needs presence`);
+    out.set(ns.name, ns);
+  }
+  return out;
+}
+
+/** Reads the settings; throws ConfigError with the offending key on bad input. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  let file: Record<string, unknown> = {};
+  const path = env.SWITCHBOARD_CONFIG;
+  if (path) {
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`SWITCHBOARD_CONFIG ${path}: ${(err as Error).message}`);
+    }
+    for (const k of Object.keys(file))
+      if (!(k in KEYS)) throw new ConfigError(`config file ${path}: unknown key ${k}`);
+  }
+  const v = {} as Record<Key, unknown>;
+  for (const [key, spec] of Object.entries(KEYS) as [Key, KeySpec][]) {
+    const fromEnv = env[envName(key)];
+    const raw = fromEnv !== undefined ? fromEnv : key in file ? file[key] : spec.default;
+    v[key] = coerce(key, spec.kind, raw);
+  }
+  if (v.broker !== 'memory')
+    throw new ConfigError(`SWITCHBOARD_BROKER must be memory, got ${JSON.stringify(v.broker)}`);
+  if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
+  if ((v.commands_per_second as number) < 1)
+    throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
+  let publicKey = v.token_public_key as string;
+  if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
+  return {
+    nodeId: (v.node_id as string) || `${hostname()}-${Math.random().toString(36).slice(2, 8)}`,
+    host: v.host as string,
+    clientPort: v.client_port as number,
+    internalPort: v.internal_port as number,
+    grpcPort: v.grpc_port as number,
+    broker: 'memory',
+    logLevel: v.log_level as string,
+    token: {
+      hmacSecret: v.token_hmac_secret_key as string,
+      publicKey,
+      jwksUrl: v.token_jwks_url as string,
+      audience: v.token_audience as string,
+      issuer: v.token_issuer as string,
+    },
+    allowAnonymous: v.allow_anonymous as boolean,
+    apiKey: v.api_key as string,
+    allowedOrigins: v.allowed_origins as string[],
+    pingInterval: v.ping_interval as number,
+    pongTimeout: v.pong_timeout as number,
+    connectTimeout: v.connect_timeout as number,
+    maxMessageSize: v.max_message_size as number,
+    maxChannelsPerConnection: v.max_channels_per_connection as number,
+    maxConnectionsPerUser: v.max_connections_per_user as number,
+    maxConnections: v.max_connections as number,
+    commandsPerSecond: v.commands_per_second as number,
+    maxBackpressure: v.max_backpressure as number,
+    channelMaxLength: v.channel_max_length as number,
+    historyMaxPublications: v.history_max_publications as number,
+    shutdownTimeout: v.shutdown_timeout as number,
+    namespaces: namespaces(v.namespaces),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * Local index of connections and subscriptions, and fan-out: a publication is
+ * encoded once and handed to the transport's topic publish, never encoded per
+ * socket. Connections still subscribing get it into a buffer instead, so that
+ * nothing falls between their history snapshot and the live stream.
+ */
+
+import type { Metrics } from './metrics.js';
+
+/** What the hub needs of a transport connection. */
+export interface Sink {
+  readonly transport: 'websocket';
+  /** False when the frame was dropped because the client is too slow. */
+  send(frame: string): boolean;
+  close(code: number, reason: string): void;
+  bufferedAmount(): number;
+  joinTopic(channel: string): void;
+  leaveTopic(channel: string): void;
+  /** Publishes to a topic from this connection: every subscriber but this one gets it. */
+  publishExceptSelf(channel: string, frame: string): void;
+}
+
+/** Topic publish of the transport server (uWS app). */
+export interface Topics {
+  publish(topic: string, frame: string): void;
+  numSubscribers(topic: string): number;
+}
+
+/** What the hub needs of a session. */
+export interface HubMember {
+  readonly client: string;
+  readonly user: string;
+  readonly sink: Sink;
+  /** A frame for a channel this member is still subscribing to. */
+  buffer(channel: string, frame: string, offset: number | undefined): void;
+}
+
+export class Hub<M extends HubMember = HubMember> {
+  private readonly clients = new Map<string, M>();
+  private readonly users = new Map<string, Set<M>>();
+  private readonly subscribers = new Map<string, Set<M>>();
+  private readonly subscribing = new Map<string, Set<M>>();
+  private subscriptionCount = 0;
+
+  constructor(
+    private readonly topics: Topics,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  add(member: M): void {
+    this.clients.set(member.client, member);
+    this.setOf(this.users, member.user).add(member);
+  }
+
+  remove(member: M): void {
+    if (this.clients.get(member.client) !== member) return;
+    this.clients.delete(member.client);
+    const set = this.users.get(member.user);
+    set?.delete(member);
+    if (set?.size === 0) this.users.delete(member.user);
+  }
+
+  client(id: string): M | undefined {
+    return this.clients.get(id);
+  }
+
+  userConnections(user: string): ReadonlySet<M> {
+    return this.users.get(user) ?? new Set();
+  }
+
+  all(): IterableIterator<M> {
+    return this.clients.values();
+  }
+
+  /** Registers a subscriber in the subscribing state; true when it is the channel's first. */
+  addSubscriber(channel: string, member: M): boolean {
+    const first = !this.subscribers.has(channel);
+    const set = this.setOf(this.subscribers, channel);
+    if (first) this.metrics.channels.set(this.subscribers.size);
+    if (set.has(member)) return false;
+    set.add(member);
+    this.setOf(this.subscribing, channel).add(member);
+    this.metrics.subscriptions.set(++this.subscriptionCount);
+    return first;
+  }
+
+  /** Subscribing → live: from now on the transport's topic delivers to it. */
+  activate(channel: string, member: M): void {
+    const pending = this.subscribing.get(channel);
+    if (!pending?.delete(member)) return;
+    if (pending.size === 0) this.subscribing.delete(channel);
+    member.sink.joinTopic(channel);
+  }
+
+  /** True when it was the channel's last local subscriber. */
+  removeSubscriber(channel: string, member: M): boolean {
+    const set = this.subscribers.get(channel);
+    if (!set?.delete(member)) return false;
+    this.metrics.subscriptions.set(--this.subscriptionCount);
+    const pending = this.subscribing.get(channel);
+    if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
+    member.sink.leaveTopic(channel);
+    if (set.size > 0) return false;
+    this.subscribers.delete(channel);
+    this.metrics.channels.set(this.subscribers.size);
+    return true;
+  }
+
+  channels(): IterableIterator<[string, ReadonlySet<M>]> {
+    return this.subscribers.entries();
+  }
+
+  /** Sends an encoded push to every local subscriber of the channel (but `skipClient`). */
+  broadcast(channel: string, frame: string, offset: number | undefined, skipClient?: string): void {
+    const set = this.subscribers.get(channel);
+    if (!set) return;
+    const pending = this.subscribing.get(channel);
+    const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
+    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip);
+    if (skipLive) skip.sink.publishExceptSelf(channel, frame);
+    else this.topics.publish(channel, frame);
+    let count = this.topics.numSubscribers(channel) - (skipLive ? 1 : 0);
+    if (pending) {
+      for (const member of pending) {
+        if (member === skip) continue;
+        member.buffer(channel, frame, offset);
+        count++;
+      }
+    }
+    if (count > 0) {
+      this.metrics.deliveries.inc(count);
+      this.metrics.messages.inc({ transport: 'websocket', direction: 'out' }, count);
+      this.metrics.bytes.inc({ transport: 'websocket', direction: 'out' }, count * Buffer.byteLength(frame));
+    }
+  }
+
+  private setOf(map: Map<string, Set<M>>, key: string): Set<M> {
+    let set = map.get(key);
+    if (!set) {
+      set = new Set();
+      map.set(key, set);
+    }
+    return set;
+  }
+}

@@ -1,0 +1,35 @@
+/** Internal port: health, readiness, Prometheus metrics and the HTTP server API. */
+
+import { mountHttpApi } from './api/http.js';
+import type { Node } from './node.js';
+import { type TemplatedApp, uws } from './uws.js';
+
+export function createInternalApp(node: Node): TemplatedApp {
+  const app = uws.App();
+  app.get('/healthz', (res) => {
+    res.writeHeader('content-type', 'text/plain').end('ok\n');
+  });
+  app.get('/readyz', (res) => {
+    const reason = node.draining ? 'draining' : node.broker.ready ? '' : 'broker unavailable';
+    if (reason)
+      res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'text/plain').end(`${reason}\n`);
+    else res.writeHeader('content-type', 'text/plain').end('ready\n');
+  });
+  app.get('/metrics', (res) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    node.metrics.registry.metrics().then((text) => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeHeader('content-type', node.metrics.registry.contentType).end(text);
+      });
+    });
+  });
+  mountHttpApi(app, node);
+  app.any('/*', (res) => {
+    res.writeStatus('404 Not Found').end('not found\n');
+  });
+  return app;
+}

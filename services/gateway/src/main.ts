@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+/**
+ * Starts one gateway: client port (WebSocket), internal port (health,
+ * metrics, HTTP API), gRPC API. SIGTERM/SIGINT disconnect clients with a
+ * reconnect code and exit.
+ */
+
+import { startGrpcServer } from './api/grpc.js';
+import { TokenVerifier } from './auth.js';
+import { MemoryBroker } from './broker/memory.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { shutdown } from './drain.js';
+import { MemoryHistory } from './history.js';
+import { Hub } from './hub.js';
+import { createInternalApp } from './internal.js';
+import { createLogger } from './log.js';
+import { Metrics } from './metrics.js';
+import { Node } from './node.js';
+import { LocalHandler } from './proxy.js';
+import { MemoryRegistry } from './registry/memory.js';
+import { type Session, startSessionTicker } from './session.js';
+import { mountWebSocket } from './transport/websocket.js';
+import { type TemplatedApp, type us_listen_socket, uws } from './uws.js';
+
+/** Seconds of inactivity after which a channel's offsets and epoch are forgotten in memory. */
+const HISTORY_META_TTL = 86400;
+
+function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) =>
+      socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`)),
+    );
+  });
+}
+
+/** The in-process backend of embedded mode: an `echo` RPC, and `send` messages echoed back as message pushes. */
+function embeddedHandler(node: () => Node): LocalHandler {
+  return new LocalHandler()
+    .onRpc('echo', (_ctx, data) => data)
+    .onMessage((ctx, data) => node().hub.client(ctx.client)?.message(data));
+}
+
+export async function startGateway(config: Config) {
+  const log = createLogger(config.logLevel, config.nodeId);
+  const metrics = new Metrics();
+  const clientApp = uws.App();
+  const hub = new Hub<Session>(clientApp, metrics);
+  const tokens = new TokenVerifier(config.token);
+  if (!tokens.enabled && !config.allowAnonymous) {
+    log.warn('no token key configured and anonymous access off: every connection will be refused');
+  }
+  if (!config.apiKey) log.warn('SWITCHBOARD_API_KEY is empty: the server API refuses every call');
+  const node: Node = new Node({
+    config,
+    log,
+    metrics,
+    hub,
+    broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)),
+    registry: new MemoryRegistry(),
+    handler: embeddedHandler(() => node),
+    tokens,
+  });
+  await node.start();
+  mountWebSocket(clientApp, node);
+  clientApp.any('/*', (res) => {
+    res.writeStatus('404 Not Found').end('not found\n');
+  });
+  const sockets = [
+    await listen(clientApp, config.host, config.clientPort),
+    await listen(createInternalApp(node), config.host, config.internalPort),
+  ];
+  const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
+  const ticker = startSessionTicker(node);
+  log.info(
+    {
+      websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
+      internal: `http://localhost:${config.internalPort}`,
+      grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
+    },
+    'switchboard gateway ready',
+  );
+  return {
+    node,
+    stop: async () => {
+      await shutdown(node, sockets, config.shutdownTimeout * 1000);
+      clearInterval(ticker);
+      await grpc?.close();
+      await node.broker.close();
+      await node.registry.close();
+    },
+  };
+}
+
+async function main() {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchboard: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const gateway = await startGateway(config);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    gateway.node.log.info({ signal }, 'shutting down');
+    gateway.stop().then(
+      () => process.exit(0),
+      (err) => {
+        gateway.node.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`switchboard: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

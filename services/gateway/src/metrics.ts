@@ -1,0 +1,99 @@
+/**
+ * Prometheus metrics of one gateway. Label values are bounded: transports,
+ * methods, reasons, codes and namespaces, never channel names or user ids.
+ */
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export type Transport = 'websocket';
+export type Direction = 'in' | 'out';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly connections = new Gauge({
+    name: 'switchboard_connections',
+    help: 'Client connections open now, by transport.',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly connects = new Counter({
+    name: 'switchboard_connects_total',
+    help: 'Connection attempts by outcome (accepted, rejected) and reason.',
+    labelNames: ['transport', 'outcome', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly disconnects = new Counter({
+    name: 'switchboard_disconnects_total',
+    help: 'Closed connections by reason and code (client_close, no_pong, slow, limit, expired, shutdown, ...).',
+    labelNames: ['transport', 'reason', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly bytes = new Counter({
+    name: 'switchboard_transport_bytes_total',
+    help: 'Payload bytes received (in) and sent (out), by transport.',
+    labelNames: ['transport', 'direction'] as const,
+    registers: [this.registry],
+  });
+
+  readonly messages = new Counter({
+    name: 'switchboard_transport_messages_total',
+    help: 'Frames received (in) and sent (out), by transport.',
+    labelNames: ['transport', 'direction'] as const,
+    registers: [this.registry],
+  });
+
+  readonly commandDuration = new Histogram({
+    name: 'switchboard_command_duration_seconds',
+    help: 'Time to answer a client command, by method.',
+    labelNames: ['method'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly commandErrors = new Counter({
+    name: 'switchboard_command_errors_total',
+    help: 'Client commands answered with an error, by method and error code.',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly publications = new Counter({
+    name: 'switchboard_publications_total',
+    help: 'Publications accepted for broadcast, by namespace and source (client, api).',
+    labelNames: ['namespace', 'source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deliveries = new Counter({
+    name: 'switchboard_deliveries_total',
+    help: 'Publication frames handed to client connections (fan-out).',
+    registers: [this.registry],
+  });
+
+  readonly channels = new Gauge({
+    name: 'switchboard_channels',
+    help: 'Channels with at least one local subscriber.',
+    registers: [this.registry],
+  });
+
+  readonly subscriptions = new Gauge({
+    name: 'switchboard_subscriptions',
+    help: 'Channel subscriptions held by local connections.',
+    registers: [this.registry],
+  });
+
+  readonly apiRequests = new Counter({
+    name: 'switchboard_api_requests_total',
+    help: 'Server API calls by protocol (http, grpc), method and outcome (ok, error, unauthorized).',
+    labelNames: ['protocol', 'method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The gateway's core: resolves channels to namespaces, publishes through the
+ * broker, turns broker events into encoded pushes for the hub, and carries
+ * out server-side actions on local connections. Sessions and the server API
+ * both go through it.
+ */
+
+import {
+  type ChannelName,
+  type ClientInfo,
+  type Disconnect,
+  Errors,
+  type ProtocolError,
+  type Publication,
+  parseChannel,
+  type StreamPosition,
+} from '@switchboard/protocol';
+import type { TokenVerifier } from './auth.js';
+import type { Broker } from './broker/broker.js';
+import type { Config, NamespaceOptions } from './config.js';
+import type { HistoryLimits } from './history.js';
+import type { Hub } from './hub.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { BackendHandler } from './proxy.js';
+import type { Registry } from './registry/registry.js';
+import type { Session } from './session.js';
+
+export const VERSION = '0.1.0';
+
+export interface ResolvedChannel {
+  name: ChannelName;
+  ns: NamespaceOptions;
+}
+
+export interface PublishOptions {
+  info?: ClientInfo;
+  skipClient?: string;
+  tags?: Record<string, string>;
+  source: 'client' | 'api';
+}
+
+export interface NodeParts {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  hub: Hub<Session>;
+  broker: Broker;
+  registry: Registry;
+  handler: BackendHandler;
+  tokens: TokenVerifier;
+}
+
+export class Node {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly hub: Hub<Session>;
+  readonly broker: Broker;
+  readonly registry: Registry;
+  readonly handler: BackendHandler;
+  readonly tokens: TokenVerifier;
+  readonly startedAt = Date.now();
+  draining = false;
+
+  constructor(parts: NodeParts) {
+    this.config = parts.config;
+    this.log = parts.log;
+    this.metrics = parts.metrics;
+    this.hub = parts.hub;
+    this.broker = parts.broker;
+    this.registry = parts.registry;
+    this.handler = parts.handler;
+    this.tokens = parts.tokens;
+  }
+
+  async start(): Promise<void> {
+    await this.broker.start({
+      publication: (channel, pub, skipClient) =>
+        this.hub.broadcast(channel, JSON.stringify({ push: { channel, pub } }), pub.offset, skipClient),
+      join: (channel, info) =>
+        this.hub.broadcast(channel, JSON.stringify({ push: { channel, join: { info } } }), undefined),
+      leave: (channel, info) =>
+        this.hub.broadcast(channel, JSON.stringify({ push: { channel, leave: { info } } }), undefined),
+    });
+  }
+
+  /** The channel's parsed name and namespace, or the error a client gets. */
+  resolve(channel: string): ResolvedChannel | ProtocolError {
+    const parsed = parseChannel(channel, { maxLength: this.config.channelMaxLength });
+    if (!parsed.ok) return { ...Errors.badRequest, message: parsed.reason };
+    const ns = this.config.namespaces.get(parsed.value.namespace);
+    if (!ns) return Errors.unknownChannel;
+    return { name: parsed.value, ns };
+  }
+
+  historyLimits(ns: NamespaceOptions): HistoryLimits | undefined {
+    return ns.history_size > 0 ? { size: ns.history_size, ttlSeconds: ns.history_ttl } : undefined;
+  }
+
+  async publish(
+    resolved: ResolvedChannel,
+    data: unknown,
+    options: PublishOptions,
+  ): Promise<StreamPosition | undefined> {
+    const pub: Publication = { data };
+    if (options.info) pub.info = options.info;
+    if (options.tags) pub.tags = options.tags;
+    const history = this.historyLimits(resolved.ns);
+    const position = await this.broker.publish(resolved.name.channel, pub, {
+      ...(history ? { history } : {}),
+      ...(options.skipClient ? { skipClient: options.skipClient } : {}),
+    });
+    this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
+    return position;
+  }
+
+  /** A local connection starts or stops subscribing: the broker follows the first and the last. */
+  async addSubscriber(channel: string, session: Session): Promise<void> {
+    if (this.hub.addSubscriber(channel, session)) await this.broker.subscribe(channel);
+  }
+
+  async removeSubscriber(channel: string, session: Session): Promise<void> {
+    if (this.hub.removeSubscriber(channel, session)) await this.broker.unsubscribe(channel);
+  }
+
+  /** Local connections of a user, optionally one client only. */
+  sessionsOf(user: string, client?: string): Session[] {
+    const sessions = [...this.hub.userConnections(user)];
+    return client ? sessions.filter((s) => s.client === client) : sessions;
+  }
+
+  disconnectUser(user: string, disconnect: Disconnect, client?: string): number {
+    const sessions = this.sessionsOf(user, client);
+    for (const s of sessions) s.disconnect(disconnect, 'api');
+    return sessions.length;
+  }
+
+  /** Local channels with subscribers and their counts, optionally filtered by a `*` pattern. */
+  channels(pattern?: string): Record<string, { num_clients: number }> {
+    const re = pattern ? new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`) : undefined;
+    const out: Record<string, { num_clients: number }> = {};
+    for (const [channel, members] of this.hub.channels()) {
+      if (!re || re.test(channel)) out[channel] = { num_clients: members.size };
+    }
+    return out;
+  }
+
+  info() {
+    const mem = process.memoryUsage();
+    return {
+      nodes: [
+        {
+          uid: this.config.nodeId,
+          name: this.config.nodeId,
+          version: VERSION,
+          num_clients: this.hub.size,
+          num_users: new Set([...this.hub.all()].map((s) => s.user)).size,
+          num_channels: [...this.hub.channels()].length,
+          uptime: Math.floor((Date.now() - this.startedAt) / 1000),
+          process: { rss: mem.rss, heap_used: mem.heapUsed },
+        },
+      ],
+    };
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

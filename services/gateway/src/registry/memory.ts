@@ -1,0 +1,36 @@
+/** Presence of one gateway, in memory. */
+
+import type { ClientInfo } from '@switchboard/protocol';
+import type { PresenceStats, Registry } from './registry.js';
+
+export class MemoryRegistry implements Registry {
+  private readonly channels = new Map<string, Map<string, ClientInfo>>();
+
+  async addPresence(channel: string, info: ClientInfo): Promise<void> {
+    let clients = this.channels.get(channel);
+    if (!clients) {
+      clients = new Map();
+      this.channels.set(channel, clients);
+    }
+    clients.set(info.client, info);
+  }
+
+  async removePresence(channel: string, client: string): Promise<void> {
+    const clients = this.channels.get(channel);
+    if (!clients) return;
+    clients.delete(client);
+    if (clients.size === 0) this.channels.delete(channel);
+  }
+
+  async presence(channel: string): Promise<Record<string, ClientInfo>> {
+    return Object.fromEntries(this.channels.get(channel) ?? []);
+  }
+
+  async presenceStats(channel: string): Promise<PresenceStats> {
+    const clients = this.channels.get(channel);
+    if (!clients) return { numClients: 0, numUsers: 0 };
+    return { numClients: clients.size, numUsers: new Set([...clients.values()].map((c) => c.user)).size };
+  }
+
+  async close(): Promise<void> {}
+}

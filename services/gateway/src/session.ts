@@ -1,0 +1,570 @@
+/**
+ * One client connection's protocol state machine: connect, then subscribe,
+ * publish, presence, history, RPC, refresh; pings, limits and expiry. Talks
+ * to its transport through a Sink and to everything else through the Node.
+ * Commands of one connection run in arrival order.
+ */
+
+import { randomUUID } from 'node:crypto';
+import {
+  type ClientInfo,
+  type Command,
+  type ConnectRequest,
+  type ConnectResult,
+  type Disconnect,
+  Disconnects,
+  Errors,
+  FLAG_REJECT_UNRECOVERED,
+  type HistoryRequest,
+  type ProtocolError,
+  type PublishRequest,
+  parseFrame,
+  type RefreshRequest,
+  type Reply,
+  type RpcRequest,
+  type StreamPosition,
+  type SubRefreshRequest,
+  type SubscribeRecovery,
+  type SubscribeRequest,
+  type SubscribeResult,
+  Unsubscribes,
+  userAllowed,
+} from '@switchboard/protocol';
+import type { HubMember, Sink } from './hub.js';
+import { type Node, type ResolvedChannel, VERSION } from './node.js';
+import type { CallContext } from './proxy.js';
+
+type State = 'connecting' | 'connected' | 'closed';
+
+interface Subscription {
+  resolved: ResolvedChannel;
+  live: boolean;
+  /** Frames that arrived while subscribing, sent once the subscribe reply is out. */
+  buffered: { frame: string; offset: number | undefined }[];
+  /** Offset the client has up to, once the reply is built; buffered frames at or below it are skipped. */
+  sentOffset: number;
+  chanInfo?: unknown;
+  /** Subscription token expiry in seconds since the epoch; 0 never. */
+  expiresAt: number;
+}
+
+const isError = (v: unknown): v is ProtocolError =>
+  typeof v === 'object' && v !== null && 'code' in v && 'message' in v && !('name' in v);
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export class Session implements HubMember {
+  readonly client = randomUUID();
+  user = '';
+  private state: State = 'connecting';
+  private readonly subs = new Map<string, Subscription>();
+  private queue: Promise<void> = Promise.resolve();
+  private connInfo: unknown;
+  private meta: Record<string, unknown> | undefined;
+  private expiresAt = 0;
+  private nextPingAt = 0;
+  private pongDueAt = 0;
+  private tokens: number;
+  private lastRefill = Date.now();
+  private overLimit = 0;
+  private closeReason: string | undefined;
+  private readonly connectTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly sink: Sink,
+    private readonly node: Node,
+  ) {
+    this.tokens = node.config.commandsPerSecond;
+    this.connectTimer = setTimeout(
+      () => this.disconnect(Disconnects.stale, 'stale'),
+      node.config.connectTimeout * 1000,
+    );
+  }
+
+  // ---- transport → session
+
+  handleFrame(frame: string): void {
+    if (this.state === 'closed') return;
+    for (const line of parseFrame(frame)) {
+      if (!line.ok) {
+        if (line.kind === 'bad_request') {
+          this.node.log.debug({ client: this.client, detail: line.detail }, 'bad request');
+          this.disconnect(Disconnects.badRequest, 'bad_request');
+          return;
+        }
+        this.send({ id: line.id, error: Errors.methodNotFound });
+        continue;
+      }
+      const command = line.command;
+      if (command.method === 'pong') {
+        this.pongDueAt = 0;
+        continue;
+      }
+      if (!this.takeToken()) {
+        if (command.id > 0) this.send({ id: command.id, error: Errors.tooManyRequests });
+        continue;
+      }
+      this.queue = this.queue.then(() => this.run(command));
+    }
+  }
+
+  /** The transport closed, whoever closed it. */
+  closed(code: number): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    clearTimeout(this.connectTimer);
+    this.node.hub.remove(this);
+    const reason =
+      this.closeReason ??
+      (code === 1000 || code === 1001 || code === 1005 ? 'client_close' : 'connection_lost');
+    this.node.metrics.disconnects.inc({ transport: this.sink.transport, reason, code: String(code) });
+    if (!wasConnected) return;
+    for (const channel of [...this.subs.keys()]) {
+      this.unsubscribeCore(channel).catch((err) =>
+        this.node.log.warn({ err, channel }, 'cleanup after close failed'),
+      );
+    }
+  }
+
+  /** Closes the connection with a protocol disconnect code; `reason` labels the metric. */
+  disconnect(disconnect: Disconnect, reason: string): void {
+    if (this.state === 'closed' || this.closeReason !== undefined) return;
+    this.closeReason = reason;
+    this.sink.close(disconnect.code, disconnect.reason);
+  }
+
+  /** An async message push (no channel). */
+  message(data: unknown): void {
+    this.send({ push: { message: { data } } });
+  }
+
+  buffer(channel: string, frame: string, offset: number | undefined): void {
+    this.subs.get(channel)?.buffered.push({ frame, offset });
+  }
+
+  /** Called every second: pings, pong deadline, token expiry, slow consumers. */
+  tick(now: number): void {
+    if (this.state !== 'connected') return;
+    const { config } = this.node;
+    const drop =
+      this.pongDueAt > 0 && now > this.pongDueAt
+        ? ([Disconnects.noPong, 'no_pong'] as const)
+        : this.expiresAt > 0 && now / 1000 >= this.expiresAt
+          ? ([Disconnects.expired, 'expired'] as const)
+          : this.sink.bufferedAmount() > config.maxBackpressure / 2
+            ? ([Disconnects.slow, 'slow'] as const)
+            : undefined;
+    if (drop) {
+      this.disconnect(drop[0], drop[1]);
+      return;
+    }
+    if (now >= this.nextPingAt && this.pongDueAt === 0) {
+      this.sink.send('{}');
+      this.pongDueAt = now + config.pongTimeout * 1000;
+      this.nextPingAt = now + config.pingInterval * 1000;
+    }
+    for (const [channel, sub] of this.subs) {
+      if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt)
+        void this.serverUnsubscribe(channel, Unsubscribes.expired);
+    }
+  }
+
+  // ---- server-side actions (server API)
+
+  async serverSubscribe(channel: string, chanInfo?: unknown): Promise<ProtocolError | undefined> {
+    if (this.state !== 'connected') return Errors.notAvailable;
+    const resolved = this.node.resolve(channel);
+    if (isError(resolved)) return resolved;
+    if (this.subs.has(channel)) return Errors.alreadySubscribed;
+    const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0 });
+    if (isError(result)) return result;
+    this.send({ push: { channel, subscribe: result } });
+    this.activate(channel);
+    return undefined;
+  }
+
+  async serverUnsubscribe(channel: string, code: Disconnect = Unsubscribes.serverUnsubscribe): Promise<void> {
+    if (!this.subs.has(channel)) return;
+    this.send({ push: { channel, unsubscribe: code } });
+    await this.unsubscribeCore(channel);
+  }
+
+  // ---- commands
+
+  private async run(command: Command): Promise<void> {
+    if (this.state === 'closed' || command.method === 'pong') return;
+    if (this.state === 'connecting' && command.method !== 'connect') {
+      return this.disconnect(Disconnects.badRequest, 'bad_request');
+    }
+    const started = process.hrtime.bigint();
+    try {
+      const result = await this.dispatch(command);
+      if (command.id > 0 && !this.isClosed() && result !== undefined) {
+        if (isError(result)) {
+          this.node.metrics.commandErrors.inc({ method: command.method, code: String(result.code) });
+          this.send({ id: command.id, error: result });
+        } else {
+          this.send({ id: command.id, [command.method]: result } as Reply);
+        }
+      }
+    } catch (err) {
+      this.node.log.error({ err, method: command.method, client: this.client }, 'command failed');
+      this.node.metrics.commandErrors.inc({ method: command.method, code: String(Errors.internal.code) });
+      if (command.id > 0) this.send({ id: command.id, error: Errors.internal });
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.node.metrics.commandDuration.observe({ method: command.method }, seconds);
+    }
+  }
+
+  private dispatch(command: Exclude<Command, { method: 'pong' }>): Promise<unknown> | unknown {
+    switch (command.method) {
+      case 'connect':
+        return this.connect(command.id, command.body);
+      case 'subscribe':
+        return this.subscribe(command.id, command.body);
+      case 'unsubscribe':
+        return this.unsubscribeCore(command.body.channel).then(() => ({}));
+      case 'publish':
+        return this.publish(command.body);
+      case 'presence':
+        return this.presence(command.body.channel, false);
+      case 'presence_stats':
+        return this.presence(command.body.channel, true);
+      case 'history':
+        return this.history(command.body);
+      case 'rpc':
+        return this.rpc(command.body);
+      case 'send':
+        this.node.handler.message(this.context(), command.body.data);
+        return undefined;
+      case 'refresh':
+        return this.refresh(command.body);
+      case 'sub_refresh':
+        return this.subRefresh(command.body);
+    }
+  }
+
+  /** Sends its own reply (then activates server-side subscriptions); returns only errors. */
+  private async connect(id: number, req: ConnectRequest): Promise<ProtocolError | undefined> {
+    const { config, tokens, hub, metrics, log } = this.node;
+    const reject = (reason: string) =>
+      metrics.connects.inc({ transport: this.sink.transport, outcome: 'rejected', reason });
+    let channels: string[] = [];
+    if (req.token) {
+      const check = await tokens.connection(req.token);
+      if (!check.ok) {
+        reject(check.expired ? 'token_expired' : 'invalid_token');
+        if (check.expired) return Errors.tokenExpired;
+        log.debug({ reason: check.reason }, 'connection token refused');
+        this.disconnect(Disconnects.invalidToken, 'invalid_token');
+        return undefined;
+      }
+      this.user = check.value.user;
+      this.connInfo = check.value.info;
+      this.meta = check.value.meta;
+      this.expiresAt = check.value.expiresAt;
+      channels = check.value.channels;
+    } else if (!config.allowAnonymous) {
+      reject('unauthorized');
+      return Errors.unauthorized;
+    }
+    if (this.state !== 'connecting') return undefined;
+    if (this.node.draining) {
+      reject('shutdown');
+      this.disconnect(Disconnects.shutdown, 'shutdown');
+      return undefined;
+    }
+    if (
+      config.maxConnectionsPerUser > 0 &&
+      hub.userConnections(this.user).size >= config.maxConnectionsPerUser
+    ) {
+      reject('user_limit');
+      this.disconnect(Disconnects.connectionLimit, 'limit');
+      return undefined;
+    }
+    clearTimeout(this.connectTimer);
+    this.state = 'connected';
+    hub.add(this);
+    metrics.connects.inc({ transport: this.sink.transport, outcome: 'accepted', reason: 'ok' });
+    const now = Date.now();
+    this.nextPingAt = now + config.pingInterval * 1000;
+
+    const result: ConnectResult = {
+      client: this.client,
+      version: VERSION,
+      ping: config.pingInterval,
+      pong: true,
+    };
+    if (this.expiresAt > 0)
+      Object.assign(result, { expires: true, ttl: Math.max(1, this.expiresAt - nowSeconds()) });
+    const subs: Record<string, SubscribeResult> = {};
+    for (const channel of channels) {
+      const resolved = this.node.resolve(channel);
+      if (isError(resolved) || this.subs.has(channel) || this.subs.size >= config.maxChannelsPerConnection) {
+        log.warn(
+          { client: this.client, channel: channel.slice(0, 64) },
+          'server-side subscription from token skipped',
+        );
+        continue;
+      }
+      const sub = await this.subscribeCore(resolved, { recovery: req.subs?.[channel], expiresAt: 0 });
+      if (!isError(sub)) subs[channel] = sub;
+    }
+    if (Object.keys(subs).length > 0) result.subs = subs;
+    if (this.state !== 'connected') return undefined;
+    // The reply goes out first, then what arrived for the server-side subscriptions meanwhile.
+    this.send({ id, connect: result });
+    for (const channel of Object.keys(subs)) this.activate(channel);
+    return undefined;
+  }
+
+  /** Sends its own reply, then the traffic buffered meanwhile; returns only errors. */
+  private async subscribe(id: number, req: SubscribeRequest): Promise<ProtocolError | undefined> {
+    const { config, tokens } = this.node;
+    const resolved = this.node.resolve(req.channel);
+    if (isError(resolved)) return resolved;
+    const { name, ns } = resolved;
+    if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
+    if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
+    let chanInfo: unknown;
+    let expiresAt = 0;
+    if (req.token) {
+      const check = await tokens.subscription(req.token);
+      if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
+      if (check.value.channel !== req.channel || check.value.user !== this.user)
+        return Errors.permissionDenied;
+      chanInfo = check.value.info;
+      expiresAt = check.value.expiresAt;
+    } else if (name.users !== undefined) {
+      if (!userAllowed(name, this.user)) return Errors.permissionDenied;
+    } else if (!(this.user === '' ? ns.allow_subscribe_for_anonymous : ns.allow_subscribe_for_client)) {
+      return Errors.permissionDenied;
+    }
+    if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
+    const result = await this.subscribeCore(resolved, {
+      recovery: req,
+      chanInfo,
+      expiresAt,
+      rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
+    });
+    if (isError(result)) return result;
+    this.send({ id, subscribe: result });
+    this.activate(req.channel);
+    return undefined;
+  }
+
+  /**
+   * Registers the subscription (buffering live traffic), reads the stream
+   * position or recovers, adds presence and announces the join. The caller
+   * sends the result and then calls activate().
+   */
+  private async subscribeCore(
+    resolved: ResolvedChannel,
+    options: {
+      recovery?: SubscribeRecovery | undefined;
+      chanInfo?: unknown;
+      expiresAt: number;
+      rejectUnrecovered?: boolean;
+    },
+  ): Promise<SubscribeResult | ProtocolError> {
+    const channel = resolved.name.channel;
+    const { ns } = resolved;
+    const sub: Subscription = {
+      resolved,
+      live: false,
+      buffered: [],
+      sentOffset: 0,
+      expiresAt: options.expiresAt,
+    };
+    if (options.chanInfo !== undefined) sub.chanInfo = options.chanInfo;
+    this.subs.set(channel, sub);
+    const { broker, registry } = this.node;
+    await this.node.addSubscriber(channel, this);
+    const result: SubscribeResult = {};
+    if (ns.history_size > 0) {
+      let position: StreamPosition;
+      const since = options.recovery;
+      if (ns.recovery && since?.recover) {
+        const recovered = await broker.recover(
+          channel,
+          { offset: since.offset ?? 0, epoch: since.epoch ?? '' },
+          this.node.config.historyMaxPublications,
+        );
+        if (!recovered.recovered && options.rejectUnrecovered) {
+          await this.unsubscribeCore(channel, false);
+          return Errors.unrecoverablePosition;
+        }
+        Object.assign(result, {
+          was_recovering: true,
+          recovered: recovered.recovered,
+          publications: recovered.publications,
+        });
+        position = recovered.position;
+      } else {
+        position = await broker.position(channel);
+      }
+      Object.assign(result, {
+        recoverable: ns.recovery,
+        positioned: true,
+        epoch: position.epoch,
+        offset: position.offset,
+      });
+      sub.sentOffset = position.offset;
+    }
+    if (this.subs.get(channel) !== sub) return Errors.notAvailable;
+    if (sub.expiresAt > 0)
+      Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
+    if (ns.presence) {
+      const info = this.clientInfo(sub.chanInfo);
+      await registry.addPresence(channel, info);
+      if (ns.join_leave) await broker.publishJoin(channel, info);
+    }
+    return result;
+  }
+
+  /** Subscribing → live: flush what arrived meanwhile (beyond what the reply carried), then join the topic. */
+  private activate(channel: string): void {
+    const sub = this.subs.get(channel);
+    if (!sub || sub.live) return;
+    sub.live = true;
+    for (const { frame, offset } of sub.buffered) {
+      if (offset === undefined || offset > sub.sentOffset) this.sink.send(frame);
+    }
+    sub.buffered = [];
+    this.node.hub.activate(channel, this);
+  }
+
+  private async unsubscribeCore(channel: string, announce = true): Promise<void> {
+    const sub = this.subs.get(channel);
+    if (!sub) return;
+    this.subs.delete(channel);
+    await this.node.removeSubscriber(channel, this);
+    if (!sub.resolved.ns.presence) return;
+    await this.node.registry.removePresence(channel, this.client);
+    if (announce && sub.resolved.ns.join_leave)
+      await this.node.broker.publishLeave(channel, this.clientInfo(sub.chanInfo));
+  }
+
+  private async publish(req: PublishRequest): Promise<Record<string, never> | ProtocolError> {
+    const resolved = this.node.resolve(req.channel);
+    if (isError(resolved)) return resolved;
+    const { name, ns } = resolved;
+    const sub = this.subs.get(req.channel);
+    if (!userAllowed(name, this.user)) return Errors.permissionDenied;
+    if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub))
+      return Errors.permissionDenied;
+    if (!this.node.broker.ready) return { ...Errors.internal, message: 'broker unavailable' };
+    const decision = await this.node.handler.publish(this.context(), req.channel, req.data);
+    if (!decision.ok) return decision.error;
+    await this.node.publish(resolved, decision.value.data, {
+      info: this.clientInfo(sub?.chanInfo),
+      source: 'client',
+      ...(ns.skip_sender ? { skipClient: this.client } : {}),
+    });
+    return {};
+  }
+
+  private async presence(channel: string, stats: boolean): Promise<unknown> {
+    const resolved = this.node.resolve(channel);
+    if (isError(resolved)) return resolved;
+    if (!resolved.ns.presence) return Errors.notAvailable;
+    if (!(resolved.ns.allow_presence_for_subscriber && this.subs.has(channel)))
+      return Errors.permissionDenied;
+    if (!stats) return { presence: await this.node.registry.presence(channel) };
+    const s = await this.node.registry.presenceStats(channel);
+    return { num_clients: s.numClients, num_users: s.numUsers };
+  }
+
+  private async history(req: HistoryRequest): Promise<unknown> {
+    const resolved = this.node.resolve(req.channel);
+    if (isError(resolved)) return resolved;
+    if (resolved.ns.history_size === 0) return Errors.notAvailable;
+    if (!(resolved.ns.allow_history_for_subscriber && this.subs.has(req.channel)))
+      return Errors.permissionDenied;
+    const page = await this.node.broker.history(req.channel, {
+      limit: Math.min(req.limit ?? 0, this.node.config.historyMaxPublications),
+      ...(req.since ? { since: req.since } : {}),
+      ...(req.reverse ? { reverse: true } : {}),
+    });
+    return { publications: page.publications, offset: page.position.offset, epoch: page.position.epoch };
+  }
+
+  private async rpc(req: RpcRequest): Promise<unknown> {
+    const outcome = await this.node.handler.rpc(this.context(), req.method ?? '', req.data);
+    if (!outcome.ok) return outcome.error;
+    return outcome.value === undefined ? {} : { data: outcome.value };
+  }
+
+  private async refresh(req: RefreshRequest): Promise<unknown> {
+    const check = await this.node.tokens.connection(req.token);
+    if (!check.ok && check.expired) return Errors.tokenExpired;
+    if (!check.ok || check.value.user !== this.user) {
+      this.disconnect(Disconnects.invalidToken, 'invalid_token');
+      return undefined;
+    }
+    this.expiresAt = check.value.expiresAt;
+    const result = { client: this.client, version: VERSION, expires: this.expiresAt > 0 };
+    return this.expiresAt > 0 ? { ...result, ttl: Math.max(1, this.expiresAt - nowSeconds()) } : result;
+  }
+
+  private async subRefresh(req: SubRefreshRequest): Promise<unknown> {
+    const sub = this.subs.get(req.channel);
+    if (!sub) return Errors.permissionDenied;
+    const check = await this.node.tokens.subscription(req.token);
+    if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
+    if (check.value.channel !== req.channel || check.value.user !== this.user) return Errors.permissionDenied;
+    sub.expiresAt = check.value.expiresAt;
+    return sub.expiresAt > 0 ? { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) } : {};
+  }
+
+  // ---- helpers
+
+  /** State read after an await, where TypeScript's narrowing no longer holds. */
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private clientInfo(chanInfo?: unknown): ClientInfo {
+    const info: ClientInfo = { user: this.user, client: this.client };
+    if (this.connInfo !== undefined) info.conn_info = this.connInfo;
+    if (chanInfo !== undefined) info.chan_info = chanInfo;
+    return info;
+  }
+
+  private context(): CallContext {
+    const ctx: CallContext = { client: this.client, user: this.user };
+    if (this.connInfo !== undefined) ctx.info = this.connInfo;
+    if (this.meta !== undefined) ctx.meta = this.meta;
+    return ctx;
+  }
+
+  private send(reply: Reply): void {
+    if (this.state === 'closed') return;
+    if (!this.sink.send(JSON.stringify(reply))) this.disconnect(Disconnects.slow, 'slow');
+  }
+
+  /** Token bucket of commands_per_second; sustained excess (a second's worth refused) disconnects. */
+  private takeToken(): boolean {
+    const now = Date.now();
+    const rate = this.node.config.commandsPerSecond;
+    this.tokens = Math.min(rate, this.tokens + ((now - this.lastRefill) * rate) / 1000);
+    this.lastRefill = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      this.overLimit = 0;
+      return true;
+    }
+    if (++this.overLimit > rate) this.disconnect(Disconnects.tooManyRequests, 'rate_limit');
+    return false;
+  }
+}
+
+/** Runs every session's tick once a second. */
+export function startSessionTicker(node: Node): NodeJS.Timeout {
+  return setInterval(() => {
+    const now = Date.now();
+    for (const session of node.hub.all()) session.tick(now);
+  }, 1000).unref();
+}

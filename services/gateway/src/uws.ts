@@ -1,0 +1,36 @@
+/**
+ * Loads uWebSockets.js and insists on its native addon. The package we install
+ * (an npm alias, see package.json) falls back to a pure JavaScript server when
+ * its binary does not load; that would be silently much slower, so we refuse.
+ */
+
+import type * as UWS from 'uWebSockets.js';
+import { createRequire } from 'node:module';
+
+export type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
+
+const require = createRequire(import.meta.url);
+
+export class NativeAddonError extends Error {}
+
+function load(): typeof UWS {
+  if (process.env.UWS_USE_FALLBACK) {
+    throw new NativeAddonError(
+      'UWS_USE_FALLBACK is set: unset it, Switchboard only runs on the native uWebSockets.js addon',
+    );
+  }
+  const uws = require('uWebSockets.js') as typeof UWS;
+  const native = Object.values(require.cache).some(
+    (m) => m !== undefined && m.filename.endsWith('.node') && m.exports === uws,
+  );
+  if (!native) {
+    throw new NativeAddonError(
+      `uWebSockets.js did not load its native addon for ${process.platform}-${process.arch} ` +
+        `(Node ABI ${process.versions.modules}); it fell back to a JavaScript implementation. ` +
+        'Use a Node.js version the installed build supports (Node 20 for 20.30.0-unofficial.0).',
+    );
+  }
+  return uws;
+}
+
+export const uws = load();
