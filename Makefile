@@ -1,0 +1,52 @@
+# Switchboard: `make run` starts one embedded gateway, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE ?= node
+
+# Development defaults for `make run` only; override them in the environment.
+DEV_SECRET ?= switchboard-dev-secret
+DEV_API_KEY ?= switchboard-dev-api-key
+
+
+.PHONY: help install build run token test unit lint format clean
+
+help:
+	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
+	@echo "make test    install what tests need, build, lint and run every test"
+	@echo "make token   print a development connection token (USER=42)"
+	@echo "make lint    check formatting and lint rules (biome)"
+
+# npm ci only when the lock file changed since the last install.
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+
+install: node_modules/.package-lock.json
+
+build: install
+	npx tsc -b
+
+run: build
+	@echo "Switchboard (embedded): ws://localhost:8000/connection/websocket"
+	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
+	@echo "  server API: POST http://localhost:9000/api/<method> with X-API-Key: $${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}"
+	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
+	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \
+	$(NODE) services/gateway/dist/src/main.js
+
+USER ?= 42
+token: build
+	@SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
+	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)"
+
+lint: install
+	npx biome check .
+
+format: install
+	npx biome check --write .
+
+test: build lint
+	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js))
+
+clean:
+	npx tsc -b --clean
+	rm -rf test-output

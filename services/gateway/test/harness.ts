@@ -1,0 +1,214 @@
+/**
+ * Test harness: starts the real gateway process (built `dist/src/main.js`) on
+ * free ports, mints tokens, builds centrifuge-js clients, calls the HTTP API,
+ * and waits for events with timeouts instead of sleeping.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Centrifuge, type Options } from 'centrifuge';
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+
+export const SECRET = 'test-secret-key-for-hs256';
+export const API_KEY = 'test-api-key';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  if (typeof address !== 'object' || address === null) throw new Error('no port');
+  return address.port;
+}
+
+export interface Gateway {
+  clientPort: number;
+  internalPort: number;
+  grpcPort: number;
+  wsUrl: string;
+  internalUrl: string;
+  process: ChildProcess;
+  /** Everything the process printed so far. */
+  output(): string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startGateway(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Gateway> {
+  const [clientPort, internalPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      SWITCHBOARD_HOST: '127.0.0.1',
+      SWITCHBOARD_CLIENT_PORT: String(clientPort),
+      SWITCHBOARD_INTERNAL_PORT: String(internalPort),
+      SWITCHBOARD_GRPC_PORT: String(grpcPort),
+      SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET,
+      SWITCHBOARD_API_KEY: API_KEY,
+      SWITCHBOARD_LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const internalUrl = `http://127.0.0.1:${internalPort}`;
+  const exited = once(child, 'exit');
+  const gateway: Gateway = {
+    clientPort,
+    internalPort,
+    grpcPort,
+    wsUrl: `ws://127.0.0.1:${clientPort}/connection/websocket`,
+    internalUrl,
+    process: child,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const [code] = await exited;
+      return code as number | null;
+    },
+  };
+  await waitUntil(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${out}`);
+      const res = await fetch(`${internalUrl}/readyz`).catch(() => undefined);
+      return res?.status === 200;
+    },
+    timeoutMs,
+    () => `gateway not ready:\n${out}`,
+  );
+  return gateway;
+}
+
+/** Polls `check` every 20 ms until it returns true; fails after the timeout. */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  describe: () => string = () => 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${describe()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Resolves with the first event's argument; rejects after the timeout. */
+export function nextEvent<T = unknown>(
+  emitter: { once(event: string, fn: (arg: T) => void): unknown },
+  event: string,
+  timeoutMs = 5000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    emitter.once(event, (arg: T) => {
+      clearTimeout(timer);
+      resolve(arg);
+    });
+  });
+}
+
+export async function token(
+  claims: Record<string, unknown>,
+  options: { expiresIn?: number | string; secret?: string } = {},
+): Promise<string> {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
+  if (options.expiresIn !== undefined) {
+    jwt.setExpirationTime(
+      typeof options.expiresIn === 'number' ? Math.floor(Date.now() / 1000) + options.expiresIn : options.expiresIn,
+    );
+  }
+  return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
+}
+
+/** A centrifuge-js client over the `ws` package, not yet connected. */
+export function client(gateway: Gateway, options: Partial<Options> = {}): Centrifuge {
+  return new Centrifuge(gateway.wsUrl, { websocket: WebSocket, minReconnectDelay: 50, maxReconnectDelay: 300, ...options });
+}
+
+export async function api(gateway: Gateway, method: string, params: unknown, key = API_KEY) {
+  const res = await fetch(`${gateway.internalUrl}/api/${method}`, {
+    method: 'POST',
+    headers: { 'X-API-Key': key, 'content-type': 'application/json' },
+    body: JSON.stringify(params),
+  });
+  return { status: res.status, body: (await res.json()) as { result?: any; error?: { code: number; message: string } } };
+}
+
+/** A raw WebSocket to the gateway, with a queue of received frames split into JSON lines. */
+export class RawClient {
+  readonly ws: WebSocket;
+  readonly received: any[] = [];
+  closeCode: number | undefined;
+  closeReason = '';
+  private waiters: (() => void)[] = [];
+
+  constructor(url: string, headers: Record<string, string> = {}) {
+    this.ws = new WebSocket(url, { headers });
+    this.ws.on('message', (data) => {
+      for (const line of data.toString().split('\n')) if (line.trim()) this.received.push(JSON.parse(line));
+      this.wake();
+    });
+    this.ws.on('close', (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      this.wake();
+    });
+    this.ws.on('error', () => this.wake());
+  }
+
+  async open(): Promise<void> {
+    if (this.ws.readyState === WebSocket.OPEN) return;
+    await nextEvent(this.ws, 'open');
+  }
+
+  send(frame: string | object): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** Waits for a received message matching `match`, and returns it. */
+  async expect(match: (msg: any) => boolean, timeoutMs = 5000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.received.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`timed out; received ${JSON.stringify(this.received).slice(0, 2000)}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  async closed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    await waitUntil(() => this.closeCode !== undefined, timeoutMs, () => 'socket close');
+    return { code: this.closeCode!, reason: this.closeReason };
+  }
+
+  private wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const fn of w) fn();
+  }
+}
+
+/** Connects a raw client with a token and waits for the connect reply. */
+export async function rawConnect(gateway: Gateway, user: string, headers: Record<string, string> = {}): Promise<RawClient> {
+  const raw = new RawClient(gateway.wsUrl, headers);
+  await raw.open();
+  raw.send({ id: 1, connect: { token: await token({ sub: user }) } });
+  await raw.expect((m) => m.id === 1);
+  return raw;
+}
