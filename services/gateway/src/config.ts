@@ -132,6 +132,11 @@ export const KEYS = {
     default: 8,
     doc: 'Seconds a client has to answer a ping before it is dropped as idle (disconnect 3012 `no pong`).',
   },
+  expired_close_delay: {
+    kind: 'int',
+    default: 25,
+    doc: 'Seconds past its token expiry a connection has to deliver a refresh before it is disconnected (3005 `connection expired`).',
+  },
   connect_timeout: {
     kind: 'int',
     default: 10,
@@ -202,6 +207,7 @@ export interface Config {
   pingInterval: number;
   pongTimeout: number;
   connectTimeout: number;
+  expiredCloseDelay: number;
   maxMessageSize: number;
   maxChannelsPerConnection: number;
   maxConnectionsPerUser: number;
@@ -326,6 +332,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pingInterval: v.ping_interval as number,
     pongTimeout: v.pong_timeout as number,
     connectTimeout: v.connect_timeout as number,
+    expiredCloseDelay: v.expired_close_delay as number,
     maxMessageSize: v.max_message_size as number,
     maxChannelsPerConnection: v.max_channels_per_connection as number,
     maxConnectionsPerUser: v.max_connections_per_user as number,

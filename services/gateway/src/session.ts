@@ -150,7 +150,7 @@ export class Session implements HubMember {
     const drop =
       this.pongDueAt > 0 && now > this.pongDueAt
         ? ([Disconnects.noPong, 'no_pong'] as const)
-        : this.expiresAt > 0 && now / 1000 >= this.expiresAt
+        : this.expiresAt > 0 && now / 1000 >= this.expiresAt + config.expiredCloseDelay
           ? ([Disconnects.expired, 'expired'] as const)
           : this.sink.bufferedAmount() > config.maxBackpressure / 2
             ? ([Disconnects.slow, 'slow'] as const)

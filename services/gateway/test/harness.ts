@@ -127,7 +127,9 @@ export async function token(
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
   if (options.expiresIn !== undefined) {
     jwt.setExpirationTime(
-      typeof options.expiresIn === 'number' ? Math.floor(Date.now() / 1000) + options.expiresIn : options.expiresIn,
+      typeof options.expiresIn === 'number'
+        ? Math.floor(Date.now() / 1000) + options.expiresIn
+        : options.expiresIn,
     );
   }
   return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
@@ -135,7 +137,12 @@ export async function token(
 
 /** A centrifuge-js client over the `ws` package, not yet connected. */
 export function client(gateway: Gateway, options: Partial<Options> = {}): Centrifuge {
-  return new Centrifuge(gateway.wsUrl, { websocket: WebSocket, minReconnectDelay: 50, maxReconnectDelay: 300, ...options });
+  return new Centrifuge(gateway.wsUrl, {
+    websocket: WebSocket,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 300,
+    ...options,
+  });
 }
 
 export async function api(gateway: Gateway, method: string, params: unknown, key = API_KEY) {
@@ -144,7 +151,10 @@ export async function api(gateway: Gateway, method: string, params: unknown, key
     headers: { 'X-API-Key': key, 'content-type': 'application/json' },
     body: JSON.stringify(params),
   });
-  return { status: res.status, body: (await res.json()) as { result?: any; error?: { code: number; message: string } } };
+  return {
+    status: res.status,
+    body: (await res.json()) as { result?: any; error?: { code: number; message: string } },
+  };
 }
 
 /** A raw WebSocket to the gateway, with a queue of received frames split into JSON lines. */
@@ -184,7 +194,8 @@ export class RawClient {
     for (;;) {
       const found = this.received.find(match);
       if (found) return found;
-      if (Date.now() > deadline) throw new Error(`timed out; received ${JSON.stringify(this.received).slice(0, 2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out; received ${JSON.stringify(this.received).slice(0, 2000)}`);
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, 50);
@@ -193,7 +204,11 @@ export class RawClient {
   }
 
   async closed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
-    await waitUntil(() => this.closeCode !== undefined, timeoutMs, () => 'socket close');
+    await waitUntil(
+      () => this.closeCode !== undefined,
+      timeoutMs,
+      () => 'socket close',
+    );
     return { code: this.closeCode!, reason: this.closeReason };
   }
 
@@ -205,7 +220,11 @@ export class RawClient {
 }
 
 /** Connects a raw client with a token and waits for the connect reply. */
-export async function rawConnect(gateway: Gateway, user: string, headers: Record<string, string> = {}): Promise<RawClient> {
+export async function rawConnect(
+  gateway: Gateway,
+  user: string,
+  headers: Record<string, string> = {},
+): Promise<RawClient> {
   const raw = new RawClient(gateway.wsUrl, headers);
   await raw.open();
   raw.send({ id: 1, connect: { token: await token({ sub: user }) } });
