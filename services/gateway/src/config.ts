@@ -170,7 +170,7 @@ export const KEYS = {
   max_backpressure: {
     kind: 'int',
     default: 1048576,
-    doc: 'Bytes queued for a slow client before it is disconnected (3008 `slow`).',
+    doc: 'Bytes queued for a slow client before it is disconnected with 3008 `slow` (checked each second); a burst past 4x this closes it at once.',
   },
   channel_max_length: { kind: 'int', default: 255, doc: 'Longest channel name accepted.' },
   history_max_publications: {
@@ -228,7 +228,9 @@ function coerce(key: string, kind: Kind, raw: unknown): unknown {
   const where = envName(key);
   if (kind === 'string') return String(raw);
   if (kind === 'int') {
-    const n = typeof raw === 'number' ? raw : Number(String(raw).trim());
+    const s = String(raw).trim();
+    // Number('') is 0 and Number('0x10') is 16: accept plain decimal digits only.
+    const n = typeof raw === 'number' ? raw : /^\d+$/.test(s) ? Number(s) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < 0)
       throw new ConfigError(`${where} must be a non-negative integer, got ${JSON.stringify(raw)}`);
     return n;
@@ -267,11 +269,13 @@ function namespaces(raw: unknown): Map<string, NamespaceOptions> {
     const ns: NamespaceOptions = { name: entry.name, ...NAMESPACE_DEFAULTS };
     for (const [k, v] of Object.entries(entry)) {
       if (k === 'name') continue;
-      if (!(k in NAMESPACE_DEFAULTS))
+      if (!Object.hasOwn(NAMESPACE_DEFAULTS, k))
         throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: unknown option ${k}`);
       const want = typeof NAMESPACE_DEFAULTS[k as keyof typeof NAMESPACE_DEFAULTS];
       if (typeof v !== want)
         throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: ${k} must be a ${want}`);
+      if (want === 'number' && (!Number.isSafeInteger(v) || (v as number) < 0))
+        throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: ${k} must be a non-negative integer`);
       (ns as unknown as Record<string, unknown>)[k] = v;
     }
     if (ns.recovery && ns.history_size === 0)
@@ -295,8 +299,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch (err) {
       throw new ConfigError(`SWITCHBOARD_CONFIG ${path}: ${(err as Error).message}`);
     }
+    if (typeof file !== 'object' || file === null || Array.isArray(file))
+      throw new ConfigError(`SWITCHBOARD_CONFIG ${path}: must hold a JSON object`);
     for (const k of Object.keys(file))
-      if (!(k in KEYS)) throw new ConfigError(`config file ${path}: unknown key ${k}`);
+      if (!Object.hasOwn(KEYS, k)) throw new ConfigError(`config file ${path}: unknown key ${k}`);
   }
   const v = {} as Record<Key, unknown>;
   for (const [key, spec] of Object.entries(KEYS) as [Key, KeySpec][]) {

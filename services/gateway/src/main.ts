@@ -19,7 +19,7 @@ import { Node } from './node.js';
 import { LocalHandler } from './proxy.js';
 import { MemoryRegistry } from './registry/memory.js';
 import { type Session, startSessionTicker } from './session.js';
-import { mountWebSocket } from './transport/websocket.js';
+import { mountWebSocket, topicsOf } from './transport/websocket.js';
 import { type TemplatedApp, type us_listen_socket, uws } from './uws.js';
 
 /** Seconds of inactivity after which a channel's offsets and epoch are forgotten in memory. */
@@ -44,7 +44,7 @@ export async function startGateway(config: Config) {
   const log = createLogger(config.logLevel, config.nodeId);
   const metrics = new Metrics();
   const clientApp = uws.App();
-  const hub = new Hub<Session>(clientApp, metrics);
+  const hub = new Hub<Session>(topicsOf(clientApp), metrics);
   const tokens = new TokenVerifier(config.token);
   if (!tokens.enabled && !config.allowAnonymous) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');

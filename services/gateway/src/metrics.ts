@@ -74,6 +74,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sendBufferBytes = new Gauge({
+    name: 'switchboard_send_buffer_bytes',
+    help: 'Bytes queued for clients that read slower than we write (sampled each second).',
+    registers: [this.registry],
+  });
+
+  readonly backloggedConnections = new Gauge({
+    name: 'switchboard_backlogged_connections',
+    help: 'Connections with bytes queued for them at the last check: the ones hogging memory.',
+    registers: [this.registry],
+  });
+
   readonly channels = new Gauge({
     name: 'switchboard_channels',
     help: 'Channels with at least one local subscriber.',

@@ -108,17 +108,18 @@ export class Session implements HubMember {
     }
   }
 
-  /** The transport closed, whoever closed it. */
-  closed(code: number): void {
+  /** The transport closed, whoever closed it; `reason` labels a close the transport understood. */
+  closed(code: number, reason?: string): void {
     if (this.state === 'closed') return;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
     clearTimeout(this.connectTimer);
     this.node.hub.remove(this);
-    const reason =
+    const label =
       this.closeReason ??
+      reason ??
       (code === 1000 || code === 1001 || code === 1005 ? 'client_close' : 'connection_lost');
-    this.node.metrics.disconnects.inc({ transport: this.sink.transport, reason, code: String(code) });
+    this.node.metrics.disconnects.inc({ transport: this.sink.transport, reason: label, code: String(code) });
     if (!wasConnected) return;
     for (const channel of [...this.subs.keys()]) {
       this.unsubscribeCore(channel).catch((err) =>
@@ -143,21 +144,22 @@ export class Session implements HubMember {
     this.subs.get(channel)?.buffered.push({ frame, offset });
   }
 
-  /** Called every second: pings, pong deadline, token expiry, slow consumers. */
-  tick(now: number): void {
-    if (this.state !== 'connected') return;
+  /** Called every second: pings, pong deadline, token expiry, slow consumers. Returns the bytes queued. */
+  tick(now: number): number {
+    if (this.state !== 'connected') return 0;
     const { config } = this.node;
+    const buffered = this.sink.bufferedAmount();
     const drop =
       this.pongDueAt > 0 && now > this.pongDueAt
         ? ([Disconnects.noPong, 'no_pong'] as const)
         : this.expiresAt > 0 && now / 1000 >= this.expiresAt + config.expiredCloseDelay
           ? ([Disconnects.expired, 'expired'] as const)
-          : this.sink.bufferedAmount() > config.maxBackpressure / 2
+          : buffered > config.maxBackpressure
             ? ([Disconnects.slow, 'slow'] as const)
             : undefined;
     if (drop) {
       this.disconnect(drop[0], drop[1]);
-      return;
+      return 0;
     }
     if (now >= this.nextPingAt && this.pongDueAt === 0) {
       this.sink.send('{}');
@@ -168,6 +170,7 @@ export class Session implements HubMember {
       if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt)
         void this.serverUnsubscribe(channel, Unsubscribes.expired);
     }
+    return buffered;
   }
 
   // ---- server-side actions (server API)
@@ -561,10 +564,18 @@ export class Session implements HubMember {
   }
 }
 
-/** Runs every session's tick once a second. */
+/** Runs every session's tick once a second, and reports send backlogs. */
 export function startSessionTicker(node: Node): NodeJS.Timeout {
   return setInterval(() => {
     const now = Date.now();
-    for (const session of node.hub.all()) session.tick(now);
+    let bytes = 0;
+    let backlogged = 0;
+    for (const session of node.hub.all()) {
+      const buffered = session.tick(now);
+      bytes += buffered;
+      if (buffered > 0) backlogged++;
+    }
+    node.metrics.sendBufferBytes.set(bytes);
+    node.metrics.backloggedConnections.set(backlogged);
   }, 1000).unref();
 }

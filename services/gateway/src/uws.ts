@@ -21,7 +21,7 @@ function load(): typeof UWS {
   }
   const uws = require('uWebSockets.js') as typeof UWS;
   const native = Object.values(require.cache).some(
-    (m) => m !== undefined && m.filename.endsWith('.node') && m.exports === uws,
+    (m) => m?.filename.endsWith('.node') && m.exports === uws,
   );
   if (!native) {
     throw new NativeAddonError(

@@ -4,7 +4,7 @@
  * off: it costs CPU and memory per connection for small JSON frames.
  */
 
-import type { Sink } from '../hub.js';
+import type { Sink, Topics } from '../hub.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import { type HttpResponse, type TemplatedApp, uws, type WebSocket } from '../uws.js';
@@ -36,8 +36,12 @@ class WebSocketSink implements Sink {
     if (this.open) this.ws.end(code, reason);
   }
 
+  /** Bytes queued at the last look; an abrupt close after a backlog was a slow consumer. */
+  lastBuffered = 0;
+
   bufferedAmount(): number {
-    return this.open ? this.ws.getBufferedAmount() : 0;
+    this.lastBuffered = this.open ? this.ws.getBufferedAmount() : 0;
+    return this.lastBuffered;
   }
 
   joinTopic(channel: string): void {
@@ -55,6 +59,19 @@ class WebSocketSink implements Sink {
 
 const decoder = new TextDecoder();
 
+/** Topic fan-out through the uWS app, for the hub. */
+export function topicsOf(app: TemplatedApp): Topics {
+  return {
+    publish: (topic, frame) => {
+      app.publish(topic, frame, false, false);
+    },
+    numSubscribers: (topic) => app.numSubscribers(topic),
+  };
+}
+
+/** WebSocket's own code for an oversized message: the client does not reconnect. */
+const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
+
 export function mountWebSocket(app: TemplatedApp, node: Node): void {
   const { config, metrics, log } = node;
   let open = 0;
@@ -64,9 +81,13 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
   };
 
   app.ws<SocketData>('/connection/websocket', {
-    maxPayloadLength: config.maxMessageSize,
-    maxBackpressure: config.maxBackpressure,
-    // A hard bound behind the session's own slow check: never buffer without limit.
+    // uWS drops oversized frames without a close frame; it gets headroom so that
+    // our own check below answers with 1009 and a reason instead.
+    maxPayloadLength: config.maxMessageSize * 4,
+    // The session disconnects clients past max_backpressure with 3008 at its
+    // once-a-second check; this hard bound (4x) closes at once when a burst
+    // outruns that check, so nothing is ever buffered without limit.
+    maxBackpressure: config.maxBackpressure * 4,
     closeOnBackpressureLimit: 1,
     idleTimeout: 0,
     sendPingsAutomatically: false,
@@ -99,6 +120,10 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
       metrics.messages.inc({ transport: 'websocket', direction: 'in' });
       metrics.bytes.inc({ transport: 'websocket', direction: 'in' }, message.byteLength);
       const session = ws.getUserData().session;
+      if (message.byteLength > config.maxMessageSize) {
+        session?.disconnect(MESSAGE_TOO_BIG, 'message_size');
+        return;
+      }
       try {
         session?.handleFrame(decoder.decode(message));
       } catch (err) {
@@ -112,7 +137,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
       metrics.connections.set({ transport: 'websocket' }, open);
       const data = ws.getUserData();
       if (data.sink) data.sink.open = false;
-      data.session?.closed(code);
+      data.session?.closed(code, code === 1006 && (data.sink?.lastBuffered ?? 0) > 0 ? 'slow' : undefined);
     },
   });
 }
