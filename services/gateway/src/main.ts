@@ -20,18 +20,10 @@ import { LocalHandler } from './proxy.js';
 import { MemoryRegistry } from './registry/memory.js';
 import { type Session, startSessionTicker } from './session.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
-import { type TemplatedApp, type us_listen_socket, uws } from './uws.js';
+import { listenExclusive, uws } from './uws.js';
 
 /** Seconds of inactivity after which a channel's offsets and epoch are forgotten in memory. */
 const HISTORY_META_TTL = 86400;
-
-function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
-  return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) =>
-      socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`)),
-    );
-  });
-}
 
 /** The in-process backend of embedded mode: an `echo` RPC, and `send` messages echoed back as message pushes. */
 function embeddedHandler(node: () => Node): LocalHandler {
@@ -66,8 +58,8 @@ export async function startGateway(config: Config) {
     res.writeStatus('404 Not Found').end('not found\n');
   });
   const sockets = [
-    await listen(clientApp, config.host, config.clientPort),
-    await listen(createInternalApp(node), config.host, config.internalPort),
+    await listenExclusive(clientApp, config.host, config.clientPort),
+    await listenExclusive(createInternalApp(node), config.host, config.internalPort),
   ];
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);

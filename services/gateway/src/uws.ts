@@ -5,6 +5,7 @@
  */
 
 import type * as UWS from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { createRequire } from 'node:module';
 
 export type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
@@ -20,9 +21,7 @@ function load(): typeof UWS {
     );
   }
   const uws = require('uWebSockets.js') as typeof UWS;
-  const native = Object.values(require.cache).some(
-    (m) => m?.filename.endsWith('.node') && m.exports === uws,
-  );
+  const native = Object.values(require.cache).some((m) => m?.filename.endsWith('.node') && m.exports === uws);
   if (!native) {
     throw new NativeAddonError(
       `uWebSockets.js did not load its native addon for ${process.platform}-${process.arch} ` +
@@ -34,3 +33,25 @@ function load(): typeof UWS {
 }
 
 export const uws = load();
+
+/** uWS takes host, port and options together at run time, which its type declarations omit. */
+type ListenWithOptions = (
+  host: string,
+  port: number,
+  options: number,
+  cb: (socket: us_listen_socket | false) => void,
+) => void;
+
+/**
+ * Listens on host:port, failing when the port is taken: by default uWS sets
+ * SO_REUSEPORT and would silently share the port with another process.
+ */
+export function listenExclusive(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+  const listen = app.listen.bind(app) as unknown as ListenWithOptions;
+  return new Promise((resolve, reject) => {
+    listen(host, port, exclusive, (socket) =>
+      socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port} (in use?)`)),
+    );
+  });
+}

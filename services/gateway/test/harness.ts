@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 export const SECRET = 'test-secret-key-for-hs256';
 export const API_KEY = 'test-api-key';
 
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
 export async function freePort(): Promise<number> {
   const server = createServer();
