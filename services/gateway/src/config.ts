@@ -135,7 +135,7 @@ export const KEYS = {
   expired_close_delay: {
     kind: 'int',
     default: 25,
-    doc: 'Seconds past its token expiry a connection has to deliver a refresh before it is disconnected (3005 `connection expired`).',
+    doc: 'Seconds past its token expiry a connection has to deliver a refresh before it is disconnected (3005 `connection expired`); a subscription token likewise before the subscription is ended (unsubscribe push 2501, the client resubscribes).',
   },
   connect_timeout: {
     kind: 'int',

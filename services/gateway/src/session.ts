@@ -167,7 +167,7 @@ export class Session implements HubMember {
       this.nextPingAt = now + config.pingInterval * 1000;
     }
     for (const [channel, sub] of this.subs) {
-      if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt)
+      if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt + config.expiredCloseDelay)
         void this.serverUnsubscribe(channel, Unsubscribes.expired);
     }
     return buffered;
@@ -373,7 +373,6 @@ export class Session implements HubMember {
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
-    const { ns } = resolved;
     const sub: Subscription = {
       resolved,
       live: false,
@@ -383,6 +382,21 @@ export class Session implements HubMember {
     };
     if (options.chanInfo !== undefined) sub.chanInfo = options.chanInfo;
     this.subs.set(channel, sub);
+    try {
+      return await this.prepareSubscription(sub, options);
+    } catch (err) {
+      // Leave nothing behind: no hub entry, no presence, no half subscription.
+      if (this.subs.get(channel) === sub) await this.unsubscribeCore(channel, false);
+      throw err;
+    }
+  }
+
+  private async prepareSubscription(
+    sub: Subscription,
+    options: { recovery?: SubscribeRecovery | undefined; rejectUnrecovered?: boolean },
+  ): Promise<SubscribeResult | ProtocolError> {
+    const { ns } = sub.resolved;
+    const channel = sub.resolved.name.channel;
     const { broker, registry } = this.node;
     await this.node.addSubscriber(channel, this);
     const result: SubscribeResult = {};
@@ -416,7 +430,8 @@ export class Session implements HubMember {
       });
       sub.sentOffset = position.offset;
     }
-    if (this.subs.get(channel) !== sub) return Errors.notAvailable;
+    // Closed or unsubscribed meanwhile: the cleanup already ran, add no presence after it.
+    if (this.isClosed() || this.subs.get(channel) !== sub) return Errors.notAvailable;
     if (sub.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
     if (ns.presence) {

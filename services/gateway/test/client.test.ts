@@ -14,6 +14,7 @@ import {
   type Gateway,
   nextEvent,
   RawClient,
+  rawConnect,
   startGateway,
   token,
   waitUntil,
@@ -331,6 +332,57 @@ describe('centrifuge-js against the gateway', () => {
     });
     allowed.subscribe();
     await allowed.ready(5000);
+  });
+
+  test('an expiring subscription token is refreshed with sub_refresh and the subscription lives on', async () => {
+    const c = await connected('victor');
+    let refreshes = 0;
+    const sub = c.newSubscription('private:expiring', {
+      token: await token({ sub: 'victor', channel: 'private:expiring' }, { expiresIn: 2 }),
+      getToken: async () => {
+        refreshes++;
+        return token({ sub: 'victor', channel: 'private:expiring' }, { expiresIn: 60 });
+      },
+    });
+    sub.subscribe();
+    await sub.ready(5000);
+    let left = false;
+    sub.on('unsubscribed', () => {
+      left = true;
+    });
+    sub.on('subscribing', () => {
+      left = true;
+    });
+    const expiry = Date.now() + 2000;
+    await waitUntil(
+      () => refreshes === 1,
+      5000,
+      () => 'subscription token refresh',
+    );
+    await waitUntil(() => Date.now() > expiry + 2500, 5000);
+    assert.equal(left, false);
+    const received = nextEvent<PublicationContext>(sub, 'publication');
+    await api(gateway, 'publish', { channel: 'private:expiring', data: { still: 'subscribed' } });
+    assert.deepEqual((await received).data, { still: 'subscribed' });
+  });
+
+  test('a subscription whose token expires without refresh ends with unsubscribe 2501', async () => {
+    const raw = await rawConnect(gateway, 'wendy');
+    raw.send({
+      id: 2,
+      subscribe: {
+        channel: 'private:short',
+        token: await token({ sub: 'wendy', channel: 'private:short' }, { expiresIn: 1 }),
+      },
+    });
+    const reply = await raw.expect((m) => m.id === 2);
+    assert.equal(reply.subscribe.expires, true);
+    const push = await raw.expect((m) => m.push?.unsubscribe, 6000);
+    assert.deepEqual(push.push, {
+      channel: 'private:short',
+      unsubscribe: { code: 2501, reason: 'subscription expired' },
+    });
+    raw.ws.close();
   });
 
   test('user-limited channels admit only the named users', async () => {

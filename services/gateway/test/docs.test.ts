@@ -9,7 +9,8 @@ import { Metrics } from '../src/metrics.js';
 const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
 
 test('README documents every configuration key', () => {
-  for (const key of Object.keys(KEYS)) assert.ok(readme.includes(`\`${envName(key)}\``), `${envName(key)} missing`);
+  for (const key of Object.keys(KEYS))
+    assert.ok(readme.includes(`\`${envName(key)}\``), `${envName(key)} missing`);
 });
 
 test('README documents every switchboard metric', async () => {
