@@ -49,7 +49,7 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   skip_sender: false,
 };
 
-const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
+export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
   { name: '', allow_subscribe_for_client: true },
   {
     name: 'chat',

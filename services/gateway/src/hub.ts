@@ -42,10 +42,14 @@ export class Hub<M extends HubMember = HubMember> {
   private readonly subscribing = new Map<string, Set<M>>();
   private subscriptionCount = 0;
 
+  private readonly traffic: ReturnType<Metrics['traffic']>;
+
   constructor(
     private readonly topics: Topics,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.traffic = metrics.traffic('websocket');
+  }
 
   get size(): number {
     return this.clients.size;
@@ -133,8 +137,8 @@ export class Hub<M extends HubMember = HubMember> {
     }
     if (count > 0) {
       this.metrics.deliveries.inc(count);
-      this.metrics.messages.inc({ transport: 'websocket', direction: 'out' }, count);
-      this.metrics.bytes.inc({ transport: 'websocket', direction: 'out' }, count * Buffer.byteLength(frame));
+      this.traffic.messagesOut.inc(count);
+      this.traffic.bytesOut.inc(count * Buffer.byteLength(frame));
     }
   }
 

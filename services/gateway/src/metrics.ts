@@ -108,4 +108,14 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
   }
+
+  /** Bandwidth counters of one transport, with labels bound once rather than per frame. */
+  traffic(transport: Transport) {
+    return {
+      messagesIn: this.messages.labels(transport, 'in'),
+      messagesOut: this.messages.labels(transport, 'out'),
+      bytesIn: this.bytes.labels(transport, 'in'),
+      bytesOut: this.bytes.labels(transport, 'out'),
+    };
+  }
 }

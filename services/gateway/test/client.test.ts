@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
 import WebSocket from 'ws';
+import { DEFAULT_NAMESPACES } from '../src/config.js';
 import {
   api,
   client,
@@ -20,20 +21,9 @@ import {
   waitUntil,
 } from './harness.js';
 
+/** The defaults (`""` and `chat`) plus a token-only namespace and one that skips the sender. */
 const NAMESPACES = JSON.stringify([
-  { name: '', allow_subscribe_for_client: true },
-  {
-    name: 'chat',
-    history_size: 100,
-    history_ttl: 300,
-    recovery: true,
-    presence: true,
-    join_leave: true,
-    allow_subscribe_for_client: true,
-    allow_publish_for_subscriber: true,
-    allow_presence_for_subscriber: true,
-    allow_history_for_subscriber: true,
-  },
+  ...DEFAULT_NAMESPACES,
   { name: 'private', history_size: 10, history_ttl: 60, recovery: true },
   {
     name: 'echoless',
@@ -422,5 +412,39 @@ describe('centrifuge-js against the gateway', () => {
     const gone = nextEvent<{ code: number }>(c, 'disconnected');
     c.connect();
     assert.equal((await gone).code, 101);
+  });
+});
+
+describe('anonymous access where configured', () => {
+  let open: Gateway;
+
+  before(async () => {
+    open = await startGateway({
+      SWITCHBOARD_ALLOW_ANONYMOUS: 'true',
+      SWITCHBOARD_NAMESPACES: JSON.stringify([
+        ...DEFAULT_NAMESPACES,
+        { name: 'public', allow_subscribe_for_anonymous: true },
+      ]),
+    });
+  });
+
+  after(async () => {
+    await open.stop();
+  });
+
+  test('a client without a token connects as user "" and reaches only anonymous namespaces', async () => {
+    const c = client(open);
+    c.connect();
+    await nextEvent(c, 'connected');
+    const pub = c.newSubscription('public:news');
+    pub.subscribe();
+    await pub.ready(5000);
+    const chat = c.newSubscription('chat:lobby');
+    const denied = nextEvent<{ code: number }>(chat, 'unsubscribed');
+    chat.subscribe();
+    assert.equal((await denied).code, 103);
+    const presence = await api(open, 'channels', {});
+    assert.deepEqual(presence.body.result.channels, { 'public:news': { num_clients: 1 } });
+    c.disconnect();
   });
 });

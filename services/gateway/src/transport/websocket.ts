@@ -5,6 +5,7 @@
  */
 
 import type { Sink, Topics } from '../hub.js';
+import type { Metrics } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import { type HttpResponse, type TemplatedApp, uws, type WebSocket } from '../uws.js';
@@ -15,20 +16,22 @@ interface SocketData {
   sink?: WebSocketSink;
 }
 
+type Traffic = ReturnType<Metrics['traffic']>;
+
 class WebSocketSink implements Sink {
   readonly transport = 'websocket';
   open = true;
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
-    private readonly node: Node,
+    private readonly traffic: Traffic,
   ) {}
 
   send(frame: string): boolean {
     if (!this.open) return true;
     const status = this.ws.send(frame, false, false);
-    this.node.metrics.messages.inc({ transport: 'websocket', direction: 'out' });
-    this.node.metrics.bytes.inc({ transport: 'websocket', direction: 'out' }, Buffer.byteLength(frame));
+    this.traffic.messagesOut.inc();
+    this.traffic.bytesOut.inc(Buffer.byteLength(frame));
     return status !== 2;
   }
 
@@ -74,6 +77,7 @@ const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
 
 export function mountWebSocket(app: TemplatedApp, node: Node): void {
   const { config, metrics, log } = node;
+  const traffic = metrics.traffic('websocket');
   let open = 0;
   const refuse = (res: HttpResponse, status: string, reason: string) => {
     metrics.connects.inc({ transport: 'websocket', outcome: 'rejected', reason });
@@ -112,13 +116,13 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
       open++;
       metrics.connections.set({ transport: 'websocket' }, open);
       const data = ws.getUserData();
-      data.sink = new WebSocketSink(ws, node);
+      data.sink = new WebSocketSink(ws, traffic);
       data.session = new Session(data.sink, node);
     },
 
     message: (ws, message) => {
-      metrics.messages.inc({ transport: 'websocket', direction: 'in' });
-      metrics.bytes.inc({ transport: 'websocket', direction: 'in' }, message.byteLength);
+      traffic.messagesIn.inc();
+      traffic.bytesIn.inc(message.byteLength);
       const session = ws.getUserData().session;
       if (message.byteLength > config.maxMessageSize) {
         session?.disconnect(MESSAGE_TOO_BIG, 'message_size');

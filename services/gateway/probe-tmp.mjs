@@ -1,0 +1,11 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { TokenVerifier } from '/work/main/services/gateway/dist/src/auth.js';
+const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+const pem = publicKey.export({ type: 'spki', format: 'pem' });
+const v = new TokenVerifier({ hmacSecret: '', publicKey: pem, jwksUrl: '', audience: '', issuer: '' });
+console.log('constructed; algs ok');
+const t = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'ES384' }).sign(privateKey);
+console.log(await v.connection(t));
+const { publicKey: p2, privateKey: k2 } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+console.log(await v.connection(await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'ES256' }).sign(k2)));
