@@ -14,7 +14,7 @@ help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
 	@echo "make test    install what tests need, build, lint and run every test"
 	@echo "make token   print a development connection token (USER=42)"
-	@echo "make lint    check formatting and lint rules (biome)"
+	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -39,10 +39,12 @@ token: build
 	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)"
 
 lint: install
-	npx biome check .
+	npx eslint .
+	npx prettier --check .
 
 format: install
-	npx biome check --write .
+	npx prettier --write .
+	npx eslint --fix .
 
 test: build lint
 	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js))

@@ -117,8 +117,7 @@ export const METHODS: readonly Method[] = [
 
 /** One parsed command: its id (0 for `send`), method and body. A pong is `{ method: 'pong' }`. */
 export type Command =
-  | { [M in Method]: { id: number; method: M; body: CommandBodies[M] } }[Method]
-  | { id: 0; method: 'pong' };
+  { [M in Method]: { id: number; method: M; body: CommandBodies[M] } }[Method] | { id: 0; method: 'pong' };
 
 // ---- server → client
 

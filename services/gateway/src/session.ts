@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import {
   type ClientInfo,
   type Command,
+  type ConnectionClaims,
   type ConnectRequest,
   type ConnectResult,
   type Disconnect,
@@ -252,9 +253,14 @@ export class Session implements HubMember {
   /** Sends its own reply (then activates server-side subscriptions); returns only errors. */
   private async connect(id: number, req: ConnectRequest): Promise<ProtocolError | undefined> {
     const { config, tokens, hub, metrics, log } = this.node;
+    if (this.state !== 'connecting') {
+      // A second connect must never swap the identity of a live connection.
+      this.disconnect(Disconnects.badRequest, 'bad_request');
+      return undefined;
+    }
     const reject = (reason: string) =>
       metrics.connects.inc({ transport: this.sink.transport, outcome: 'rejected', reason });
-    let channels: string[] = [];
+    let claims: ConnectionClaims = { user: '', expiresAt: 0, channels: [] };
     if (req.token) {
       const check = await tokens.connection(req.token);
       if (!check.ok) {
@@ -264,16 +270,17 @@ export class Session implements HubMember {
         this.disconnect(Disconnects.invalidToken, 'invalid_token');
         return undefined;
       }
-      this.user = check.value.user;
-      this.connInfo = check.value.info;
-      this.meta = check.value.meta;
-      this.expiresAt = check.value.expiresAt;
-      channels = check.value.channels;
+      claims = check.value;
     } else if (!config.allowAnonymous) {
       reject('unauthorized');
       return Errors.unauthorized;
     }
-    if (this.state !== 'connecting') return undefined;
+    if (this.isClosed()) return undefined;
+    this.user = claims.user;
+    this.connInfo = claims.info;
+    this.meta = claims.meta;
+    this.expiresAt = claims.expiresAt;
+    const channels = claims.channels;
     if (this.node.draining) {
       reject('shutdown');
       this.disconnect(Disconnects.shutdown, 'shutdown');

@@ -11,7 +11,7 @@ import { API_KEY, client, type Gateway, nextEvent, startGateway, token } from '.
 /** Compiled to `dist/test/grpc.test.js`. */
 const PROTO_PATH = fileURLToPath(new URL('../../proto/switchboard/api.proto', import.meta.url));
 
-// biome-ignore lint/suspicious/noExplicitAny: decoded proto messages; the assertions check their shape
+// Decoded proto messages are untyped here; the assertions check their shape.
 type Reply = { error: { code: number; message: string } | null; result: any };
 
 function apiClient(port: number) {

@@ -92,6 +92,12 @@ describe('bad input and limits', () => {
     assert.equal((await typed.closed()).code, 3501);
   });
 
+  test('a second connect on a live connection is a bad request, not a change of identity', async () => {
+    const raw = await connect('u-first');
+    raw.send({ id: 2, connect: { token: await token({ sub: 'u-second' }) } });
+    assert.equal((await raw.closed()).code, 3501);
+  });
+
   test('frames over the message size limit close the connection with 1009', async () => {
     const raw = await connect('u-big');
     raw.send({ id: 2, rpc: { method: 'echo', data: 'x'.repeat(5000) } });
