@@ -12,36 +12,57 @@ import {
   type SubscriptionClaims,
   subscriptionClaims,
 } from '@switchboard/protocol';
-import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import {
+  createRemoteJWKSet,
+  errors,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+  type RemoteJWKSetOptions,
+} from 'jose';
 import type { Config } from './config.js';
 
 export type TokenCheck<T> = { ok: true; value: T } | { ok: false; expired: boolean; reason: string };
 
-type KeyResolver = (alg: string) => Promise<Uint8Array | KeyObject | JWTVerifyGetKey | undefined>;
+type KeyResolver = (
+  alg: string,
+  kid: string | undefined,
+) => Promise<Uint8Array | KeyObject | JWTVerifyGetKey | undefined>;
 
 export class TokenVerifier {
   private readonly algorithms: string[] = [];
   private readonly resolveKey: KeyResolver;
   private readonly options: { audience?: string; issuer?: string };
 
-  constructor(settings: Config['token']) {
+  /** `jwksOptions` tune the remote key set (cache age, refetch cooldown); jose's defaults otherwise. */
+  constructor(settings: Config['token'], jwksOptions: RemoteJWKSetOptions = {}) {
     const secret = settings.hmacSecret ? new TextEncoder().encode(settings.hmacSecret) : undefined;
     if (secret) this.algorithms.push('HS256');
     let publicKey: KeyObject | undefined;
     let publicAlg: string | undefined;
     if (settings.publicKey) {
       const key = createPublicKey(settings.publicKey);
+      const curve = key.asymmetricKeyDetails?.namedCurve;
       publicAlg =
-        key.asymmetricKeyType === 'rsa' ? 'RS256' : key.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
+        key.asymmetricKeyType === 'rsa'
+          ? 'RS256'
+          : key.asymmetricKeyType === 'ec' && curve === 'prime256v1'
+            ? 'ES256'
+            : undefined;
       if (!publicAlg)
-        throw new Error(`token public key must be RSA or EC P-256, got ${key.asymmetricKeyType}`);
+        throw new Error(
+          `token public key must be RSA or EC P-256, got ${key.asymmetricKeyType}${curve ? ` ${curve}` : ''}`,
+        );
       publicKey = key;
       this.algorithms.push(publicAlg);
     }
-    const jwks = settings.jwksUrl ? createRemoteJWKSet(new URL(settings.jwksUrl)) : undefined;
+    const jwks = settings.jwksUrl ? createRemoteJWKSet(new URL(settings.jwksUrl), jwksOptions) : undefined;
     if (jwks) this.algorithms.push('RS256', 'ES256');
-    this.resolveKey = async (alg) => {
+    // A token naming a key id comes from the JWKS when there is one, so that a
+    // static key and a JWKS can serve side by side (e.g. while migrating).
+    this.resolveKey = async (alg, kid) => {
       if (alg === 'HS256') return secret;
+      if (kid && jwks) return jwks;
       if (alg === publicAlg && publicKey) return publicKey;
       return jwks;
     };
@@ -72,7 +93,7 @@ export class TokenVerifier {
       const { payload } = await jwtVerify(
         token,
         async (header, tok) => {
-          const key = await this.resolveKey(header.alg);
+          const key = await this.resolveKey(header.alg, header.kid);
           if (!key) throw new errors.JOSENotSupported(`no key for alg ${header.alg}`);
           return typeof key === 'function' ? key(header, tok) : key;
         },
