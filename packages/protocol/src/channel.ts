@@ -30,15 +30,21 @@ export function parseChannel(channel: string, rules: ChannelRules): ChannelCheck
     return { ok: false, reason: `channel name longer than ${rules.maxLength}` };
   if (!ALLOWED.test(channel))
     return { ok: false, reason: 'channel name has characters outside A-Z a-z 0-9 _-:#,./@=!~+' };
-  const colon = channel.indexOf(NAMESPACE_BOUNDARY);
+  const namespace = namespaceOf(channel);
   const hash = channel.indexOf(USER_BOUNDARY);
-  // A ':' after '#' belongs to the user part, not to a namespace.
-  const namespace = colon > 0 && (hash === -1 || colon < hash) ? channel.slice(0, colon) : '';
   if (hash === -1) return { ok: true, value: { channel, namespace } };
   const users = channel.slice(hash + 1).split(USER_SEPARATOR);
   if (users.some((u) => u.length === 0))
     return { ok: false, reason: 'empty user id in user-limited channel' };
   return { ok: true, value: { channel, namespace, users } };
+}
+
+/** The namespace part of a channel name (`''` for the default namespace). */
+export function namespaceOf(channel: string): string {
+  const colon = channel.indexOf(NAMESPACE_BOUNDARY);
+  const hash = channel.indexOf(USER_BOUNDARY);
+  // A ':' after '#' belongs to the user part, not to a namespace.
+  return colon > 0 && (hash === -1 || colon < hash) ? channel.slice(0, colon) : '';
 }
 
 /** Whether `user` may use this channel as far as the user limit goes. */

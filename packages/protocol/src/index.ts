@@ -3,3 +3,4 @@ export * from './claims.js';
 export * from './codes.js';
 export * from './parse.js';
 export * from './types.js';
+export * from './subject.js';

@@ -88,7 +88,37 @@ export const KEYS = {
     doc: 'Internal port: `/metrics`, `/healthz`, `/readyz`, `POST /api/<method>`.',
   },
   grpc_port: { kind: 'int', default: 10000, doc: 'gRPC server API port; 0 turns gRPC off.' },
-  broker: { kind: 'string', default: 'memory', doc: 'Broker: `memory` (single gateway, embedded mode).' },
+  broker: {
+    kind: 'string',
+    default: 'memory',
+    doc: 'Broker: `memory` (one gateway, embedded mode) or `nats` (cluster: publications, history, presence and registry in NATS).',
+  },
+  nats_url: {
+    kind: 'list',
+    default: ['nats://127.0.0.1:4222'],
+    doc: 'Comma-separated NATS server URLs (`nats://` or `tls://`), used when the broker is `nats`.',
+  },
+  nats_prefix: {
+    kind: 'string',
+    default: 'sb',
+    doc: 'Prefix of every NATS subject, stream and KV bucket of this deployment.',
+  },
+  nats_user: { kind: 'string', default: '', doc: 'NATS user name (with `SWITCHBOARD_NATS_PASSWORD`).' },
+  nats_password: { kind: 'string', default: '', doc: 'NATS password.' },
+  nats_token: { kind: 'string', default: '', doc: 'NATS authentication token.' },
+  nats_creds_file: { kind: 'string', default: '', doc: 'Path to a NATS `.creds` file (JWT and NKey seed).' },
+  nats_tls_ca: {
+    kind: 'string',
+    default: '',
+    doc: "PEM file of the CA that signed the NATS servers' certificates (turns TLS on).",
+  },
+  nats_tls_cert: { kind: 'string', default: '', doc: 'PEM client certificate for NATS mutual TLS.' },
+  nats_tls_key: { kind: 'string', default: '', doc: 'PEM client key for NATS mutual TLS.' },
+  presence_ttl: {
+    kind: 'int',
+    default: 60,
+    doc: "Seconds a presence or registry entry outlives its last heartbeat in NATS KV (a dead gateway's entries vanish after this).",
+  },
   log_level: {
     kind: 'string',
     default: 'info',
@@ -192,13 +222,27 @@ export const KEYS = {
 
 export type Key = keyof typeof KEYS;
 
+export interface NatsSettings {
+  servers: string[];
+  prefix: string;
+  user: string;
+  password: string;
+  token: string;
+  credsFile: string;
+  tlsCa: string;
+  tlsCert: string;
+  tlsKey: string;
+}
+
 export interface Config {
   nodeId: string;
   host: string;
   clientPort: number;
   internalPort: number;
   grpcPort: number;
-  broker: 'memory';
+  broker: 'memory' | 'nats';
+  nats: NatsSettings;
+  presenceTtl: number;
   logLevel: string;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
@@ -310,8 +354,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const raw = fromEnv !== undefined ? fromEnv : key in file ? file[key] : spec.default;
     v[key] = coerce(key, spec.kind, raw);
   }
-  if (v.broker !== 'memory')
-    throw new ConfigError(`SWITCHBOARD_BROKER must be memory, got ${JSON.stringify(v.broker)}`);
+  if (v.broker !== 'memory' && v.broker !== 'nats')
+    throw new ConfigError(`SWITCHBOARD_BROKER must be memory or nats, got ${JSON.stringify(v.broker)}`);
+  if ((v.presence_ttl as number) < 3) throw new ConfigError('SWITCHBOARD_PRESENCE_TTL must be at least 3');
+  if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.commands_per_second as number) < 1)
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
@@ -323,7 +369,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clientPort: v.client_port as number,
     internalPort: v.internal_port as number,
     grpcPort: v.grpc_port as number,
-    broker: 'memory',
+    broker: v.broker as 'memory' | 'nats',
+    nats: {
+      servers: v.nats_url as string[],
+      prefix: v.nats_prefix as string,
+      user: v.nats_user as string,
+      password: v.nats_password as string,
+      token: v.nats_token as string,
+      credsFile: v.nats_creds_file as string,
+      tlsCa: v.nats_tls_ca as string,
+      tlsCert: v.nats_tls_cert as string,
+      tlsKey: v.nats_tls_key as string,
+    },
+    presenceTtl: v.presence_ttl as number,
     logLevel: v.log_level as string,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,

@@ -42,7 +42,8 @@ interface Stream {
   metaExpiresAt: number;
 }
 
-const newEpoch = () => randomBytes(4).toString('hex');
+/** A fresh epoch: a stream that lost its history gets a new one so that clients learn of the loss. */
+export const newEpoch = () => randomBytes(4).toString('hex');
 
 /**
  * What a client that saw everything up to `since` missed. Pure: `items` are
@@ -64,6 +65,24 @@ export function recover(
   const missed = stream.items.filter((p) => p.offset > since.offset);
   if (missed.length > maxPublications) return fail;
   return { recovered: true, publications: missed, position };
+}
+
+/** A page of history: after `since` (or before it when reversed), newest first when reversed. Pure. */
+export function page(
+  stream: { epoch: string; offset: number; items: readonly (Publication & { offset: number })[] },
+  query: HistoryQuery,
+): HistoryPage {
+  const position = { offset: stream.offset, epoch: stream.epoch };
+  let pubs = [...stream.items];
+  if (query.since) {
+    if (query.since.epoch !== '' && query.since.epoch !== stream.epoch) return { publications: [], position };
+    const from = query.since.offset;
+    pubs = query.reverse
+      ? pubs.filter((p) => p.offset < from || from === 0)
+      : pubs.filter((p) => p.offset > from);
+  }
+  if (query.reverse) pubs.reverse();
+  return { publications: pubs.slice(0, query.limit), position };
 }
 
 export class MemoryHistory {
@@ -98,18 +117,7 @@ export class MemoryHistory {
 
   page(channel: string, query: HistoryQuery): HistoryPage {
     const stream = this.live(channel, this.now(), true)!;
-    const position = { offset: stream.offset, epoch: stream.epoch };
-    let pubs = stream.items.map((s) => s.pub);
-    if (query.since) {
-      if (query.since.epoch !== '' && query.since.epoch !== stream.epoch)
-        return { publications: [], position };
-      const from = query.since.offset;
-      pubs = query.reverse
-        ? pubs.filter((p) => p.offset < from || from === 0)
-        : pubs.filter((p) => p.offset > from);
-    }
-    if (query.reverse) pubs = pubs.reverse();
-    return { publications: pubs.slice(0, query.limit), position };
+    return page({ ...stream, items: stream.items.map((s) => s.pub) }, query);
   }
 
   remove(channel: string): void {

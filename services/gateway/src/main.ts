@@ -7,17 +7,21 @@
 
 import { startGrpcServer } from './api/grpc.js';
 import { TokenVerifier } from './auth.js';
+import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
+import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { shutdown } from './drain.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
 import { createInternalApp } from './internal.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { Node } from './node.js';
 import { LocalHandler } from './proxy.js';
 import { MemoryRegistry } from './registry/memory.js';
+import { NatsRegistry } from './registry/nats.js';
+import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
 import { listenExclusive, uws } from './uws.js';
@@ -30,6 +34,26 @@ function embeddedHandler(node: () => Node): LocalHandler {
   return new LocalHandler()
     .onRpc('echo', (_ctx, data) => data)
     .onMessage((ctx, data) => node().hub.client(ctx.client)?.message(data));
+}
+
+function brokerAndRegistry(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+): { broker: Broker; registry: Registry } {
+  if (config.broker === 'memory') {
+    metrics.brokerConnected.set(1);
+    return { broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)), registry: new MemoryRegistry() };
+  }
+  const broker = new NatsBroker(config.nats, config.namespaces, config.nodeId, log, metrics);
+  const registry = new NatsRegistry(
+    () => broker.connection,
+    broker.subjects,
+    config.nodeId,
+    config.presenceTtl,
+    log,
+  );
+  return { broker, registry };
 }
 
 export async function startGateway(config: Config) {
@@ -47,20 +71,18 @@ export async function startGateway(config: Config) {
     log,
     metrics,
     hub,
-    broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)),
-    registry: new MemoryRegistry(),
+    ...brokerAndRegistry(config, log, metrics),
     handler: embeddedHandler(() => node),
     tokens,
   });
+  // Health and readiness answer first: /readyz says 503 until the broker is connected.
+  const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
   mountWebSocket(clientApp, node);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
-  const sockets = [
-    await listenExclusive(clientApp, config.host, config.clientPort),
-    await listenExclusive(createInternalApp(node), config.host, config.internalPort),
-  ];
+  const sockets = [await listenExclusive(clientApp, config.host, config.clientPort), internal];
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
   log.info(
@@ -77,8 +99,8 @@ export async function startGateway(config: Config) {
       await shutdown(node, sockets, config.shutdownTimeout * 1000);
       clearInterval(ticker);
       await grpc?.close();
-      await node.broker.close();
       await node.registry.close();
+      await node.broker.close();
     },
   };
 }

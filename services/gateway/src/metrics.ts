@@ -98,6 +98,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly brokerConnected = new Gauge({
+    name: 'switchboard_broker_connected',
+    help: 'Whether the broker (NATS in a cluster) is connected: 1 or 0.',
+    registers: [this.registry],
+  });
+
+  readonly brokerReconnects = new Counter({
+    name: 'switchboard_broker_reconnects_total',
+    help: 'Times the connection to NATS was re-established.',
+    registers: [this.registry],
+  });
+
+  readonly publishToDeliver = new Histogram({
+    name: 'switchboard_publish_to_deliver_seconds',
+    help: "From accepting a publication on any gateway to handing it to this gateway's hub.",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
   readonly apiRequests = new Counter({
     name: 'switchboard_api_requests_total',
     help: 'Server API calls by protocol (http, grpc), method and outcome (ok, error, unauthorized).',

@@ -8,7 +8,6 @@
 import {
   type ChannelName,
   type ClientInfo,
-  type Disconnect,
   Errors,
   type ProtocolError,
   type Publication,
@@ -16,14 +15,14 @@ import {
   type StreamPosition,
 } from '@switchboard/protocol';
 import type { TokenVerifier } from './auth.js';
-import type { Broker } from './broker/broker.js';
+import type { Broker, ControlMessage } from './broker/broker.js';
 import type { Config, NamespaceOptions } from './config.js';
 import type { HistoryLimits } from './history.js';
 import type { Hub } from './hub.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { BackendHandler } from './proxy.js';
-import type { Registry } from './registry/registry.js';
+import type { GatewayEntry, Registry } from './registry/registry.js';
 import type { Session } from './session.js';
 
 export const VERSION = '0.1.0';
@@ -82,7 +81,22 @@ export class Node {
         this.hub.broadcast(channel, JSON.stringify({ push: { channel, join: { info } } }), undefined),
       leave: (channel, info) =>
         this.hub.broadcast(channel, JSON.stringify({ push: { channel, leave: { info } } }), undefined),
+      control: (message) => this.applyControl(message),
     });
+    await this.registry.start(() => this.describe());
+  }
+
+  /** Carries out a server API action on this gateway's connections of the user. */
+  private applyControl(message: ControlMessage): void {
+    for (const session of this.sessionsOf(message.user, message.client)) {
+      const done =
+        message.op === 'subscribe'
+          ? session.serverSubscribe(message.channel, message.info)
+          : message.op === 'unsubscribe'
+            ? session.serverUnsubscribe(message.channel)
+            : Promise.resolve(session.disconnect({ code: message.code, reason: message.reason }, 'api'));
+      done.catch((err) => this.log.warn({ err, op: message.op }, 'control action failed'));
+    }
   }
 
   /** The channel's parsed name and namespace, or the error a client gets. */
@@ -130,12 +144,6 @@ export class Node {
     return client ? sessions.filter((s) => s.client === client) : sessions;
   }
 
-  disconnectUser(user: string, disconnect: Disconnect, client?: string): number {
-    const sessions = this.sessionsOf(user, client);
-    for (const s of sessions) s.disconnect(disconnect, 'api');
-    return sessions.length;
-  }
-
   /** Local channels with subscribers and their counts, optionally filtered by a `*` pattern. */
   channels(pattern?: string): Record<string, { num_clients: number }> {
     const re = pattern ? new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`) : undefined;
@@ -146,21 +154,18 @@ export class Node {
     return out;
   }
 
-  info() {
+  /** This gateway's registry entry. */
+  describe(): GatewayEntry {
     const mem = process.memoryUsage();
     return {
-      nodes: [
-        {
-          uid: this.config.nodeId,
-          name: this.config.nodeId,
-          version: VERSION,
-          num_clients: this.hub.size,
-          num_users: new Set([...this.hub.all()].map((s) => s.user)).size,
-          num_channels: [...this.hub.channels()].length,
-          uptime: Math.floor((Date.now() - this.startedAt) / 1000),
-          process: { rss: mem.rss, heap_used: mem.heapUsed },
-        },
-      ],
+      uid: this.config.nodeId,
+      name: this.config.nodeId,
+      version: VERSION,
+      num_clients: this.hub.size,
+      num_users: new Set([...this.hub.all()].map((s) => s.user)).size,
+      num_channels: [...this.hub.channels()].length,
+      uptime: Math.floor((Date.now() - this.startedAt) / 1000),
+      process: { rss: mem.rss, heap_used: mem.heapUsed },
     };
   }
 }

@@ -188,7 +188,7 @@ describe('bad values give a ConfigError naming the env var', () => {
   }
 
   test('broker other than memory', () => {
-    configError({ SWITCHBOARD_BROKER: 'nats' }, /SWITCHBOARD_BROKER must be memory/);
+    configError({ SWITCHBOARD_BROKER: 'redis' }, /SWITCHBOARD_BROKER must be memory or nats/);
   });
 
   test('ping interval and commands per second must be at least 1', () => {

@@ -43,6 +43,12 @@ function str(p: Params, key: string, required = true): string {
   return v;
 }
 
+/** The optional `client` filter of user actions. */
+function client(p: Params): { client?: string } {
+  const id = str(p, 'client', false);
+  return id ? { client: id } : {};
+}
+
 function channelOf(node: Node, channel: string): ResolvedChannel {
   const resolved = node.resolve(channel);
   if ('code' in resolved) throw new ApiError(resolved);
@@ -106,28 +112,35 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
   },
 
   subscribe: async (node, p) => {
-    const user = str(p, 'user');
     const channel = str(p, 'channel');
     channelOf(node, channel);
-    for (const session of node.sessionsOf(user, str(p, 'client', false) || undefined)) {
-      const err = await session.serverSubscribe(channel, p.info);
-      if (err && err.code !== Errors.alreadySubscribed.code) throw new ApiError(err);
-    }
+    await node.broker.publishControl({
+      op: 'subscribe',
+      user: str(p, 'user'),
+      channel,
+      ...client(p),
+      info: p.info,
+    });
     return {};
   },
 
   unsubscribe: async (node, p) => {
-    const user = str(p, 'user');
-    const channel = str(p, 'channel');
-    for (const session of node.sessionsOf(user, str(p, 'client', false) || undefined)) {
-      await session.serverUnsubscribe(channel);
-    }
+    await node.broker.publishControl({
+      op: 'unsubscribe',
+      user: str(p, 'user'),
+      channel: str(p, 'channel'),
+      ...client(p),
+    });
     return {};
   },
 
   disconnect: async (node, p) => {
-    const user = str(p, 'user');
-    node.disconnectUser(user, disconnectOf(p), str(p, 'client', false) || undefined);
+    await node.broker.publishControl({
+      op: 'disconnect',
+      user: str(p, 'user'),
+      ...client(p),
+      ...disconnectOf(p),
+    });
     return {};
   },
 
@@ -173,7 +186,7 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
 
   channels: async (node, p) => ({ channels: node.channels(str(p, 'pattern', false) || undefined) }),
 
-  info: async (node) => node.info(),
+  info: async (node) => ({ nodes: await node.registry.gateways() }),
 };
 
 export function isApiMethod(method: string): method is ApiMethod {

@@ -6,11 +6,18 @@
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
 import type { HistoryLimits, HistoryPage, HistoryQuery, Recovery } from '../history.js';
 
+/** A server API action on connections wherever they are: every gateway applies it to its own. */
+export type ControlMessage =
+  | { op: 'subscribe'; user: string; channel: string; client?: string; info?: unknown }
+  | { op: 'unsubscribe'; user: string; channel: string; client?: string }
+  | { op: 'disconnect'; user: string; client?: string; code: number; reason: string };
+
 export interface BrokerEvents {
   /** `skipClient`: the publishing connection that must not receive it. */
   publication(channel: string, pub: Publication, skipClient?: string): void;
   join(channel: string, info: ClientInfo): void;
   leave(channel: string, info: ClientInfo): void;
+  control(message: ControlMessage): void;
 }
 
 export interface PublishOptions {
@@ -26,6 +33,8 @@ export interface Broker {
   publish(channel: string, pub: Publication, options: PublishOptions): Promise<StreamPosition | undefined>;
   publishJoin(channel: string, info: ClientInfo): Promise<void>;
   publishLeave(channel: string, info: ClientInfo): Promise<void>;
+  /** Delivers a control message to every gateway, this one included. */
+  publishControl(message: ControlMessage): Promise<void>;
   /** Start receiving a channel's traffic; called when its first local subscriber arrives. */
   subscribe(channel: string): Promise<void>;
   /** Stop receiving it; called when its last local subscriber leaves. */

@@ -2,7 +2,7 @@
 
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
 import type { HistoryPage, HistoryQuery, MemoryHistory, Recovery } from '../history.js';
-import type { Broker, BrokerEvents, PublishOptions } from './broker.js';
+import type { Broker, BrokerEvents, ControlMessage, PublishOptions } from './broker.js';
 
 export class MemoryBroker implements Broker {
   private events: BrokerEvents | undefined;
@@ -33,6 +33,10 @@ export class MemoryBroker implements Broker {
 
   async publishLeave(channel: string, info: ClientInfo): Promise<void> {
     this.events?.leave(channel, info);
+  }
+
+  async publishControl(message: ControlMessage): Promise<void> {
+    this.events?.control(message);
   }
 
   // Every publication reaches the local hub anyway; nothing to subscribe to.

@@ -1,10 +1,19 @@
 /** Presence of one gateway, in memory. */
 
 import type { ClientInfo } from '@switchboard/protocol';
-import type { PresenceStats, Registry } from './registry.js';
+import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
 
 export class MemoryRegistry implements Registry {
   private readonly channels = new Map<string, Map<string, ClientInfo>>();
+  private describe: (() => GatewayEntry) | undefined;
+
+  async start(describe: () => GatewayEntry): Promise<void> {
+    this.describe = describe;
+  }
+
+  async gateways(): Promise<GatewayEntry[]> {
+    return this.describe ? [this.describe()] : [];
+  }
 
   async addPresence(channel: string, info: ClientInfo): Promise<void> {
     let clients = this.channels.get(channel);
@@ -27,9 +36,7 @@ export class MemoryRegistry implements Registry {
   }
 
   async presenceStats(channel: string): Promise<PresenceStats> {
-    const clients = this.channels.get(channel);
-    if (!clients) return { numClients: 0, numUsers: 0 };
-    return { numClients: clients.size, numUsers: new Set([...clients.values()].map((c) => c.user)).size };
+    return statsOf(this.channels.get(channel)?.values() ?? []);
   }
 
   async close(): Promise<void> {}

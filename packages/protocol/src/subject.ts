@@ -1,0 +1,100 @@
+/**
+ * Channel names inside NATS subjects. A subject token may not hold `.`, `*`,
+ * `>` or whitespace; we go further and keep only `A-Z a-z 0-9 -` as they are,
+ * writing every other byte of the UTF-8 name as `_` and two hex digits. The
+ * encoding is injective and never yields a wildcard or a token separator, so
+ * no client-chosen name can address another channel's subject.
+ */
+
+const RAW = /^[A-Za-z0-9-]$/;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** One subject token for any string; `''` becomes `_` (never produced otherwise). */
+export function encodeToken(value: string): string {
+  if (value === '') return '_';
+  let out = '';
+  for (const byte of utf8.encode(value)) {
+    const ch = String.fromCharCode(byte);
+    out += byte < 0x80 && RAW.test(ch) ? ch : `_${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The inverse of encodeToken; throws on a token it could not have produced. */
+export function decodeToken(token: string): string {
+  if (token === '_') return '';
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    const ch = token[i]!;
+    if (ch === '_') {
+      const hex = token.slice(i + 1, i + 3);
+      if (!/^[0-9A-F]{2}$/.test(hex)) throw new Error(`invalid subject token ${JSON.stringify(token)}`);
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else if (RAW.test(ch)) {
+      bytes.push(ch.charCodeAt(0));
+    } else {
+      throw new Error(`invalid subject token ${JSON.stringify(token)}`);
+    }
+  }
+  return fromUtf8.decode(Uint8Array.from(bytes));
+}
+
+/**
+ * The NATS map of a deployment under `prefix`:
+ * - `live`: a channel's traffic as gateways receive it (`<prefix>.live.<ns>.<channel>`)
+ * - `history`: where publications to channels with history are appended
+ *   (JetStream stream per namespace, republished in order to `live`)
+ * - `service`: requests to the backend service owning a namespace
+ */
+export class Subjects {
+  constructor(readonly prefix: string) {
+    if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`invalid subject prefix ${JSON.stringify(prefix)}`);
+  }
+
+  live(namespace: string, channel: string): string {
+    return `${this.prefix}.live.${encodeToken(namespace)}.${encodeToken(channel)}`;
+  }
+
+  history(namespace: string, channel: string): string {
+    return `${this.prefix}.hist.${encodeToken(namespace)}.${encodeToken(channel)}`;
+  }
+
+  /** Subjects a namespace's history stream captures. */
+  historyWildcard(namespace: string): string {
+    return `${this.prefix}.hist.${encodeToken(namespace)}.*`;
+  }
+
+  /** Where a namespace's history stream republishes what it stored: the channel's live subject. */
+  historyRepublish(namespace: string): { src: string; dest: string } {
+    return {
+      src: this.historyWildcard(namespace),
+      dest: `${this.prefix}.live.${encodeToken(namespace)}.{{wildcard(1)}}`,
+    };
+  }
+
+  /** Name of a namespace's history stream (stream names allow no `.`, `*`, `>`). */
+  historyStream(namespace: string): string {
+    return `${this.prefix.toUpperCase()}_HIST_${encodeToken(namespace)}`;
+  }
+
+  service(namespace: string, operation: 'subscribe' | 'publish' | 'rpc'): string {
+    return `${this.prefix}.svc.${encodeToken(namespace)}.${operation}`;
+  }
+
+  /** Queue group of a namespace's service replicas: each request reaches one. */
+  serviceQueue(namespace: string): string {
+    return `${this.prefix}.svc.${encodeToken(namespace)}`;
+  }
+
+  /** Cluster-wide control messages (server API actions on connections anywhere). */
+  get control(): string {
+    return `${this.prefix}.ctl`;
+  }
+
+  /** KV bucket names (letters, digits, `-` and `_`). */
+  bucket(kind: 'gateways' | 'services' | 'sessions' | 'presence'): string {
+    return `${this.prefix}_${kind}`;
+  }
+}

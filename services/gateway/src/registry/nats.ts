@@ -1,0 +1,94 @@
+/**
+ * Registry in NATS KV. Buckets have a TTL: every gateway re-puts its own
+ * entries (itself, and the presence of its connections) at a third of it, so
+ * the entries of a gateway that died expire within one TTL.
+ */
+
+import { type ClientInfo, encodeToken, type Subjects } from '@switchboard/protocol';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../log.js';
+import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
+
+export class NatsRegistry implements Registry {
+  private presenceKv: KV | undefined;
+  private gatewaysKv: KV | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  /** This gateway's presence entries, re-put on every heartbeat. */
+  private readonly own = new Map<string, ClientInfo>();
+  private readonly gatewayKey: string;
+
+  constructor(
+    private readonly nc: () => NatsConnection,
+    private readonly subjects: Subjects,
+    nodeId: string,
+    private readonly ttlSeconds: number,
+    private readonly log: Logger,
+  ) {
+    this.gatewayKey = encodeToken(nodeId);
+  }
+
+  async start(describe: () => GatewayEntry): Promise<void> {
+    const kvm = new Kvm(this.nc());
+    const options = { ttl: this.ttlSeconds * 1000, history: 1 };
+    this.presenceKv = await kvm.create(this.subjects.bucket('presence'), options);
+    this.gatewaysKv = await kvm.create(this.subjects.bucket('gateways'), options);
+    const beat = async () => {
+      await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
+      await Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info))));
+    };
+    await beat();
+    this.heartbeat = setInterval(
+      () => {
+        beat().catch((err) => this.log.warn({ err }, 'registry heartbeat failed'));
+      },
+      (this.ttlSeconds * 1000) / 3,
+    ).unref();
+  }
+
+  async gateways(): Promise<GatewayEntry[]> {
+    return this.values<GatewayEntry>(this.gatewaysKv!, '*');
+  }
+
+  private key(channel: string, client: string): string {
+    return `${encodeToken(channel)}.${client}`;
+  }
+
+  async addPresence(channel: string, info: ClientInfo): Promise<void> {
+    const key = this.key(channel, info.client);
+    this.own.set(key, info);
+    await this.presenceKv!.put(key, JSON.stringify(info));
+  }
+
+  async removePresence(channel: string, client: string): Promise<void> {
+    const key = this.key(channel, client);
+    this.own.delete(key);
+    await this.presenceKv!.delete(key);
+  }
+
+  async presence(channel: string): Promise<Record<string, ClientInfo>> {
+    const infos = await this.values<ClientInfo>(this.presenceKv!, `${encodeToken(channel)}.*`);
+    return Object.fromEntries(infos.map((info) => [info.client, info]));
+  }
+
+  async presenceStats(channel: string): Promise<PresenceStats> {
+    return statsOf(Object.values(await this.presence(channel)));
+  }
+
+  private async values<T>(kv: KV, filter: string): Promise<T[]> {
+    const keys: string[] = [];
+    for await (const key of await kv.keys(filter)) keys.push(key);
+    const entries = await Promise.all(keys.map((key) => kv.get(key)));
+    return entries.flatMap((e) => (e && e.operation === 'PUT' && e.value.length > 0 ? [e.json<T>()] : []));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    // Leave at once rather than after a TTL: others stop listing this gateway and its connections.
+    await Promise.allSettled([
+      this.gatewaysKv?.delete(this.gatewayKey),
+      ...[...this.own.keys()].map((key) => this.presenceKv?.delete(key)),
+    ]);
+    this.own.clear();
+  }
+}
