@@ -17,6 +17,8 @@ export interface ClientInfo {
 export interface Publication {
   data: Json;
   offset?: number;
+  /** The stream's epoch, on publications with an offset (the client keeps its position with it). */
+  epoch?: string;
   info?: ClientInfo;
   tags?: Record<string, string>;
 }

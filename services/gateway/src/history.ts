@@ -98,7 +98,7 @@ export class MemoryHistory {
     const now = this.now();
     const stream = this.live(channel, now, true)!;
     stream.offset += 1;
-    const stored = { ...pub, offset: stream.offset };
+    const stored = { ...pub, offset: stream.offset, epoch: stream.epoch };
     stream.items.push({ pub: stored, expiresAt: now + limits.ttlSeconds * 1000 });
     if (stream.items.length > limits.size) stream.items.splice(0, stream.items.length - limits.size);
     stream.metaExpiresAt = now + Math.max(this.metaTtlSeconds, limits.ttlSeconds) * 1000;

@@ -114,6 +114,10 @@ export class Hub<M extends HubMember = HubMember> {
     return true;
   }
 
+  subscribersOf(channel: string): M[] {
+    return [...(this.subscribers.get(channel) ?? [])];
+  }
+
   channels(): IterableIterator<[string, ReadonlySet<M>]> {
     return this.subscribers.entries();
   }

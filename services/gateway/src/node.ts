@@ -13,6 +13,7 @@ import {
   type Publication,
   parseChannel,
   type StreamPosition,
+  Unsubscribes,
 } from '@switchboard/protocol';
 import type { TokenVerifier } from './auth.js';
 import type { Broker, ControlMessage } from './broker/broker.js';
@@ -26,6 +27,9 @@ import type { GatewayEntry, Registry } from './registry/registry.js';
 import type { Session } from './session.js';
 
 export const VERSION = '0.1.0';
+
+/** While the broker is down nothing is accepted that it could not deliver; clients retry. */
+export const BROKER_UNAVAILABLE: ProtocolError = { ...Errors.internal, message: 'broker unavailable' };
 
 export interface ResolvedChannel {
   name: ChannelName;
@@ -60,6 +64,8 @@ export class Node {
   readonly handler: BackendHandler;
   readonly tokens: TokenVerifier;
   readonly startedAt = Date.now();
+  /** Last offset seen per channel with local subscribers, to notice gaps. */
+  private readonly lastSeen = new Map<string, StreamPosition>();
   draining = false;
 
   constructor(parts: NodeParts) {
@@ -75,15 +81,45 @@ export class Node {
 
   async start(): Promise<void> {
     await this.broker.start({
-      publication: (channel, pub, skipClient) =>
-        this.hub.broadcast(channel, JSON.stringify({ push: { channel, pub } }), pub.offset, skipClient),
+      publication: (channel, pub, skipClient) => this.deliver(channel, pub, skipClient),
       join: (channel, info) =>
         this.hub.broadcast(channel, JSON.stringify({ push: { channel, join: { info } } }), undefined),
       leave: (channel, info) =>
         this.hub.broadcast(channel, JSON.stringify({ push: { channel, leave: { info } } }), undefined),
       control: (message) => this.applyControl(message),
+      reconnected: () => {
+        for (const channel of [...this.hub.channels()].map(([name]) => name)) this.resync(channel);
+      },
     });
     await this.registry.start(() => this.describe());
+  }
+
+  /**
+   * Fans a publication out, watching the channel's offsets: a gap means this
+   * gateway missed something (broker outage, dropped messages), so its
+   * subscribers are sent to recover from history instead of silently skipping.
+   */
+  private deliver(channel: string, pub: Publication, skipClient?: string): void {
+    if (pub.offset !== undefined) {
+      const last = this.lastSeen.get(channel);
+      this.lastSeen.set(channel, { offset: pub.offset, epoch: pub.epoch ?? '' });
+      if (last && last.epoch === (pub.epoch ?? '') && pub.offset > last.offset + 1) {
+        this.log.warn({ channel, expected: last.offset + 1, got: pub.offset }, 'publication gap: resync');
+        this.resync(channel);
+      }
+    }
+    this.hub.broadcast(channel, JSON.stringify({ push: { channel, pub } }), pub.offset, skipClient);
+  }
+
+  /** Tells the channel's local subscribers to resubscribe, recovering what they missed. */
+  private resync(channel: string): void {
+    const resolved = this.resolve(channel);
+    if ('code' in resolved || !resolved.ns.recovery) return;
+    for (const session of this.hub.subscribersOf(channel)) {
+      session
+        .serverUnsubscribe(channel, Unsubscribes.insufficientState)
+        .catch((err) => this.log.warn({ err, channel }, 'resync failed'));
+    }
   }
 
   /** Carries out a server API action on this gateway's connections of the user. */
@@ -135,7 +171,9 @@ export class Node {
   }
 
   async removeSubscriber(channel: string, session: Session): Promise<void> {
-    if (this.hub.removeSubscriber(channel, session)) await this.broker.unsubscribe(channel);
+    if (!this.hub.removeSubscriber(channel, session)) return;
+    this.lastSeen.delete(channel);
+    await this.broker.unsubscribe(channel);
   }
 
   /** Local connections of a user, optionally one client only. */

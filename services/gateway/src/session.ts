@@ -32,7 +32,7 @@ import {
   userAllowed,
 } from '@switchboard/protocol';
 import type { HubMember, Sink } from './hub.js';
-import { type Node, type ResolvedChannel, VERSION } from './node.js';
+import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext } from './proxy.js';
 
 type State = 'connecting' | 'connected' | 'closed';
@@ -380,6 +380,7 @@ export class Session implements HubMember {
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
+    if (!this.node.broker.ready) return BROKER_UNAVAILABLE;
     const sub: Subscription = {
       resolved,
       live: false,
@@ -480,7 +481,7 @@ export class Session implements HubMember {
     if (!userAllowed(name, this.user)) return Errors.permissionDenied;
     if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub))
       return Errors.permissionDenied;
-    if (!this.node.broker.ready) return { ...Errors.internal, message: 'broker unavailable' };
+    if (!this.node.broker.ready) return BROKER_UNAVAILABLE;
     const decision = await this.node.handler.publish(this.context(), req.channel, req.data);
     if (!decision.ok) return decision.error;
     await this.node.publish(resolved, decision.value.data, {

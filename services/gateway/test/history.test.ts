@@ -167,11 +167,11 @@ describe('MemoryHistory', () => {
     assert.equal(h.position('c').offset, 25);
   });
 
-  test('add keeps the publication fields and does not mutate the input', () => {
+  test('add keeps the publication fields, stamps offset and epoch, and does not mutate the input', () => {
     const { h } = setup();
     const input: Publication = { data: 'x', info: { user: 'u', client: 'c' }, tags: { k: 'v' } };
     const stored = h.add('c', input, limits);
-    assert.deepEqual(stored, { ...input, offset: 1 });
+    assert.deepEqual(stored, { ...input, offset: 1, epoch: h.position('c').epoch });
     assert.equal(input.offset, undefined);
   });
 

@@ -5,7 +5,7 @@
  */
 
 import { type Disconnect, Disconnects, Errors, type ProtocolError } from '@switchboard/protocol';
-import type { Node, ResolvedChannel } from '../node.js';
+import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel } from '../node.js';
 
 export type ApiResponse = { result: unknown } | { error: ProtocolError };
 type Params = Record<string, unknown>;
@@ -75,7 +75,7 @@ function disconnectOf(p: Params): Disconnect {
 async function publishOne(node: Node, channel: string, p: Params) {
   if (!('data' in p)) throw bad('data is required');
   const resolved = channelOf(node, channel);
-  if (!node.broker.ready) throw new ApiError({ ...Errors.internal, message: 'broker unavailable' });
+  if (!node.broker.ready) throw new ApiError(BROKER_UNAVAILABLE);
   const tags = p.tags;
   if (
     tags !== undefined &&

@@ -18,6 +18,8 @@ export interface BrokerEvents {
   join(channel: string, info: ClientInfo): void;
   leave(channel: string, info: ClientInfo): void;
   control(message: ControlMessage): void;
+  /** The broker came back after an outage: live traffic of the gap was not received. */
+  reconnected(): void;
 }
 
 export interface PublishOptions {

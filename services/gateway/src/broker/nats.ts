@@ -47,8 +47,7 @@ import type { Broker, BrokerEvents, ControlMessage, PublishOptions } from './bro
 
 /** What travels on a live subject (and is stored in history for publications). */
 type Envelope =
-  | { t: 'pub'; pub: Publication; epoch?: string; skip?: string; ts: number }
-  | { t: 'join' | 'leave'; info: ClientInfo };
+  { t: 'pub'; pub: Publication; skip?: string; ts: number } | { t: 'join' | 'leave'; info: ClientInfo };
 
 type Stored = Publication & { offset: number };
 
@@ -150,6 +149,8 @@ export class NatsBroker implements Broker {
         await this.ensureStreams().catch((err) => this.log.error({ err }, 'cannot ensure history streams'));
         this.positions.clear();
         this.setConnected(true);
+        // Whatever was published while we were away never reached us: let subscribers recover it.
+        this.events?.reconnected();
       }
     }
   }
@@ -223,7 +224,7 @@ export class NatsBroker implements Broker {
       try {
         const ack = await this.js!.publish(
           subject,
-          encode({ ...envelope, pub: { ...envelope.pub, offset }, epoch }),
+          encode({ ...envelope, pub: { ...envelope.pub, offset, epoch } }),
           {
             expect: { lastSubjectSequence: last?.seq ?? 0 },
           },
@@ -254,7 +255,7 @@ export class NatsBroker implements Broker {
     });
     if (!msg) return undefined;
     const envelope = msg.json<Extract<Envelope, { t: 'pub' }>>();
-    return { seq: msg.seq, offset: envelope.pub.offset ?? 0, epoch: envelope.epoch ?? '' };
+    return { seq: msg.seq, offset: envelope.pub.offset ?? 0, epoch: envelope.pub.epoch ?? '' };
   }
 
   async publishJoin(channel: string, info: ClientInfo): Promise<void> {
@@ -320,7 +321,8 @@ export class NatsBroker implements Broker {
       const limit = this.namespaces.get(ns)?.history_size ?? 0;
       for await (const msg of await consumer.fetch({ max_messages: limit, expires: 2000 })) {
         const envelope = msg.json<Extract<Envelope, { t: 'pub' }>>();
-        if (envelope.epoch === last.epoch) items.push({ ...envelope.pub, offset: envelope.pub.offset ?? 0 });
+        if (envelope.pub.epoch === last.epoch)
+          items.push({ ...envelope.pub, offset: envelope.pub.offset ?? 0 });
         if (msg.seq >= last.seq) break;
       }
     } finally {

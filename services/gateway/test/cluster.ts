@@ -1,0 +1,241 @@
+/**
+ * Cluster test harness: a real nats-server with JetStream, HAProxy configured
+ * by the repository's docker/haproxy.cfg, and gateways between them, all on
+ * free ports. Needs the `nats-server` and `haproxy` programs on PATH (`make
+ * deps` installs them). Waits by polling, never by sleeping.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, type Gateway, startGateway, waitUntil } from './harness.js';
+
+/** The one HAProxy config of the repository (this file runs from services/gateway/dist/test). */
+export const HAPROXY_CFG = fileURLToPath(new URL('../../../../docker/haproxy.cfg', import.meta.url));
+
+/** Temporary directories to remove when the test process exits. */
+const tempDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A child process with its output collected, and a stop that waits for the exit. */
+interface Proc {
+  child: ChildProcess;
+  output(): string;
+  /** Sends `signal` unless the process already exited; resolves once it has. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function run(program: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(program, args, {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d) => (out += d));
+  child.stderr?.on('data', (d) => (out += d));
+  child.on('error', (err: NodeJS.ErrnoException) => {
+    out +=
+      err.code === 'ENOENT'
+        ? `${program} not found on PATH; install it with: make deps\n`
+        : `${program}: ${err.message}\n`;
+  });
+  // 'close' also fires when the spawn itself failed (no 'exit' then).
+  const closed = once(child, 'close');
+  return {
+    child,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill(signal);
+      await closed;
+    },
+  };
+}
+
+function exited(proc: Proc): boolean {
+  return proc.child.exitCode !== null || proc.child.signalCode !== null || proc.child.pid === undefined;
+}
+
+async function httpStatus(url: string): Promise<number | undefined> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+  await res?.body?.cancel();
+  return res?.status;
+}
+
+export interface Nats {
+  /** nats://127.0.0.1:PORT */
+  url: string;
+  port: number;
+  /** HTTP monitoring port (`/healthz`, `/varz`, `/jsz`). */
+  monitorPort: number;
+  /** The JetStream store directory; kept across restart(), removed when the test process exits. */
+  storeDir: string;
+  output(): string;
+  /** Stops the server (SIGTERM by default; SIGKILL simulates a crash). The store is kept. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the server if it runs and starts it again on the same ports and store. */
+  restart(): Promise<void>;
+}
+
+/** Starts nats-server with JetStream on free ports and a temporary store; resolves once /healthz is 200. */
+export async function startNats(timeoutMs = 15_000): Promise<Nats> {
+  const [port, monitorPort] = [await freePort(), await freePort()];
+  const storeDir = mkdtempSync(join(tmpdir(), 'switchboard-nats-'));
+  tempDirs.push(storeDir);
+  const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
+  args.push('-sd', storeDir, '-n', `switchboard-test-${port}`);
+
+  let proc: Proc;
+  let log = '';
+  const launch = async () => {
+    proc = run('nats-server', args);
+    const current = proc;
+    await waitUntil(
+      async () => {
+        if (exited(current)) throw new Error(`nats-server exited:\n${current.output()}`);
+        return (await httpStatus(`http://127.0.0.1:${monitorPort}/healthz`)) === 200;
+      },
+      timeoutMs,
+      () => `nats-server /healthz on port ${monitorPort}:\n${current.output()}`,
+    );
+  };
+  await launch();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    monitorPort,
+    storeDir,
+    output: () => log + proc.output(),
+    stop: (signal) => proc.stop(signal),
+    restart: async () => {
+      await proc.stop();
+      log += proc.output();
+      await launch();
+    },
+  };
+}
+
+export interface Haproxy {
+  /** ws://127.0.0.1:PORT/connection/websocket */
+  url: string;
+  port: number;
+  /** Stats frontend: `/metrics` (Prometheus), `/stats`, `/healthz`. */
+  statsPort: number;
+  output(): string;
+  /** The state of each server (gw1 is gateways[0], ...): UP, DOWN, MAINT, DRAIN or NOLB. */
+  servers(): Promise<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts HAProxy with docker/haproxy.cfg in front of one to three gateways
+ * (server gwN is gateways[N-1]); resolves once every gateway has passed a
+ * /readyz check and is UP.
+ */
+export async function startHaproxy(gateways: Gateway[], timeoutMs = 15_000): Promise<Haproxy> {
+  if (gateways.length < 1 || gateways.length > 3) throw new Error('docker/haproxy.cfg takes 1 to 3 gateways');
+  const [port, statsPort] = [await freePort(), await freePort()];
+  const env: Record<string, string> = {
+    SWITCHBOARD_HAPROXY_BIND: `127.0.0.1:${port}`,
+    SWITCHBOARD_HAPROXY_STATS_BIND: `127.0.0.1:${statsPort}`,
+  };
+  gateways.forEach((gateway, i) => {
+    env[`SWITCHBOARD_GW${i + 1}_ADDR`] = `127.0.0.1:${gateway.clientPort}`;
+    env[`SWITCHBOARD_GW${i + 1}_CHECK_PORT`] = String(gateway.internalPort);
+  });
+  const proc = run('haproxy', ['-db', '-f', HAPROXY_CFG], env);
+
+  const metrics = async (): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${statsPort}/metrics`, { signal: AbortSignal.timeout(2000) });
+    if (res.status !== 200) throw new Error(`HAProxy /metrics answered ${res.status}`);
+    return res.text();
+  };
+  const haproxy: Haproxy = {
+    url: `ws://127.0.0.1:${port}/connection/websocket`,
+    port,
+    statsPort,
+    output: proc.output,
+    servers: async () => serverStates(await metrics()),
+    stop: () => proc.stop(),
+  };
+  try {
+    await waitUntil(
+      async () => {
+        if (exited(proc)) throw new Error(`haproxy exited:\n${proc.output()}`);
+        const text = await metrics().catch(() => '');
+        // Servers count as UP before their first check, so also require a passed check.
+        const states = serverStates(text);
+        const checked = checkStates(text);
+        return gateways.every((_, i) => states[`gw${i + 1}`] === 'UP' && checked[`gw${i + 1}`] === 'L7OK');
+      },
+      timeoutMs,
+      () => `HAProxy with ${gateways.length} gateways up:\n${proc.output()}`,
+    );
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return haproxy;
+}
+
+const SERVER_STATUS = /^haproxy_server_status\{proxy="gateways",server="([^"]+)",state="([A-Z]+)"\} 1$/gm;
+const SERVER_CHECK =
+  /^haproxy_server_check_status\{proxy="gateways",server="([^"]+)",state="([A-Z0-9]+)"\} 1$/gm;
+
+function serverStates(metrics: string): Record<string, string> {
+  return Object.fromEntries([...metrics.matchAll(SERVER_STATUS)].map((m) => [m[1], m[2]]));
+}
+
+function checkStates(metrics: string): Record<string, string> {
+  return Object.fromEntries([...metrics.matchAll(SERVER_CHECK)].map((m) => [m[1], m[2]]));
+}
+
+export interface Cluster {
+  nats: Nats;
+  gateways: Gateway[];
+  haproxy: Haproxy;
+  /** Stops HAProxy, the gateways and NATS; safe to call after some of them died. */
+  stop(): Promise<void>;
+}
+
+/**
+ * NATS, `gateways` gateways in cluster mode (node ids gw1, gw2, ...) and HAProxy
+ * in front of them. `env` is added to every gateway's environment.
+ */
+export async function startCluster(
+  options: { gateways?: number; env?: Record<string, string> } = {},
+): Promise<Cluster> {
+  const count = options.gateways ?? 3;
+  const nats = await startNats();
+  const gateways: Gateway[] = [];
+  let haproxy: Haproxy | undefined;
+  const stop = async () => {
+    await haproxy?.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await nats.stop();
+  };
+  try {
+    const started = await Promise.allSettled(
+      Array.from({ length: count }, (_, i) =>
+        startGateway({
+          SWITCHBOARD_NODE_ID: `gw${i + 1}`,
+          SWITCHBOARD_BROKER: 'nats',
+          SWITCHBOARD_NATS_URL: nats.url,
+          ...options.env,
+        }),
+      ),
+    );
+    for (const result of started) if (result.status === 'fulfilled') gateways.push(result.value);
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    haproxy = await startHaproxy(gateways);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { nats, gateways, haproxy, stop };
+}
