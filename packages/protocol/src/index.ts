@@ -4,3 +4,4 @@ export * from './codes.js';
 export * from './parse.js';
 export * from './types.js';
 export * from './subject.js';
+export * from './service.js';

@@ -88,6 +88,15 @@ export class Subjects {
     return `${this.prefix}.svc.${encodeToken(namespace)}`;
   }
 
+  /** The server API over the bus: any one gateway answers (`api.<method>`, queue `api`). */
+  api(method: string): string {
+    return `${this.prefix}.api.${encodeToken(method)}`;
+  }
+
+  get apiQueue(): string {
+    return `${this.prefix}.api`;
+  }
+
   /** Cluster-wide control messages (server API actions on connections anywhere). */
   get control(): string {
     return `${this.prefix}.ctl`;

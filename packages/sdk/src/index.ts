@@ -1,0 +1,3 @@
+export * from './bus.js';
+export * from './nats.js';
+export * from './service.js';

@@ -1,0 +1,203 @@
+/**
+ * A backend service: owns one namespace, answers the gateways' subscribe,
+ * publish and rpc requests as one replica of a queue group (N replicas share
+ * the load), and calls the server API (publish, presence, disconnect, ...)
+ * through the same bus.
+ */
+
+import { randomUUID } from 'node:crypto';
+import {
+  Errors,
+  type ProtocolError,
+  type PublishDecision,
+  type RpcAnswer,
+  type ServiceEntry,
+  type ServiceOperation,
+  type ServiceReply,
+  type ServiceRequest,
+  type SubscribeDecision,
+  Subjects,
+} from '@switchboard/protocol';
+import type { Bus } from './bus.js';
+
+/** Throw it from a handler to answer with a protocol error (e.g. 103 permission denied). */
+export class ServiceError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly temporary = false,
+  ) {
+    super(message);
+  }
+
+  static from(error: ProtocolError): ServiceError {
+    return new ServiceError(error.code, error.message, error.temporary ?? false);
+  }
+}
+
+/** A failed server API call made by the service. */
+export class ApiCallError extends Error {
+  constructor(readonly error: ProtocolError) {
+    super(`${error.code}: ${error.message}`);
+  }
+}
+
+export interface ServiceOptions {
+  namespace: string;
+  /** Subject prefix of the deployment (`SWITCHBOARD_NATS_PREFIX`). */
+  prefix?: string;
+  /** How long server API calls may take. */
+  timeoutMs?: number;
+}
+
+/** Where a service announces itself; the NATS KV registry in a cluster. */
+export interface ServiceRegistry {
+  announce(entry: ServiceEntry): Promise<void>;
+  withdraw(entry: ServiceEntry): Promise<void>;
+}
+
+type SubscribeHandler = (req: ServiceRequest & { channel: string }) => SubscribeDecision | Promise<SubscribeDecision>;
+type PublishHandler = (req: ServiceRequest & { channel: string }) => PublishDecision | Promise<PublishDecision>;
+type RpcHandler = (req: ServiceRequest) => unknown;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const encode = (value: unknown) => encoder.encode(JSON.stringify(value));
+
+export class Service {
+  readonly namespace: string;
+  readonly instance = randomUUID();
+  private readonly subjects: Subjects;
+  private readonly timeoutMs: number;
+  private subscribeHandler: SubscribeHandler = (req) => {
+    // Without a handler: authenticated users may subscribe, anonymous ones may not.
+    if (req.user === '') throw ServiceError.from(Errors.permissionDenied);
+    return {};
+  };
+  private publishHandler: PublishHandler = () => {
+    throw ServiceError.from(Errors.permissionDenied);
+  };
+  private readonly rpcs = new Map<string, RpcHandler>();
+  private stops: (() => void)[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    options: ServiceOptions,
+    private readonly registry?: ServiceRegistry,
+  ) {
+    this.namespace = options.namespace;
+    this.subjects = new Subjects(options.prefix ?? 'sb');
+    this.timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  /** Decides subscribes to the namespace's channels; throw ServiceError to refuse. */
+  onSubscribe(handler: SubscribeHandler): this {
+    this.subscribeHandler = handler;
+    return this;
+  }
+
+  /** Checks or rewrites client publications; throw ServiceError to refuse. Without one, clients may not publish. */
+  onPublish(handler: PublishHandler): this {
+    this.publishHandler = handler;
+    return this;
+  }
+
+  /** Answers the RPC `namespace:method`. */
+  onRpc(method: string, handler: RpcHandler): this {
+    this.rpcs.set(method, handler);
+    return this;
+  }
+
+  /** Starts answering, and announces the replica every `heartbeatMs` while it runs. */
+  async start(heartbeatMs = 5000): Promise<void> {
+    const queue = this.subjects.serviceQueue(this.namespace);
+    const serve = (operation: ServiceOperation, answer: (req: ServiceRequest) => Promise<unknown>) =>
+      this.stops.push(
+        this.bus.serve(this.subjects.service(this.namespace, operation), queue, async (data) =>
+          encode(await reply(() => answer(JSON.parse(decoder.decode(data)) as ServiceRequest))),
+        ),
+      );
+    serve('subscribe', async (req) => this.subscribeHandler(withChannel(req)));
+    serve('publish', async (req) => this.publishHandler(withChannel(req)));
+    serve('rpc', async (req): Promise<RpcAnswer> => {
+      const handler = this.rpcs.get(req.method ?? '');
+      if (!handler) throw ServiceError.from(Errors.methodNotFound);
+      const data = await handler(req);
+      return data === undefined ? {} : { data };
+    });
+    if (this.registry) {
+      const entry = this.entry();
+      await this.registry.announce(entry);
+      this.heartbeat = setInterval(() => void this.registry?.announce(entry).catch(() => undefined), heartbeatMs);
+      this.heartbeat.unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const stop of this.stops) stop();
+    this.stops = [];
+    clearInterval(this.heartbeat);
+    await this.registry?.withdraw(this.entry()).catch(() => undefined);
+  }
+
+  private started = Date.now();
+
+  private entry(): ServiceEntry {
+    return { namespace: this.namespace, instance: this.instance, started: this.started };
+  }
+
+  // ---- the server API, answered by any gateway
+
+  publish(channel: string, data: unknown, tags?: Record<string, string>): Promise<{ offset?: number; epoch?: string }> {
+    return this.api('publish', { channel, data, ...(tags ? { tags } : {}) });
+  }
+
+  presence(channel: string): Promise<{ presence: Record<string, { user: string; client: string }> }> {
+    return this.api('presence', { channel });
+  }
+
+  presenceStats(channel: string): Promise<{ num_clients: number; num_users: number }> {
+    return this.api('presence_stats', { channel });
+  }
+
+  history(channel: string, limit: number): Promise<{ publications: { data: unknown; offset?: number }[] }> {
+    return this.api('history', { channel, limit });
+  }
+
+  subscribe(user: string, channel: string, client?: string): Promise<unknown> {
+    return this.api('subscribe', { user, channel, ...(client ? { client } : {}) });
+  }
+
+  unsubscribe(user: string, channel: string, client?: string): Promise<unknown> {
+    return this.api('unsubscribe', { user, channel, ...(client ? { client } : {}) });
+  }
+
+  disconnect(user: string, disconnect?: { code: number; reason: string }, client?: string): Promise<unknown> {
+    return this.api('disconnect', { user, ...(disconnect ? { disconnect } : {}), ...(client ? { client } : {}) });
+  }
+
+  private async api<T>(method: string, params: unknown): Promise<T> {
+    const raw = await this.bus.request(this.subjects.api(method), encode(params), this.timeoutMs);
+    const answer = JSON.parse(decoder.decode(raw)) as ServiceReply<T>;
+    if ('error' in answer) throw new ApiCallError(answer.error);
+    return answer.result;
+  }
+}
+
+function withChannel(req: ServiceRequest): ServiceRequest & { channel: string } {
+  if (typeof req.channel !== 'string') throw ServiceError.from(Errors.badRequest);
+  return req as ServiceRequest & { channel: string };
+}
+
+/** Runs a handler and turns its outcome into a reply; unexpected errors become 100 (temporary). */
+async function reply<T>(run: () => Promise<T>): Promise<ServiceReply<T>> {
+  try {
+    return { result: await run() };
+  } catch (err) {
+    if (err instanceof ServiceError) {
+      return { error: { code: err.code, message: err.message, ...(err.temporary ? { temporary: true } : {}) } };
+    }
+    return { error: Errors.internal };
+  }
+}
