@@ -27,7 +27,12 @@ export class NatsBus implements Bus {
         if (err) return;
         handler(msg.data).then(
           (reply) => msg.respond(reply),
-          () => msg.respond(new TextEncoder().encode('{"error":{"code":100,"message":"internal server error","temporary":true}}')),
+          () =>
+            msg.respond(
+              new TextEncoder().encode(
+                '{"error":{"code":100,"message":"internal server error","temporary":true}}',
+              ),
+            ),
         );
       },
     });

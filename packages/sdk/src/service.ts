@@ -56,8 +56,12 @@ export interface ServiceRegistry {
   withdraw(entry: ServiceEntry): Promise<void>;
 }
 
-type SubscribeHandler = (req: ServiceRequest & { channel: string }) => SubscribeDecision | Promise<SubscribeDecision>;
-type PublishHandler = (req: ServiceRequest & { channel: string }) => PublishDecision | Promise<PublishDecision>;
+type SubscribeHandler = (
+  req: ServiceRequest & { channel: string },
+) => SubscribeDecision | Promise<SubscribeDecision>;
+type PublishHandler = (
+  req: ServiceRequest & { channel: string },
+) => PublishDecision | Promise<PublishDecision>;
 type RpcHandler = (req: ServiceRequest) => unknown;
 
 const encoder = new TextEncoder();
@@ -129,7 +133,10 @@ export class Service {
     if (this.registry) {
       const entry = this.entry();
       await this.registry.announce(entry);
-      this.heartbeat = setInterval(() => void this.registry?.announce(entry).catch(() => undefined), heartbeatMs);
+      this.heartbeat = setInterval(
+        () => void this.registry?.announce(entry).catch(() => undefined),
+        heartbeatMs,
+      );
       this.heartbeat.unref();
     }
   }
@@ -149,7 +156,11 @@ export class Service {
 
   // ---- the server API, answered by any gateway
 
-  publish(channel: string, data: unknown, tags?: Record<string, string>): Promise<{ offset?: number; epoch?: string }> {
+  publish(
+    channel: string,
+    data: unknown,
+    tags?: Record<string, string>,
+  ): Promise<{ offset?: number; epoch?: string }> {
     return this.api('publish', { channel, data, ...(tags ? { tags } : {}) });
   }
 
@@ -174,7 +185,11 @@ export class Service {
   }
 
   disconnect(user: string, disconnect?: { code: number; reason: string }, client?: string): Promise<unknown> {
-    return this.api('disconnect', { user, ...(disconnect ? { disconnect } : {}), ...(client ? { client } : {}) });
+    return this.api('disconnect', {
+      user,
+      ...(disconnect ? { disconnect } : {}),
+      ...(client ? { client } : {}),
+    });
   }
 
   private async api<T>(method: string, params: unknown): Promise<T> {
@@ -196,7 +211,9 @@ async function reply<T>(run: () => Promise<T>): Promise<ServiceReply<T>> {
     return { result: await run() };
   } catch (err) {
     if (err instanceof ServiceError) {
-      return { error: { code: err.code, message: err.message, ...(err.temporary ? { temporary: true } : {}) } };
+      return {
+        error: { code: err.code, message: err.message, ...(err.temporary ? { temporary: true } : {}) },
+      };
     }
     return { error: Errors.internal };
   }

@@ -32,6 +32,8 @@ export interface NamespaceOptions {
   allow_history_for_subscriber: boolean;
   /** Client publications are delivered to every subscriber except the publishing connection. */
   skip_sender: boolean;
+  /** Owned by a backend service: it decides subscribes and client publications, and answers `ns:method` RPCs. */
+  service: boolean;
 }
 
 export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
@@ -47,6 +49,7 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   allow_presence_for_subscriber: false,
   allow_history_for_subscriber: false,
   skip_sender: false,
+  service: false,
 };
 
 export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
@@ -114,6 +117,11 @@ export const KEYS = {
   },
   nats_tls_cert: { kind: 'string', default: '', doc: 'PEM client certificate for NATS mutual TLS.' },
   nats_tls_key: { kind: 'string', default: '', doc: 'PEM client key for NATS mutual TLS.' },
+  service_timeout: {
+    kind: 'int',
+    default: 5000,
+    doc: 'Milliseconds a backend service has to answer a subscribe, publish or RPC (then error 100, temporary).',
+  },
   presence_ttl: {
     kind: 'int',
     default: 60,
@@ -243,6 +251,7 @@ export interface Config {
   broker: 'memory' | 'nats';
   nats: NatsSettings;
   presenceTtl: number;
+  serviceTimeout: number;
   logLevel: string;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
@@ -382,6 +391,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tlsKey: v.nats_tls_key as string,
     },
     presenceTtl: v.presence_ttl as number,
+    serviceTimeout: v.service_timeout as number,
     logLevel: v.log_level as string,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,

@@ -5,6 +5,9 @@
  * reconnect code and exit.
  */
 
+import { Subjects } from '@switchboard/protocol';
+import { type Bus, LocalBus, NatsBus } from '@switchboard/sdk';
+import { serveApiOnBus } from './api/bus.js';
 import { startGrpcServer } from './api/grpc.js';
 import { TokenVerifier } from './auth.js';
 import type { Broker } from './broker/broker.js';
@@ -18,7 +21,7 @@ import { createInternalApp } from './internal.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { Node } from './node.js';
-import { LocalHandler } from './proxy.js';
+import { Backend, LocalHandler } from './proxy.js';
 import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
@@ -36,14 +39,19 @@ function embeddedHandler(node: () => Node): LocalHandler {
     .onMessage((ctx, data) => node().hub.client(ctx.client)?.message(data));
 }
 
-function brokerAndRegistry(
+/** Embedded: everything in memory and in-process. Cluster: NATS, one connection shared by all three. */
+function infrastructure(
   config: Config,
   log: Logger,
   metrics: Metrics,
-): { broker: Broker; registry: Registry } {
+): { broker: Broker; registry: Registry; bus: Bus } {
   if (config.broker === 'memory') {
     metrics.brokerConnected.set(1);
-    return { broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)), registry: new MemoryRegistry() };
+    return {
+      broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)),
+      registry: new MemoryRegistry(),
+      bus: new LocalBus(),
+    };
   }
   const broker = new NatsBroker(config.nats, config.namespaces, config.nodeId, log, metrics);
   const registry = new NatsRegistry(
@@ -53,7 +61,17 @@ function brokerAndRegistry(
     config.presenceTtl,
     log,
   );
-  return { broker, registry };
+  // The connection exists once the broker has started; the bus is first used after that.
+  let bus: NatsBus | undefined;
+  const natsBus = () => (bus ??= new NatsBus(broker.connection));
+  return {
+    broker,
+    registry,
+    bus: {
+      request: (subject, data, timeoutMs) => natsBus().request(subject, data, timeoutMs),
+      serve: (subject, queue, handler) => natsBus().serve(subject, queue, handler),
+    },
+  };
 }
 
 export async function startGateway(config: Config) {
@@ -66,18 +84,29 @@ export async function startGateway(config: Config) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');
   }
   if (!config.apiKey) log.warn('SWITCHBOARD_API_KEY is empty: the server API refuses every call');
+  const { broker, registry, bus } = infrastructure(config, log, metrics);
+  const subjects = new Subjects(config.nats.prefix);
   const node: Node = new Node({
     config,
     log,
     metrics,
     hub,
-    ...brokerAndRegistry(config, log, metrics),
-    handler: embeddedHandler(() => node),
+    broker,
+    registry,
+    handler: new Backend(
+      bus,
+      subjects,
+      config.namespaces,
+      embeddedHandler(() => node),
+      config.serviceTimeout,
+      metrics,
+    ),
     tokens,
   });
   // Health and readiness answer first: /readyz says 503 until the broker is connected.
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
+  const stopBusApi = serveApiOnBus(bus, subjects, node);
   mountWebSocket(clientApp, node);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
@@ -98,6 +127,7 @@ export async function startGateway(config: Config) {
     stop: async () => {
       await shutdown(node, sockets, config.shutdownTimeout * 1000);
       clearInterval(ticker);
+      stopBusApi();
       await grpc?.close();
       await node.registry.close();
       await node.broker.close();

@@ -117,6 +117,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly serviceDuration = new Histogram({
+    name: 'switchboard_service_request_duration_seconds',
+    help: 'Requests to backend services (subscribe, publish, rpc), by namespace and operation.',
+    labelNames: ['namespace', 'operation'] as const,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly serviceErrors = new Counter({
+    name: 'switchboard_service_errors_total',
+    help: 'Backend service requests answered with an error, unavailable (108) or timed out (100).',
+    labelNames: ['namespace', 'operation', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly apiRequests = new Counter({
     name: 'switchboard_api_requests_total',
     help: 'Server API calls by protocol (http, grpc), method and outcome (ok, error, unauthorized).',

@@ -1,10 +1,24 @@
 /**
- * Client requests that a backend decides: RPC, publish validation and async
- * messages. Embedded mode answers them in-process; the cluster routes the
- * same interface to backend services over NATS.
+ * Client requests that a backend decides. A namespace marked `service` is
+ * owned by a backend service: its subscribes, client publications and RPCs
+ * named `namespace:method` go to the service over the bus (NATS in a cluster,
+ * in-process in embedded mode); one replica of its queue group answers. Other
+ * RPCs and async `send` messages go to in-process handlers.
  */
 
-import { Errors, type ProtocolError } from '@switchboard/protocol';
+import {
+  Errors,
+  type ProtocolError,
+  type PublishDecision,
+  type ServiceOperation,
+  type ServiceReply,
+  type ServiceRequest,
+  type SubscribeDecision,
+  type Subjects,
+} from '@switchboard/protocol';
+import { type Bus, NoResponders, RequestTimeout } from '@switchboard/sdk';
+import type { NamespaceOptions } from './config.js';
+import type { Metrics } from './metrics.js';
 
 export interface CallContext {
   client: string;
@@ -15,38 +29,37 @@ export interface CallContext {
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: ProtocolError };
 
-export interface PublishDecision {
-  /** The data to broadcast (the client's own, or a replacement). */
-  data: unknown;
-}
+export type { PublishDecision, SubscribeDecision };
 
 export interface BackendHandler {
+  /** Subscribe to a channel of a service namespace: allowed (with initial data) or refused. */
+  subscribe(
+    ctx: CallContext,
+    namespace: string,
+    channel: string,
+    data: unknown,
+  ): Promise<Outcome<SubscribeDecision>>;
+  /** Client publication to a channel of a service namespace: checked, maybe rewritten, or refused. */
+  publish(
+    ctx: CallContext,
+    namespace: string,
+    channel: string,
+    data: unknown,
+  ): Promise<Outcome<PublishDecision>>;
   rpc(ctx: CallContext, method: string, data: unknown): Promise<Outcome<unknown>>;
-  publish(ctx: CallContext, channel: string, data: unknown): Promise<Outcome<PublishDecision>>;
   message(ctx: CallContext, data: unknown): void;
 }
 
 export type RpcFunction = (ctx: CallContext, data: unknown) => unknown | Promise<unknown>;
-export type PublishFunction = (
-  ctx: CallContext,
-  channel: string,
-  data: unknown,
-) => Outcome<PublishDecision> | Promise<Outcome<PublishDecision>>;
 export type MessageFunction = (ctx: CallContext, data: unknown) => void;
 
-/** In-process handlers: RPC methods by name; publishes pass unchanged unless a hook says otherwise. */
-export class LocalHandler implements BackendHandler {
+/** In-process RPC methods and `send` handling (embedded conveniences). */
+export class LocalHandler {
   private readonly rpcs = new Map<string, RpcFunction>();
-  private publishHook: PublishFunction | undefined;
   private messageHook: MessageFunction | undefined;
 
   onRpc(method: string, fn: RpcFunction): this {
     this.rpcs.set(method, fn);
-    return this;
-  }
-
-  onPublish(fn: PublishFunction): this {
-    this.publishHook = fn;
     return this;
   }
 
@@ -61,11 +74,90 @@ export class LocalHandler implements BackendHandler {
     return { ok: true, value: await fn(ctx, data) };
   }
 
-  async publish(ctx: CallContext, channel: string, data: unknown): Promise<Outcome<PublishDecision>> {
-    return this.publishHook ? this.publishHook(ctx, channel, data) : { ok: true, value: { data } };
-  }
-
   message(ctx: CallContext, data: unknown): void {
     this.messageHook?.(ctx, data);
   }
+}
+
+export const SERVICE_UNAVAILABLE: ProtocolError = {
+  code: 108,
+  message: 'service unavailable',
+  temporary: true,
+};
+export const SERVICE_TIMEOUT: ProtocolError = { code: 100, message: 'service timeout', temporary: true };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Backend implements BackendHandler {
+  constructor(
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
+    private readonly namespaces: Map<string, NamespaceOptions>,
+    private readonly local: LocalHandler,
+    private readonly timeoutMs: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  subscribe(ctx: CallContext, namespace: string, channel: string, data: unknown) {
+    return this.call<SubscribeDecision>(namespace, 'subscribe', { ...request(ctx), channel, data });
+  }
+
+  publish(ctx: CallContext, namespace: string, channel: string, data: unknown) {
+    return this.call<PublishDecision>(namespace, 'publish', { ...request(ctx), channel, data });
+  }
+
+  async rpc(ctx: CallContext, method: string, data: unknown): Promise<Outcome<unknown>> {
+    const colon = method.indexOf(':');
+    if (colon === -1) return this.local.rpc(ctx, method, data);
+    const namespace = method.slice(0, colon);
+    if (!this.namespaces.get(namespace)?.service) return { ok: false, error: Errors.methodNotFound };
+    const answer = await this.call<{ data?: unknown }>(namespace, 'rpc', {
+      ...request(ctx),
+      method: method.slice(colon + 1),
+      data,
+    });
+    return answer.ok ? { ok: true, value: answer.value.data } : answer;
+  }
+
+  message(ctx: CallContext, data: unknown): void {
+    this.local.message(ctx, data);
+  }
+
+  private async call<T>(
+    namespace: string,
+    operation: ServiceOperation,
+    req: ServiceRequest,
+  ): Promise<Outcome<T>> {
+    const labels = { namespace, operation };
+    const timer = this.metrics.serviceDuration.startTimer(labels);
+    const fail = (error: ProtocolError): Outcome<T> => {
+      this.metrics.serviceErrors.inc({ ...labels, code: String(error.code) });
+      return { ok: false, error };
+    };
+    try {
+      const raw = await this.bus.request(
+        this.subjects.service(namespace, operation),
+        encoder.encode(JSON.stringify(req)),
+        this.timeoutMs,
+      );
+      const reply = JSON.parse(decoder.decode(raw)) as ServiceReply<T>;
+      return 'error' in reply ? fail(reply.error) : { ok: true, value: reply.result ?? ({} as T) };
+    } catch (err) {
+      if (err instanceof NoResponders) return fail(SERVICE_UNAVAILABLE);
+      if (err instanceof RequestTimeout) return fail(SERVICE_TIMEOUT);
+      throw err;
+    } finally {
+      timer();
+    }
+  }
+}
+
+function request(ctx: CallContext): ServiceRequest {
+  return {
+    client: ctx.client,
+    user: ctx.user,
+    ...(ctx.info !== undefined ? { info: ctx.info } : {}),
+    ...(ctx.meta !== undefined ? { meta: ctx.meta } : {}),
+  };
 }

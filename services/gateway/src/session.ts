@@ -339,6 +339,7 @@ export class Session implements HubMember {
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
     let chanInfo: unknown;
+    let initialData: unknown;
     let expiresAt = 0;
     if (req.token) {
       const check = await tokens.subscription(req.token);
@@ -347,15 +348,24 @@ export class Session implements HubMember {
         return Errors.permissionDenied;
       chanInfo = check.value.info;
       expiresAt = check.value.expiresAt;
-    } else if (name.users !== undefined) {
-      if (!userAllowed(name, this.user)) return Errors.permissionDenied;
-    } else if (!(this.user === '' ? ns.allow_subscribe_for_anonymous : ns.allow_subscribe_for_client)) {
+    } else if (!userAllowed(name, this.user)) {
+      return Errors.permissionDenied;
+    } else if (ns.service) {
+      const decision = await this.node.handler.subscribe(this.context(), ns.name, req.channel, req.data);
+      if (!decision.ok) return decision.error;
+      chanInfo = decision.value.info;
+      initialData = decision.value.data;
+    } else if (
+      name.users === undefined &&
+      !(this.user === '' ? ns.allow_subscribe_for_anonymous : ns.allow_subscribe_for_client)
+    ) {
       return Errors.permissionDenied;
     }
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     const result = await this.subscribeCore(resolved, {
       recovery: req,
       chanInfo,
+      data: initialData,
       expiresAt,
       rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
     });
@@ -375,6 +385,8 @@ export class Session implements HubMember {
     options: {
       recovery?: SubscribeRecovery | undefined;
       chanInfo?: unknown;
+      /** Initial data for the client (from the owning service). */
+      data?: unknown;
       expiresAt: number;
       rejectUnrecovered?: boolean;
     },
@@ -401,7 +413,7 @@ export class Session implements HubMember {
 
   private async prepareSubscription(
     sub: Subscription,
-    options: { recovery?: SubscribeRecovery | undefined; rejectUnrecovered?: boolean },
+    options: { recovery?: SubscribeRecovery | undefined; rejectUnrecovered?: boolean; data?: unknown },
   ): Promise<SubscribeResult | ProtocolError> {
     const { ns } = sub.resolved;
     const channel = sub.resolved.name.channel;
@@ -442,6 +454,7 @@ export class Session implements HubMember {
     if (this.isClosed() || this.subs.get(channel) !== sub) return Errors.notAvailable;
     if (sub.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
+    if (options.data !== undefined) result.data = options.data;
     if (ns.presence) {
       const info = this.clientInfo(sub.chanInfo);
       await registry.addPresence(channel, info);
@@ -479,15 +492,21 @@ export class Session implements HubMember {
     const { name, ns } = resolved;
     const sub = this.subs.get(req.channel);
     if (!userAllowed(name, this.user)) return Errors.permissionDenied;
-    if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub))
-      return Errors.permissionDenied;
     if (!this.node.broker.ready) return BROKER_UNAVAILABLE;
-    const decision = await this.node.handler.publish(this.context(), req.channel, req.data);
-    if (!decision.ok) return decision.error;
-    await this.node.publish(resolved, decision.value.data, {
+    let data = req.data;
+    let skipSender = ns.skip_sender;
+    if (ns.service) {
+      const decision = await this.node.handler.publish(this.context(), ns.name, req.channel, req.data);
+      if (!decision.ok) return decision.error;
+      if (decision.value.data !== undefined) data = decision.value.data;
+      skipSender ||= decision.value.skip_sender === true;
+    } else if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub)) {
+      return Errors.permissionDenied;
+    }
+    await this.node.publish(resolved, data, {
       info: this.clientInfo(sub?.chanInfo),
       source: 'client',
-      ...(ns.skip_sender ? { skipClient: this.client } : {}),
+      ...(skipSender ? { skipClient: this.client } : {}),
     });
     return {};
   }
