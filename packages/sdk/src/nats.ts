@@ -1,6 +1,6 @@
 /** The bus and the service registry over a NATS connection. */
 
-import { Kvm } from '@nats-io/kv';
+import { type KV, Kvm, type KvOptions } from '@nats-io/kv';
 import { errors, type NatsConnection } from '@nats-io/transport-node';
 import { encodeToken, type ServiceEntry, Subjects } from '@switchboard/protocol';
 import { type Bus, type Handler, NoResponders, RequestTimeout } from './bus.js';
@@ -46,7 +46,7 @@ export async function natsServiceRegistry(
   prefix: string,
   ttlSeconds: number,
 ): Promise<ServiceRegistry> {
-  const kv = await new Kvm(connection).create(new Subjects(prefix).bucket('services'), {
+  const kv = await openOrCreate(new Kvm(connection), new Subjects(prefix).bucket('services'), {
     ttl: ttlSeconds * 1000,
     history: 1,
   });
@@ -59,4 +59,19 @@ export async function natsServiceRegistry(
       await kv.delete(key(entry));
     },
   };
+}
+
+/**
+ * Opens a bucket, creating it with `options` only when it does not exist yet:
+ * whoever came first (a gateway, a service) set its TTL, and a differing
+ * setting elsewhere must not stop anyone from starting.
+ */
+export async function openOrCreate(kvm: Kvm, name: string, options: Partial<KvOptions>): Promise<KV> {
+  const kv = await kvm.open(name);
+  // open() does not look: status() fails when the bucket's stream is missing.
+  const exists = await kv.status().then(
+    () => true,
+    () => false,
+  );
+  return exists ? kv : kvm.create(name, options);
 }

@@ -186,7 +186,7 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
 
   channels: async (node, p) => ({ channels: node.channels(str(p, 'pattern', false) || undefined) }),
 
-  info: async (node) => ({ nodes: await node.registry.gateways() }),
+  info: async (node) => ({ nodes: await node.registry.gateways(), services: await node.registry.services() }),
 };
 
 export function isApiMethod(method: string): method is ApiMethod {

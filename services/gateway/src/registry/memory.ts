@@ -1,6 +1,6 @@
 /** Presence of one gateway, in memory. */
 
-import type { ClientInfo } from '@switchboard/protocol';
+import type { ClientInfo, ServiceEntry } from '@switchboard/protocol';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
 
 export class MemoryRegistry implements Registry {
@@ -13,6 +13,11 @@ export class MemoryRegistry implements Registry {
 
   async gateways(): Promise<GatewayEntry[]> {
     return this.describe ? [this.describe()] : [];
+  }
+
+  /** In-process services of embedded mode are not announced anywhere. */
+  async services(): Promise<ServiceEntry[]> {
+    return [];
   }
 
   async addPresence(channel: string, info: ClientInfo): Promise<void> {

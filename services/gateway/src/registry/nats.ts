@@ -4,8 +4,9 @@
  * the entries of a gateway that died expire within one TTL.
  */
 
-import { type ClientInfo, encodeToken, type Subjects } from '@switchboard/protocol';
+import { type ClientInfo, encodeToken, type ServiceEntry, type Subjects } from '@switchboard/protocol';
 import { type KV, Kvm } from '@nats-io/kv';
+import { openOrCreate } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
@@ -13,6 +14,7 @@ import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from '.
 export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
+  private servicesKv: KV | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   /** This gateway's presence entries, re-put on every heartbeat. */
   private readonly own = new Map<string, ClientInfo>();
@@ -31,8 +33,9 @@ export class NatsRegistry implements Registry {
   async start(describe: () => GatewayEntry): Promise<void> {
     const kvm = new Kvm(this.nc());
     const options = { ttl: this.ttlSeconds * 1000, history: 1 };
-    this.presenceKv = await kvm.create(this.subjects.bucket('presence'), options);
-    this.gatewaysKv = await kvm.create(this.subjects.bucket('gateways'), options);
+    this.presenceKv = await openOrCreate(kvm, this.subjects.bucket('presence'), options);
+    this.gatewaysKv = await openOrCreate(kvm, this.subjects.bucket('gateways'), options);
+    this.servicesKv = await openOrCreate(kvm, this.subjects.bucket('services'), options);
     const beat = async () => {
       await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
       await Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info))));
@@ -48,6 +51,10 @@ export class NatsRegistry implements Registry {
 
   async gateways(): Promise<GatewayEntry[]> {
     return this.values<GatewayEntry>(this.gatewaysKv!, '*');
+  }
+
+  async services(): Promise<ServiceEntry[]> {
+    return this.values<ServiceEntry>(this.servicesKv!, '*.*');
   }
 
   private key(channel: string, client: string): string {

@@ -4,7 +4,7 @@
  * expire on their own.
  */
 
-import type { ClientInfo } from '@switchboard/protocol';
+import type { ClientInfo, ServiceEntry } from '@switchboard/protocol';
 
 export interface PresenceStats {
   numClients: number;
@@ -27,6 +27,8 @@ export interface Registry {
   /** Starts heartbeats: `describe` is asked for this gateway's entry each time. */
   start(describe: () => GatewayEntry): Promise<void>;
   gateways(): Promise<GatewayEntry[]>;
+  /** Live backend service replicas (they announce themselves through the SDK). */
+  services(): Promise<ServiceEntry[]>;
   addPresence(channel: string, info: ClientInfo): Promise<void>;
   removePresence(channel: string, client: string): Promise<void>;
   presence(channel: string): Promise<Record<string, ClientInfo>>;
