@@ -8,13 +8,15 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
 	@echo "make test    install what tests need, build, lint and run every test"
 	@echo "make token   print a development connection token (USER=42)"
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
+	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000)"
+	@echo "make cluster-down    stop the local cluster"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -46,7 +48,17 @@ format: install
 	npx prettier --write .
 	npx eslint --fix .
 
-test: build lint
+# System packages the cluster and its tests need (apt-get, only when missing).
+deps:
+	scripts/ensure-packages.sh nats-server haproxy
+
+cluster: build deps
+	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up
+
+cluster-down:
+	scripts/cluster.sh down
+
+test: build lint deps
 	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js))
 
 clean:

@@ -60,69 +60,70 @@ describe('HAProxy in front of three gateways', () => {
     await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
   });
 
-  test('spreads connections, routes around a killed gateway and cuts its clients', async () => {
-    const proxy = haproxy!;
-    for (let i = 0; i < 6; i++) clients.push(await connectThrough(proxy.url, `user-${i}`));
-    let counts: number[] = [];
-    await waitUntil(
-      async () => {
-        counts = await Promise.all(gateways.map(numClients));
-        return counts.reduce((a, b) => a + b, 0) === 6;
-      },
-      5000,
-      () => `6 clients over the gateways, have ${counts}`,
-    );
-    assert.ok(counts.filter((n) => n > 0).length >= 2, `connections not spread: ${counts}`);
+  test(
+    'spreads connections, routes around a killed gateway and cuts its clients',
+    { timeout: 60_000 },
+    async () => {
+      const proxy = haproxy!;
+      for (let i = 0; i < 6; i++) clients.push(await connectThrough(proxy.url, `user-${i}`));
+      let counts: number[] = [];
+      await waitUntil(
+        async () => {
+          counts = await Promise.all(gateways.map(numClients));
+          return counts.reduce((a, b) => a + b, 0) === 6;
+        },
+        5000,
+        () => `6 clients over the gateways, have ${counts}`,
+      );
+      assert.ok(counts.filter((n) => n > 0).length >= 2, `connections not spread: ${counts}`);
 
-    // A gateway that has clients dies without a goodbye.
-    const victim = counts.findIndex((n) => n > 0);
-    const [dead, survivors] = [gateways[victim], gateways.filter((_, i) => i !== victim)];
-    const server = `gw${victim + 1}`;
-    dead.process.kill('SIGKILL');
+      // A gateway that has clients dies without a goodbye.
+      const victim = counts.findIndex((n) => n > 0);
+      const onVictim = counts[victim]!;
+      const survivors = gateways.filter((_, i) => i !== victim);
+      const server = `gw${victim + 1}`;
+      gateways[victim]!.process.kill('SIGKILL');
 
-    // Before HAProxy has noticed, new connections still succeed (retry and redispatch).
-    for (let i = 0; i < 3; i++) clients.push(await connectThrough(proxy.url, `early-${i}`));
+      // Before HAProxy has noticed, new connections still succeed (retry and redispatch).
+      for (let i = 0; i < 3; i++) clients.push(await connectThrough(proxy.url, `early-${i}`));
 
-    let states: Record<string, string> = {};
-    await waitUntil(
-      async () => {
-        states = await proxy.servers();
-        return states[server] === 'DOWN';
-      },
-      10_000,
-      () => `HAProxy to mark ${server} down, states ${JSON.stringify(states)}`,
-    );
-    assert.deepEqual(
-      Object.entries(states)
-        .filter(([name]) => name !== server)
-        .map(([, state]) => state),
-      ['UP', 'UP'],
-    );
+      let states: Record<string, string> = {};
+      await waitUntil(
+        async () => {
+          states = await proxy.servers();
+          return states[server] === 'DOWN';
+        },
+        10_000,
+        () => `HAProxy to mark ${server} down, states ${JSON.stringify(states)}`,
+      );
+      assert.deepEqual(
+        Object.entries(states)
+          .filter(([name]) => name !== server)
+          .map(([, state]) => state),
+        ['UP', 'UP'],
+      );
 
-    // The dead gateway's clients were cut; the others stay connected.
-    await waitUntil(
-      () => clients.filter((c) => c.closeCode !== undefined).length === counts[victim],
-      5000,
-      () => `${counts[victim]} clients of ${server} to be closed`,
-    );
+      // The dead gateway's clients were cut; the others stay connected.
+      await waitUntil(
+        () => clients.filter((c) => c.closeCode !== undefined).length === onVictim,
+        5000,
+        () => `${onVictim} clients of ${server} to be closed`,
+      );
 
-    for (let i = 0; i < 6; i++) clients.push(await connectThrough(proxy.url, `late-${i}`));
-    const open = clients.filter((c) => c.closeCode === undefined).length;
-    let after: number[] = [];
-    await waitUntil(
-      async () => {
-        after = await Promise.all(survivors.map(numClients));
-        return after.reduce((a, b) => a + b, 0) === open;
-      },
-      5000,
-      () => `${open} clients on the surviving gateways, have ${after}`,
-    );
-    assert.equal(open, 6 - counts[victim] + 3 + 6);
-    assert.ok(
-      after.every((n) => n > 0),
-      `new connections not spread over the survivors: ${after}`,
-    );
-  });
+      for (let i = 0; i < 6; i++) clients.push(await connectThrough(proxy.url, `late-${i}`));
+      const open = clients.filter((c) => c.closeCode === undefined).length;
+      let after: number[] = [];
+      await waitUntil(
+        async () => {
+          after = await Promise.all(survivors.map(numClients));
+          return after.reduce((a, b) => a + b, 0) === open;
+        },
+        5000,
+        () => `${open} clients on the surviving gateways, have ${after}`,
+      );
+      assert.equal(open, 6 - onVictim + 3 + 6);
+    },
+  );
 });
 
 describe('nats-server of the test harness', () => {
@@ -136,7 +137,7 @@ describe('nats-server of the test harness', () => {
     await nats?.stop();
   });
 
-  test('restarts on the same ports and keeps its JetStream store', async () => {
+  test('restarts on the same ports and keeps its JetStream store', { timeout: 60_000 }, async () => {
     const server = nats!;
     let nc = await connect({ servers: server.url });
     try {

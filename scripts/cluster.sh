@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# A local Switchboard cluster as host processes: nats-server with JetStream,
+# three gateways over NATS and HAProxy in front (docker/haproxy.cfg).
+#
+#   scripts/cluster.sh up       start what is not running, wait until ready, print the URLs
+#   scripts/cluster.sh down     stop everything (SIGTERM, then SIGKILL after a grace period)
+#   scripts/cluster.sh status   list the processes and whether they run
+#
+# Pid files and logs: .run/cluster/<name>.pid and .run/cluster/<name>.log;
+# the JetStream store: .run/cluster/nats-store (kept across down/up).
+#
+# Environment (all optional):
+#   CLUSTER_BROKER   SWITCHBOARD_BROKER for the gateways (default nats; `memory`
+#                    runs three independent embedded gateways, for testing this script)
+#   CLUSTER_TIMEOUT  seconds `up` waits for readiness (default 60)
+#   CLUSTER_GRACE    seconds `down` waits after SIGTERM before SIGKILL (default 15)
+#   SWITCHBOARD_TOKEN_HMAC_SECRET_KEY, SWITCHBOARD_API_KEY
+#                    default to DEV_SECRET / DEV_API_KEY (which the Makefile passes)
+#                    and else to the Makefile's development values
+#   Other SWITCHBOARD_* variables (SWITCHBOARD_LOG_LEVEL, SWITCHBOARD_NAMESPACES, ...)
+#   reach the gateways unchanged.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="$ROOT/.run/cluster"
+NODE="${NODE:-node}"
+
+BROKER="${CLUSTER_BROKER:-nats}"
+TIMEOUT="${CLUSTER_TIMEOUT:-60}"
+GRACE="${CLUSTER_GRACE:-15}"
+SECRET="${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-${DEV_SECRET:-switchboard-dev-secret}}"
+API_KEY="${SWITCHBOARD_API_KEY:-${DEV_API_KEY:-switchboard-dev-api-key}}"
+
+NATS_PORT=4222
+NATS_MONITOR_PORT=8222
+NATS_URL="nats://127.0.0.1:$NATS_PORT"
+GATEWAYS=(gw1 gw2 gw3)
+HAPROXY_PORT=8000
+HAPROXY_STATS_PORT=8404
+# gwN listens on 8000+N (clients), 9000+N (internal) and 10000+N (gRPC).
+client_port() { echo $((8000 + ${1#gw})); }
+internal_port() { echo $((9000 + ${1#gw})); }
+grpc_port() { echo $((10000 + ${1#gw})); }
+ports_of() {
+  case "$1" in
+    nats) echo "$NATS_PORT $NATS_MONITOR_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT $HAPROXY_STATS_PORT" ;;
+    gw*) echo "$(client_port "$1") $(internal_port "$1") $(grpc_port "$1")" ;;
+  esac
+}
+
+# Example backend services: started after the gateways and before HAProxy,
+# stopped first. One entry per service, "name|command line" (run from the repo
+# root with SWITCHBOARD_NATS_URL, SWITCHBOARD_API_KEY and SWITCHBOARD_API_URL
+# in the environment). Empty until services/<example> exist, e.g.
+#   "chat|$NODE services/chat/dist/src/main.js"
+SERVICES=()
+
+log() { echo "cluster: $*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+alive() { # the pid in NAME.pid runs
+  local pid
+  [ -f "$RUN_DIR/$1.pid" ] && pid="$(<"$RUN_DIR/$1.pid")" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+pid_of() { # prints the pid of a running process we started, else fails
+  alive "$1" || return 1
+  local pid
+  pid="$(<"$RUN_DIR/$1.pid")"
+  # Guard against a recycled pid (say after a reboot): the program must be ours.
+  [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)" = "$(<"$RUN_DIR/$1.cmd")" ] || return 1
+  echo "$pid"
+}
+
+# start NAME CMD... : runs CMD in the background (env as set by the caller),
+# output to NAME.log, pid to NAME.pid. Skips a process that already runs.
+start() {
+  local name="$1"
+  shift
+  if pid_of "$name" >/dev/null; then
+    log "$name already runs (pid $(pid_of "$name"))"
+    return
+  fi
+  echo "=== $(date -u +%FT%TZ) $*" >>"$RUN_DIR/$name.log"
+  (cd "$ROOT" && exec nohup "$@" >>"$RUN_DIR/$name.log" 2>&1 </dev/null) &
+  echo "$!" >"$RUN_DIR/$name.pid"
+  echo "$1" >"$RUN_DIR/$name.cmd" # argv[0] once nohup has exec'd it (see pid_of)
+  STARTED+=("$name")
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+http_status() { # prints the HTTP status of GET URL, 000 when nothing answers
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
+}
+
+http_body() { curl -s --max-time 2 "$1" 2>/dev/null || true; }
+
+# wait_for DESCRIPTION COMMAND... : polls COMMAND until it succeeds; fails when
+# one of the processes started by this run exited, or after TIMEOUT seconds.
+wait_for() {
+  local what="$1" deadline=$((SECONDS + TIMEOUT)) name
+  shift
+  until "$@"; do
+    for name in "${STARTED[@]}"; do
+      alive "$name" || fail_up "$name exited while waiting for $what" "$name"
+    done
+    [ "$SECONDS" -lt "$deadline" ] || fail_up "timed out after ${TIMEOUT}s waiting for $what" "${STARTED[@]}"
+    sleep 0.2
+  done
+}
+
+# fail_up MESSAGE NAME... : shows what NAMEs logged since this run started
+# them, stops everything this run started, and exits 1.
+fail_up() {
+  local message="$1" name
+  shift
+  log "$message"
+  for name in "$@"; do
+    log "--- $RUN_DIR/$name.log (this run, last 20 lines)"
+    awk '/^=== /{n=0; delete l; next} {l[n++]=$0} END{for(i=(n>20?n-20:0);i<n;i++) print l[i]}' \
+      "$RUN_DIR/$name.log" >&2 || true
+  done
+  log "stopping what this run started (logs stay in $RUN_DIR)"
+  for name in "${STARTED[@]}"; do stop "$name"; done
+  exit 1
+}
+
+nats_ready() { [ "$(http_status "http://127.0.0.1:$NATS_MONITOR_PORT/healthz")" = 200 ]; }
+gateway_ready() { [ "$(http_status "http://127.0.0.1:$(internal_port "$1")/readyz")" = 200 ]; }
+haproxy_ready() { # HAProxy answers and every gateway is UP with a passed /readyz check
+  # (servers count as UP at start-up before their first check, hence both).
+  local metrics name want=()
+  metrics="$(http_body "http://127.0.0.1:$HAPROXY_STATS_PORT/metrics")"
+  for name in "${GATEWAYS[@]}"; do
+    want+=("haproxy_server_status{proxy=\"gateways\",server=\"$name\",state=\"UP\"} 1"
+      "haproxy_server_check_status{proxy=\"gateways\",server=\"$name\",state=\"L7OK\"} 1")
+  done
+  [ "$(grep -cxF -f <(printf '%s\n' "${want[@]}") <<<"$metrics")" -eq "${#want[@]}" ]
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found; run: scripts/ensure-packages.sh $2"; }
+
+up() {
+  need nats-server nats-server
+  need haproxy haproxy
+  need curl curl
+  [ -f "$ROOT/services/gateway/dist/src/main.js" ] || die "gateway not built; run: make build"
+  mkdir -p "$RUN_DIR/nats-store"
+  STARTED=()
+
+  # Refuse early, with a clear message, when another program holds a port.
+  local port name
+  for name in nats haproxy "${GATEWAYS[@]}"; do
+    if pid_of "$name" >/dev/null; then continue; fi
+    for port in $(ports_of "$name"); do
+      if port_busy "$port"; then die "port $port (for $name) is in use by another process"; fi
+    done
+  done
+
+  start nats nats-server -js -n switchboard-local -a 127.0.0.1 -p "$NATS_PORT" \
+    -m "$NATS_MONITOR_PORT" -sd "$RUN_DIR/nats-store"
+  wait_for "nats-server (http://127.0.0.1:$NATS_MONITOR_PORT/healthz)" nats_ready
+
+  for name in "${GATEWAYS[@]}"; do
+    SWITCHBOARD_NODE_ID="$name" \
+      SWITCHBOARD_HOST=127.0.0.1 \
+      SWITCHBOARD_CLIENT_PORT="$(client_port "$name")" \
+      SWITCHBOARD_INTERNAL_PORT="$(internal_port "$name")" \
+      SWITCHBOARD_GRPC_PORT="$(grpc_port "$name")" \
+      SWITCHBOARD_BROKER="$BROKER" \
+      SWITCHBOARD_NATS_URL="$NATS_URL" \
+      SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
+      SWITCHBOARD_API_KEY="$API_KEY" \
+      start "$name" "$NODE" services/gateway/dist/src/main.js
+  done
+  for name in "${GATEWAYS[@]}"; do
+    wait_for "$name (http://127.0.0.1:$(internal_port "$name")/readyz)" gateway_ready "$name"
+  done
+
+  local entry
+  for entry in "${SERVICES[@]}"; do
+    # shellcheck disable=SC2086 # the command line is split on purpose
+    SWITCHBOARD_NATS_URL="$NATS_URL" \
+      SWITCHBOARD_API_KEY="$API_KEY" \
+      SWITCHBOARD_API_URL="http://127.0.0.1:$(internal_port gw1)/api" \
+      start "${entry%%|*}" ${entry#*|}
+  done
+
+  # The variables docker/haproxy.cfg reads (exported: nothing else starts after HAProxy).
+  export SWITCHBOARD_HAPROXY_BIND="*:$HAPROXY_PORT"
+  export SWITCHBOARD_HAPROXY_STATS_BIND="*:$HAPROXY_STATS_PORT"
+  for name in "${GATEWAYS[@]}"; do
+    export "SWITCHBOARD_GW${name#gw}_ADDR=127.0.0.1:$(client_port "$name")"
+    export "SWITCHBOARD_GW${name#gw}_CHECK_PORT=$(internal_port "$name")"
+  done
+  haproxy -c -q -f "$ROOT/docker/haproxy.cfg" || fail_up "docker/haproxy.cfg does not validate" "${STARTED[@]}"
+  # -db: stay in the foreground (we keep the pid), log to stdout.
+  start haproxy haproxy -db -f "$ROOT/docker/haproxy.cfg"
+  wait_for "HAProxy with ${#GATEWAYS[@]} gateways up (http://127.0.0.1:$HAPROXY_STATS_PORT/metrics)" haproxy_ready
+
+  cat <<EOF
+Switchboard cluster (broker: $BROKER) is up:
+  clients:       ws://localhost:$HAPROXY_PORT/connection/websocket  (HAProxy, leastconn over ${GATEWAYS[*]})
+  tokens:        HS256 with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$SECRET  (make token USER=42)
+  server API:    POST http://localhost:$(internal_port gw1)/api/<method> with X-API-Key: $API_KEY
+                 (each gateway: ports $(internal_port gw1)..$(internal_port "${GATEWAYS[-1]}"), also /metrics /healthz /readyz)
+  gRPC API:      localhost:$(grpc_port gw1)..$(grpc_port "${GATEWAYS[-1]}")
+  NATS:          $NATS_URL  (monitoring http://localhost:$NATS_MONITOR_PORT)
+  HAProxy stats: http://localhost:$HAPROXY_STATS_PORT/stats  (Prometheus: /metrics)
+  logs:          $RUN_DIR/*.log
+Stop it with: make cluster-down  (or scripts/cluster.sh down)
+EOF
+}
+
+# stop NAME: SIGTERM, wait up to GRACE seconds, then SIGKILL; removes the pid file.
+stop() {
+  local name="$1" pid deadline
+  if pid="$(pid_of "$name")"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + GRACE))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) still runs after ${GRACE}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.cmd"
+}
+
+down() {
+  local entry name
+  # Services and HAProxy first, then the gateways (they drain their clients and
+  # their NATS connection), NATS last. Processes of one group stop in parallel.
+  for entry in "${SERVICES[@]}"; do stop "${entry%%|*}" & done
+  stop haproxy &
+  wait
+  for name in "${GATEWAYS[@]}"; do stop "$name" & done
+  wait
+  stop nats
+}
+
+status() {
+  local name entry pid running=0 total=0
+  local -a names=(nats "${GATEWAYS[@]}")
+  for entry in "${SERVICES[@]}"; do names+=("${entry%%|*}"); done
+  names+=(haproxy)
+  for name in "${names[@]}"; do
+    total=$((total + 1))
+    if pid="$(pid_of "$name")"; then
+      running=$((running + 1))
+      printf '%-10s running  pid %-8s log %s\n' "$name" "$pid" "$RUN_DIR/$name.log"
+    else
+      printf '%-10s stopped\n' "$name"
+    fi
+  done
+  echo "$running of $total processes run"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 64
+    ;;
+esac
