@@ -186,7 +186,12 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
 
   channels: async (node, p) => ({ channels: node.channels(str(p, 'pattern', false) || undefined) }),
 
-  info: async (node) => ({ nodes: await node.registry.gateways(), services: await node.registry.services() }),
+  info: async (node) => {
+    // The registry's copy of this gateway is a heartbeat old: answer with the current one.
+    const self = node.describe();
+    const others = (await node.registry.gateways()).filter((g) => g.uid !== self.uid);
+    return { nodes: [self, ...others], services: await node.registry.services() };
+  },
 };
 
 export function isApiMethod(method: string): method is ApiMethod {

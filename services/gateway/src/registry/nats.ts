@@ -11,6 +11,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
 
+/** Heartbeats come at least this often, so the registry's figures stay fresh even with a long TTL. */
+const MAX_HEARTBEAT_SECONDS = 5;
+
 export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
@@ -45,7 +48,7 @@ export class NatsRegistry implements Registry {
       () => {
         beat().catch((err) => this.log.warn({ err }, 'registry heartbeat failed'));
       },
-      (this.ttlSeconds * 1000) / 3,
+      Math.min(this.ttlSeconds / 3, MAX_HEARTBEAT_SECONDS) * 1000,
     ).unref();
   }
 
