@@ -11,8 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { Centrifuge, type PublicationContext, type Subscription } from 'centrifuge';
 import WebSocket from 'ws';
-import { type Cluster, startCluster } from './cluster.js';
-import { api, client, type Gateway, nextEvent, token, waitUntil } from './harness.js';
+import { type Cluster, startCluster, startNats } from './cluster.js';
+import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
 
 const clients: Centrifuge[] = [];
 
@@ -312,5 +312,34 @@ describe('failures under steady publishing', () => {
       () => `all ${pub.accepted.length} delivered: ${subscribers.map((s) => s.got.length).join(',')}`,
     );
     for (const s of subscribers) assert.deepEqual(numbers(s.got), pub.accepted);
+  });
+});
+
+describe('NATS with credentials', () => {
+  test('a gateway logs in with user and password; with a wrong one it exits and says why', async () => {
+    const nats = await startNats(['--user', 'switchboard', '--pass', 's3cret']);
+    const env = {
+      SWITCHBOARD_BROKER: 'nats',
+      SWITCHBOARD_NATS_URL: nats.url,
+      SWITCHBOARD_NATS_USER: 'switchboard',
+    };
+    const good = await startGateway({ ...env, SWITCHBOARD_NATS_PASSWORD: 's3cret' });
+    try {
+      const c = await connectTo(good, 'cred');
+      const { got, sub } = await subscribe(c, 'chat:creds');
+      await sub.publish({ n: 1 });
+      await waitUntil(
+        () => got.length === 1,
+        5000,
+        () => 'a publication',
+      );
+      await assert.rejects(
+        startGateway({ ...env, SWITCHBOARD_NATS_PASSWORD: 'wrong' }, 3000),
+        /exited with 1[\s\S]*Authorization Violation/,
+      );
+    } finally {
+      await good.stop();
+      await nats.stop();
+    }
   });
 });

@@ -82,12 +82,12 @@ export interface Nats {
 }
 
 /** Starts nats-server with JetStream on free ports and a temporary store; resolves once /healthz is 200. */
-export async function startNats(timeoutMs = 15_000): Promise<Nats> {
+export async function startNats(extraArgs: string[] = [], timeoutMs = 15_000): Promise<Nats> {
   const [port, monitorPort] = [await freePort(), await freePort()];
   const storeDir = mkdtempSync(join(tmpdir(), 'switchboard-nats-'));
   tempDirs.push(storeDir);
   const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
-  args.push('-sd', storeDir, '-n', `switchboard-test-${port}`);
+  args.push('-sd', storeDir, '-n', `switchboard-test-${port}`, ...extraArgs);
 
   let proc: Proc;
   let log = '';
