@@ -24,6 +24,8 @@ export interface Bus {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Answers requests on `subject` as a member of `queue`; returns a function that stops it. */
   serve(subject: string, queue: string, handler: Handler): () => void;
+  /** Resolves once what `serve` set up is in place (the NATS server knows the subscriptions). */
+  flush(): Promise<void>;
 }
 
 /** In-process bus: queue groups take turns, like NATS spreads requests over replicas. */
@@ -44,6 +46,8 @@ export class LocalBus implements Bus {
       clearTimeout(timer);
     }
   }
+
+  async flush(): Promise<void> {}
 
   serve(subject: string, queue: string, handler: Handler): () => void {
     let queues = this.groups.get(subject);

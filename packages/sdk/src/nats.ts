@@ -20,6 +20,10 @@ export class NatsBus implements Bus {
     }
   }
 
+  flush(): Promise<void> {
+    return this.connection.flush();
+  }
+
   serve(subject: string, queue: string, handler: Handler): () => void {
     const sub = this.connection.subscribe(subject, {
       queue,

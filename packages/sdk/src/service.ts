@@ -130,6 +130,8 @@ export class Service {
       const data = await handler(req);
       return data === undefined ? {} : { data };
     });
+    // Only announce once gateways' requests can reach this replica.
+    await this.bus.flush();
     if (this.registry) {
       const entry = this.entry();
       await this.registry.announce(entry);

@@ -8,6 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
+/** Example services the gateway can run in-process (see embedded.ts). */
+export const EMBEDDED_SERVICE_NAMES = ['chat', 'store', 'jobs'];
+
 export interface NamespaceOptions {
   /** `''` is the default namespace: channels without `ns:`. */
   name: string;
@@ -66,6 +69,21 @@ export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
     allow_presence_for_subscriber: true,
     allow_history_for_subscriber: true,
   },
+  // Owned by the example services (services/chat, store, jobs): in-process in
+  // embedded mode, their own processes in a cluster.
+  {
+    name: 'room',
+    service: true,
+    history_size: 100,
+    history_ttl: 300,
+    recovery: true,
+    presence: true,
+    join_leave: true,
+    allow_presence_for_subscriber: true,
+    allow_history_for_subscriber: true,
+  },
+  { name: 'store', service: true },
+  { name: 'jobs', service: true, history_size: 20, history_ttl: 60, recovery: true },
 ];
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'json';
@@ -117,6 +135,11 @@ export const KEYS = {
   },
   nats_tls_cert: { kind: 'string', default: '', doc: 'PEM client certificate for NATS mutual TLS.' },
   nats_tls_key: { kind: 'string', default: '', doc: 'PEM client key for NATS mutual TLS.' },
+  embedded_services: {
+    kind: 'list',
+    default: EMBEDDED_SERVICE_NAMES,
+    doc: 'Example services run in-process in embedded mode (broker `memory`); empty for none. In a cluster they are processes of their own.',
+  },
   service_timeout: {
     kind: 'int',
     default: 5000,
@@ -252,6 +275,7 @@ export interface Config {
   nats: NatsSettings;
   presenceTtl: number;
   serviceTimeout: number;
+  embeddedServices: string[];
   logLevel: string;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
@@ -366,6 +390,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (v.broker !== 'memory' && v.broker !== 'nats')
     throw new ConfigError(`SWITCHBOARD_BROKER must be memory or nats, got ${JSON.stringify(v.broker)}`);
   if ((v.presence_ttl as number) < 3) throw new ConfigError('SWITCHBOARD_PRESENCE_TTL must be at least 3');
+  for (const name of v.embedded_services as string[]) {
+    if (!EMBEDDED_SERVICE_NAMES.includes(name)) {
+      throw new ConfigError(
+        `SWITCHBOARD_EMBEDDED_SERVICES: unknown service ${JSON.stringify(name)} (chat, store, jobs)`,
+      );
+    }
+  }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.commands_per_second as number) < 1)
@@ -392,6 +423,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     presenceTtl: v.presence_ttl as number,
     serviceTimeout: v.service_timeout as number,
+    embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,

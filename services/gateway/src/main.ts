@@ -15,6 +15,7 @@ import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { shutdown } from './drain.js';
+import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
 import { createInternalApp } from './internal.js';
@@ -70,6 +71,7 @@ function infrastructure(
     bus: {
       request: (subject, data, timeoutMs) => natsBus().request(subject, data, timeoutMs),
       serve: (subject, queue, handler) => natsBus().serve(subject, queue, handler),
+      flush: () => natsBus().flush(),
     },
   };
 }
@@ -107,6 +109,10 @@ export async function startGateway(config: Config) {
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
+  const services =
+    config.broker === 'memory'
+      ? await startEmbeddedServices(config.embeddedServices as EmbeddedService[], bus, config.nats.prefix)
+      : undefined;
   mountWebSocket(clientApp, node);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
@@ -127,6 +133,7 @@ export async function startGateway(config: Config) {
     stop: async () => {
       await shutdown(node, sockets, config.shutdownTimeout * 1000);
       clearInterval(ticker);
+      await services?.stop();
       stopBusApi();
       await grpc?.close();
       await node.registry.close();

@@ -33,7 +33,7 @@ import {
 } from '@switchboard/protocol';
 import type { HubMember, Sink } from './hub.js';
 import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel, VERSION } from './node.js';
-import type { CallContext } from './proxy.js';
+import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
 
 type State = 'connecting' | 'connected' | 'closed';
 
@@ -339,7 +339,7 @@ export class Session implements HubMember {
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
     let chanInfo: unknown;
-    let initialData: unknown;
+    let authorize: (() => Promise<Outcome<SubscribeDecision>>) | undefined;
     let expiresAt = 0;
     if (req.token) {
       const check = await tokens.subscription(req.token);
@@ -351,10 +351,9 @@ export class Session implements HubMember {
     } else if (!userAllowed(name, this.user)) {
       return Errors.permissionDenied;
     } else if (ns.service) {
-      const decision = await this.node.handler.subscribe(this.context(), ns.name, req.channel, req.data);
-      if (!decision.ok) return decision.error;
-      chanInfo = decision.value.info;
-      initialData = decision.value.data;
+      // Asked once live traffic is buffered (see prepareSubscription): nothing the
+      // service publishes while it answers falls between its data and the stream.
+      authorize = () => this.node.handler.subscribe(this.context(), ns.name, req.channel, req.data);
     } else if (
       name.users === undefined &&
       !(this.user === '' ? ns.allow_subscribe_for_anonymous : ns.allow_subscribe_for_client)
@@ -365,7 +364,7 @@ export class Session implements HubMember {
     const result = await this.subscribeCore(resolved, {
       recovery: req,
       chanInfo,
-      data: initialData,
+      ...(authorize ? { authorize } : {}),
       expiresAt,
       rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
     });
@@ -385,8 +384,8 @@ export class Session implements HubMember {
     options: {
       recovery?: SubscribeRecovery | undefined;
       chanInfo?: unknown;
-      /** Initial data for the client (from the owning service). */
-      data?: unknown;
+      /** The owning service's decision: refusal, initial data for the client, channel info. */
+      authorize?: () => Promise<Outcome<SubscribeDecision>>;
       expiresAt: number;
       rejectUnrecovered?: boolean;
     },
@@ -413,13 +412,26 @@ export class Session implements HubMember {
 
   private async prepareSubscription(
     sub: Subscription,
-    options: { recovery?: SubscribeRecovery | undefined; rejectUnrecovered?: boolean; data?: unknown },
+    options: {
+      recovery?: SubscribeRecovery | undefined;
+      rejectUnrecovered?: boolean;
+      authorize?: () => Promise<Outcome<SubscribeDecision>>;
+    },
   ): Promise<SubscribeResult | ProtocolError> {
     const { ns } = sub.resolved;
     const channel = sub.resolved.name.channel;
     const { broker, registry } = this.node;
     await this.node.addSubscriber(channel, this);
     const result: SubscribeResult = {};
+    if (options.authorize) {
+      const decision = await options.authorize();
+      if (!decision.ok) {
+        await this.unsubscribeCore(channel, false);
+        return decision.error;
+      }
+      if (decision.value.info !== undefined) sub.chanInfo = decision.value.info;
+      if (decision.value.data !== undefined) result.data = decision.value.data;
+    }
     if (ns.history_size > 0) {
       let position: StreamPosition;
       const since = options.recovery;
@@ -454,7 +466,6 @@ export class Session implements HubMember {
     if (this.isClosed() || this.subs.get(channel) !== sub) return Errors.notAvailable;
     if (sub.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
-    if (options.data !== undefined) result.data = options.data;
     if (ns.presence) {
       const info = this.clientInfo(sub.chanInfo);
       await registry.addPresence(channel, info);
