@@ -49,12 +49,13 @@ ports_of() {
   esac
 }
 
-# Example backend services: started after the gateways and before HAProxy,
-# stopped first. One entry per service, "name|command line" (run from the repo
-# root with SWITCHBOARD_NATS_URL, SWITCHBOARD_API_KEY and SWITCHBOARD_API_URL
-# in the environment). Empty until services/<example> exist, e.g.
-#   "chat|$NODE services/chat/dist/src/main.js"
-SERVICES=()
+# The example backend services, each a process of its own: "name|command".
+# They reach the gateways over NATS only (server API on the bus).
+SERVICES=(
+  "chat|$NODE services/chat/dist/src/main.js"
+  "store|$NODE services/store/dist/src/main.js"
+  "jobs|$NODE services/jobs/dist/src/main.js"
+)
 
 log() { echo "cluster: $*" >&2; }
 die() {
@@ -185,10 +186,7 @@ up() {
   local entry
   for entry in "${SERVICES[@]}"; do
     # shellcheck disable=SC2086 # the command line is split on purpose
-    SWITCHBOARD_NATS_URL="$NATS_URL" \
-      SWITCHBOARD_API_KEY="$API_KEY" \
-      SWITCHBOARD_API_URL="http://127.0.0.1:$(internal_port gw1)/api" \
-      start "${entry%%|*}" ${entry#*|}
+    SWITCHBOARD_NATS_URL="$NATS_URL" start "${entry%%|*}" ${entry#*|}
   done
 
   # The variables docker/haproxy.cfg reads (exported: nothing else starts after HAProxy).
