@@ -247,7 +247,7 @@ export const KEYS = {
   namespaces: {
     kind: 'json',
     default: DEFAULT_NAMESPACES,
-    doc: 'JSON array of namespace options (see Namespaces); replaces the default `""` and `chat` namespaces.',
+    doc: 'JSON array of namespace options (see Namespaces); replaces the defaults (`""`, `chat`, and `room`, `store`, `jobs` of the example services).',
   },
 } satisfies Record<string, KeySpec>;
 

@@ -67,8 +67,11 @@ describe('defaults', () => {
     assert.ok(c.nodeId.length > 0);
   });
 
-  test('namespaces "" and chat', () => {
-    assert.deepEqual([...c.namespaces.keys()].sort(), ['', 'chat']);
+  test('namespaces "" and chat, and those of the example services', () => {
+    assert.deepEqual([...c.namespaces.keys()].sort(), ['', 'chat', 'jobs', 'room', 'store']);
+    for (const owned of ['room', 'store', 'jobs'])
+      assert.equal(c.namespaces.get(owned)!.service, true, owned);
+    assert.deepEqual(c.embeddedServices, ['chat', 'store', 'jobs']);
     assert.deepEqual(c.namespaces.get(''), {
       ...NAMESPACE_DEFAULTS,
       name: '',
