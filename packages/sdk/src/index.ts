@@ -1,3 +1,4 @@
 export * from './bus.js';
 export * from './nats.js';
 export * from './service.js';
+export * from './process.js';

@@ -2,61 +2,13 @@
  * The store service as its own process (cluster mode): answers the gateways'
  * requests for the `store` namespace over NATS, as one replica of a queue
  * group; run as many as you like. Records live in the NATS KV bucket
- * `<prefix>_store`, so every replica sees the same data.
- *
- *   SWITCHBOARD_NATS_URL     comma-separated servers, default nats://127.0.0.1:4222
- *   SWITCHBOARD_NATS_PREFIX  subject prefix, default sb
+ * `<prefix>_store`, so every replica sees the same data. Settings: see
+ * runService in the SDK.
  */
 
-import { connect } from '@nats-io/transport-node';
-import { NatsBus, natsServiceRegistry } from '@switchboard/sdk';
+import { runService } from '@switchboard/sdk';
 import { createStoreService, KvBackend } from './index.js';
 
-const servers = (process.env.SWITCHBOARD_NATS_URL ?? 'nats://127.0.0.1:4222')
-  .split(',')
-  .map((s) => s.trim())
-  .filter((s) => s !== '');
-const prefix = process.env.SWITCHBOARD_NATS_PREFIX ?? 'sb';
-
-const nc = await connect({
-  servers,
-  name: 'switchboard-service-store',
-  waitOnFirstConnect: true,
-  maxReconnectAttempts: -1,
-});
-const registry = await natsServiceRegistry(nc, prefix, 15);
-const backend = await KvBackend.open(nc, prefix);
-const service = createStoreService(new NatsBus(nc), { prefix, registry, backend });
-await service.start();
-// Ready means the service's subscriptions are in place on the server.
-await nc.flush();
-console.log(
-  JSON.stringify({
-    time: new Date().toISOString(),
-    level: 'info',
-    msg: 'service ready',
-    service: 'store',
-    namespace: service.namespace,
-    instance: service.instance,
-    prefix,
-    bucket: `${prefix}_store`,
-  }),
+await runService('store', async ({ bus, connection, prefix, registry }) =>
+  createStoreService(bus, { prefix, registry, backend: await KvBackend.open(connection, prefix) }),
 );
-
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  console.log(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'stopping', signal }));
-  let code = 0;
-  try {
-    await service.stop();
-    await nc.drain();
-  } catch (err) {
-    code = 1;
-    console.error(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: String(err) }));
-  }
-  process.exit(code);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));

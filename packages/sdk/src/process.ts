@@ -1,0 +1,68 @@
+/**
+ * Runs a service as a process of its own in a cluster: connects to NATS
+ * (`SWITCHBOARD_NATS_URL`, comma-separated, default nats://127.0.0.1:4222;
+ * subject prefix `SWITCHBOARD_NATS_PREFIX`, default sb), announces the
+ * replica in the registry, logs one JSON line when requests can reach it, and
+ * stops cleanly on SIGTERM or SIGINT (exit 0, or 1 when stopping failed).
+ */
+
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsBus, natsServiceRegistry } from './nats.js';
+import type { Service, ServiceRegistry } from './service.js';
+
+export interface ServiceContext {
+  bus: NatsBus;
+  connection: NatsConnection;
+  prefix: string;
+  registry: ServiceRegistry;
+}
+
+/** Seconds a replica's registry entry outlives its last heartbeat. */
+const REGISTRY_TTL = 15;
+
+const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
+  console.log(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+
+export async function runService(
+  name: string,
+  create: (context: ServiceContext) => Service | Promise<Service>,
+): Promise<void> {
+  const servers = (process.env.SWITCHBOARD_NATS_URL ?? 'nats://127.0.0.1:4222')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  const prefix = process.env.SWITCHBOARD_NATS_PREFIX ?? 'sb';
+  const connection = await connect({
+    servers,
+    name: `switchboard-service-${name}`,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+  });
+  const registry = await natsServiceRegistry(connection, prefix, REGISTRY_TTL);
+  const service = await create({ bus: new NatsBus(connection), connection, prefix, registry });
+  await service.start();
+  log('info', 'service ready', {
+    service: name,
+    namespace: service.namespace,
+    instance: service.instance,
+    prefix,
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('info', 'stopping', { service: name, signal });
+    let code = 0;
+    try {
+      await service.stop();
+      await connection.drain();
+    } catch (err) {
+      code = 1;
+      log('error', String(err), { service: name });
+    }
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
