@@ -2,3 +2,4 @@ export * from './bus.js';
 export * from './nats.js';
 export * from './service.js';
 export * from './process.js';
+export * from './testing.js';

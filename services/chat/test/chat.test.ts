@@ -1,42 +1,15 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import {
-  type ServiceOperation,
-  type ServiceReply,
-  type ServiceRequest,
-  Subjects,
-} from '@switchboard/protocol';
-import { LocalBus, type Service } from '@switchboard/sdk';
+import { type ServiceOperation, type ServiceRequest, Subjects } from '@switchboard/protocol';
+import { type Bus, callService, LocalBus, recordPublications, type Service } from '@switchboard/sdk';
 import { createChatService } from '../src/index.js';
 
-const subjects = new Subjects('sb');
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** Calls the service exactly as a gateway does. */
-async function call(
-  bus: LocalBus,
-  operation: ServiceOperation,
-  req: Partial<ServiceRequest>,
-): Promise<ServiceReply<any>> {
-  const body: ServiceRequest = { client: 'c1', user: '42', ...req };
-  const raw = await bus.request(
-    subjects.service('room', operation),
-    encoder.encode(JSON.stringify(body)),
-    1000,
-  );
-  return JSON.parse(decoder.decode(raw)) as ServiceReply<any>;
-}
+const call = (bus: Bus, operation: ServiceOperation, req: Partial<ServiceRequest>) =>
+  callService<any>(bus, 'room', operation, req);
 
 /** The server API as a gateway answers it on the bus; records publications. */
-function fakeApi(bus: LocalBus): { channel: string; data: any }[] {
-  const published: { channel: string; data: any }[] = [];
-  bus.serve(subjects.api('publish'), subjects.apiQueue, async (data) => {
-    published.push(JSON.parse(decoder.decode(data)) as { channel: string; data: any });
-    return encoder.encode(JSON.stringify({ result: {} }));
-  });
-  return published;
-}
+const fakeApi = (bus: Bus) => recordPublications<any>(bus);
 
 describe('chat service', () => {
   let bus: LocalBus;
@@ -113,20 +86,19 @@ describe('chat service', () => {
 
   it('passes on a failing server API call', async () => {
     const lonely = new LocalBus();
+    const subjects = new Subjects('sb');
     lonely.serve(subjects.api('publish'), subjects.apiQueue, async () =>
-      encoder.encode(JSON.stringify({ error: { code: 108, message: 'not available' } })),
+      new TextEncoder().encode(JSON.stringify({ error: { code: 108, message: 'not available' } })),
     );
     const s = createChatService(lonely);
     await s.start();
     try {
-      const raw = await lonely.request(
-        subjects.service('room', 'rpc'),
-        encoder.encode(
-          JSON.stringify({ client: 'c', user: '1', method: 'dm', data: { to: '2', text: 'x' } }),
-        ),
-        1000,
-      );
-      assert.deepEqual(JSON.parse(decoder.decode(raw)), { error: { code: 108, message: 'not available' } });
+      const reply = await callService(lonely, 'room', 'rpc', {
+        user: '1',
+        method: 'dm',
+        data: { to: '2', text: 'x' },
+      });
+      assert.deepEqual(reply, { error: { code: 108, message: 'not available' } });
     } finally {
       await s.stop();
     }

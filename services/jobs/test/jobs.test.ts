@@ -1,32 +1,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import {
-  type ServiceOperation,
-  type ServiceReply,
-  type ServiceRequest,
-  Subjects,
-} from '@switchboard/protocol';
-import { LocalBus } from '@switchboard/sdk';
+import { type ServiceOperation, type ServiceReply, type ServiceRequest } from '@switchboard/protocol';
+import { type Bus, callService, LocalBus, recordPublications } from '@switchboard/sdk';
 import { createJobsService, type JobsService, type Progress } from '../src/index.js';
 
-const subjects = new Subjects('sb');
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** Calls the service exactly as a gateway does. */
-async function call(
-  bus: LocalBus,
-  operation: ServiceOperation,
-  req: Partial<ServiceRequest>,
-): Promise<ServiceReply<any>> {
-  const body: ServiceRequest = { client: 'c1', user: '42', ...req };
-  const raw = await bus.request(
-    subjects.service('jobs', operation),
-    encoder.encode(JSON.stringify(body)),
-    1000,
-  );
-  return JSON.parse(decoder.decode(raw)) as ServiceReply<any>;
-}
+const call = (bus: Bus, operation: ServiceOperation, req: Partial<ServiceRequest>) =>
+  callService<any>(bus, 'jobs', operation, req);
 
 const rpc = (bus: LocalBus, method: string, data?: unknown, user = '42') =>
   call(bus, 'rpc', { method, user, ...(data !== undefined ? { data } : {}) });
@@ -41,14 +21,7 @@ async function start(bus: LocalBus, data?: unknown, user = '42'): Promise<string
 }
 
 /** The server API as a gateway answers it on the bus; records publications. */
-function fakeApi(bus: LocalBus): { channel: string; data: Progress }[] {
-  const published: { channel: string; data: Progress }[] = [];
-  bus.serve(subjects.api('publish'), subjects.apiQueue, async (data) => {
-    published.push(JSON.parse(decoder.decode(data)) as { channel: string; data: Progress });
-    return encoder.encode(JSON.stringify({ result: {} }));
-  });
-  return published;
-}
+const fakeApi = (bus: Bus) => recordPublications<Progress>(bus);
 
 /** Polls until `check` returns something truthy, or fails after `timeoutMs`. */
 async function until<T>(check: () => T | undefined | false, timeoutMs = 3000): Promise<T> {

@@ -6,13 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  type ServiceOperation,
-  type ServiceReply,
-  type ServiceRequest,
-  Subjects,
-} from '@switchboard/protocol';
-import { type Bus, LocalBus, NatsBus, type Service } from '@switchboard/sdk';
+import { type ServiceOperation, type ServiceReply, type ServiceRequest } from '@switchboard/protocol';
+import { type Bus, callService, LocalBus, NatsBus, recordPublications, type Service } from '@switchboard/sdk';
 import {
   catchUp,
   createStoreService,
@@ -24,37 +19,15 @@ import {
   type StoreBackend,
 } from '../src/index.js';
 
-const subjects = new Subjects('sb');
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** Calls the service exactly as a gateway does. */
-async function call(
-  bus: Bus,
-  operation: ServiceOperation,
-  req: Partial<ServiceRequest>,
-): Promise<ServiceReply<any>> {
-  const body: ServiceRequest = { client: 'c1', user: '42', ...req };
-  const raw = await bus.request(
-    subjects.service('store', operation),
-    encoder.encode(JSON.stringify(body)),
-    2000,
-  );
-  return JSON.parse(decoder.decode(raw)) as ServiceReply<any>;
-}
+const call = (bus: Bus, operation: ServiceOperation, req: Partial<ServiceRequest>) =>
+  callService<any>(bus, 'store', operation, req);
 
 const rpc = (bus: Bus, method: string, data: unknown, user = '42') =>
   call(bus, 'rpc', { method, data, user });
 
 /** The server API as a gateway answers it on the bus; records publications. */
-function fakeApi(bus: Bus): { channel: string; data: any }[] {
-  const published: { channel: string; data: any }[] = [];
-  bus.serve(subjects.api('publish'), subjects.apiQueue, async (data) => {
-    published.push(JSON.parse(decoder.decode(data)) as { channel: string; data: any });
-    return encoder.encode(JSON.stringify({ result: {} }));
-  });
-  return published;
-}
+const fakeApi = (bus: Bus) => recordPublications<any>(bus);
 
 function code(reply: ServiceReply<unknown>): number | undefined {
   return 'error' in reply ? reply.error.code : undefined;
