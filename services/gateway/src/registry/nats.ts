@@ -11,14 +11,14 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
 
-/** Heartbeats come at least this often, so the registry's figures stay fresh even with a long TTL. */
+/** A gateway's own entry beats at least this often, so its figures stay fresh even with a long TTL. */
 const MAX_HEARTBEAT_SECONDS = 5;
 
 export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
   private servicesKv: KV | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeats: NodeJS.Timeout[] = [];
   /** This gateway's presence entries, re-put on every heartbeat. */
   private readonly own = new Map<string, ClientInfo>();
   private readonly gatewayKey: string;
@@ -39,17 +39,19 @@ export class NatsRegistry implements Registry {
     this.presenceKv = await openOrCreate(kvm, this.subjects.bucket('presence'), options);
     this.gatewaysKv = await openOrCreate(kvm, this.subjects.bucket('gateways'), options);
     this.servicesKv = await openOrCreate(kvm, this.subjects.bucket('services'), options);
-    const beat = async () => {
-      await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
-      await Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info))));
-    };
-    await beat();
-    this.heartbeat = setInterval(
-      () => {
+    const announce = () => this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
+    // Presence entries only need to beat their TTL: one put per subscription every third of it.
+    const refreshPresence = () =>
+      Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info))));
+    await announce();
+    const every = (seconds: number, beat: () => Promise<unknown>) =>
+      setInterval(() => {
         beat().catch((err) => this.log.warn({ err }, 'registry heartbeat failed'));
-      },
-      Math.min(this.ttlSeconds / 3, MAX_HEARTBEAT_SECONDS) * 1000,
-    ).unref();
+      }, seconds * 1000).unref();
+    this.heartbeats = [
+      every(Math.min(this.ttlSeconds / 3, MAX_HEARTBEAT_SECONDS), announce),
+      every(this.ttlSeconds / 3, refreshPresence),
+    ];
   }
 
   async gateways(): Promise<GatewayEntry[]> {
@@ -93,7 +95,7 @@ export class NatsRegistry implements Registry {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.heartbeat);
+    for (const timer of this.heartbeats) clearInterval(timer);
     // Leave at once rather than after a TTL: others stop listing this gateway and its connections.
     await Promise.allSettled([
       this.gatewaysKv?.delete(this.gatewayKey),
