@@ -102,6 +102,11 @@ export class Subjects {
     return `${this.prefix}.ctl`;
   }
 
+  /** Questions to every gateway at once (e.g. their channels), answered by each. */
+  get survey(): string {
+    return `${this.prefix}.ctl.survey`;
+  }
+
   /** KV bucket names (letters, digits, `-` and `_`). */
   bucket(kind: 'gateways' | 'services' | 'sessions' | 'presence'): string {
     return `${this.prefix}_${kind}`;

@@ -87,6 +87,7 @@ export class Node {
       leave: (channel, info) =>
         this.hub.broadcast(channel, JSON.stringify({ push: { channel, leave: { info } } }), undefined),
       control: (message) => this.applyControl(message),
+      channels: (pattern) => this.channels(pattern),
       reconnected: () => {
         for (const channel of [...this.hub.channels()].map(([name]) => name)) this.resync(channel);
       },

@@ -107,6 +107,8 @@ describe('three gateways over NATS', () => {
         .sort(),
       ['ann', 'ben'],
     );
+    const channels = await api(g3, 'channels', { pattern: 'chat:cro*' });
+    assert.deepEqual(channels.body.result.channels, { 'chat:cross': { num_clients: 2 } });
     const info = await api(g2, 'info', {});
     assert.deepEqual(info.body.result.nodes.map((n: { uid: string }) => n.uid).sort(), ['gw1', 'gw2', 'gw3']);
   });

@@ -184,7 +184,11 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
     return {};
   },
 
-  channels: async (node, p) => ({ channels: node.channels(str(p, 'pattern', false) || undefined) }),
+  channels: async (node, p) => {
+    const gateways = (await node.registry.gateways()).length;
+    const pattern = str(p, 'pattern', false) || undefined;
+    return { channels: await node.broker.channels(pattern, Math.max(gateways, 1)) };
+  },
 
   info: async (node) => {
     // The registry's copy of this gateway is a heartbeat old: answer with the current one.

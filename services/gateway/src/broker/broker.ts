@@ -20,7 +20,11 @@ export interface BrokerEvents {
   control(message: ControlMessage): void;
   /** The broker came back after an outage: live traffic of the gap was not received. */
   reconnected(): void;
+  /** Another gateway asks for this one's local channels and their subscriber counts. */
+  channels(pattern: string | undefined): ChannelCounts;
 }
+
+export type ChannelCounts = Record<string, { num_clients: number }>;
 
 export interface PublishOptions {
   /** Keep the publication in history with these limits; it then gets an offset. */
@@ -37,6 +41,8 @@ export interface Broker {
   publishLeave(channel: string, info: ClientInfo): Promise<void>;
   /** Delivers a control message to every gateway, this one included. */
   publishControl(message: ControlMessage): Promise<void>;
+  /** Channels with subscribers on any of `gateways` gateways (this one included), counts added up. */
+  channels(pattern: string | undefined, gateways: number): Promise<ChannelCounts>;
   /** Start receiving a channel's traffic; called when its first local subscriber arrives. */
   subscribe(channel: string): Promise<void>;
   /** Stop receiving it; called when its last local subscriber leaves. */

@@ -2,7 +2,7 @@
 
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
 import type { HistoryPage, HistoryQuery, MemoryHistory, Recovery } from '../history.js';
-import type { Broker, BrokerEvents, ControlMessage, PublishOptions } from './broker.js';
+import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
 
 export class MemoryBroker implements Broker {
   private events: BrokerEvents | undefined;
@@ -37,6 +37,10 @@ export class MemoryBroker implements Broker {
 
   async publishControl(message: ControlMessage): Promise<void> {
     this.events?.control(message);
+  }
+
+  async channels(pattern: string | undefined): Promise<ChannelCounts> {
+    return this.events?.channels(pattern) ?? {};
   }
 
   // Every publication reaches the local hub anyway; nothing to subscribe to.

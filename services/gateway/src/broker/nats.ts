@@ -43,7 +43,7 @@ import type { NamespaceOptions, NatsSettings } from '../config.js';
 import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Broker, BrokerEvents, ControlMessage, PublishOptions } from './broker.js';
+import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
 type Envelope =
@@ -54,6 +54,8 @@ type Stored = Publication & { offset: number };
 /** JetStream's error code for a failed `expect` on the last subject sequence. */
 const WRONG_LAST_SEQUENCE = 10071;
 const APPEND_ATTEMPTS = 20;
+/** How long a survey of the gateways waits for the ones it expects. */
+const SURVEY_WAIT_MS = 1000;
 /** Channels whose last history position this gateway remembers to skip a lookup per publish. */
 const POSITION_CACHE = 10_000;
 
@@ -125,6 +127,13 @@ export class NatsBroker implements Broker {
         } catch (error) {
           this.log.warn({ err: error }, 'malformed control message dropped');
         }
+      },
+    });
+    nc.subscribe(this.subjects.survey, {
+      callback: (err, msg) => {
+        if (err) return;
+        const { pattern } = msg.json<{ pattern?: string }>();
+        msg.respond(encode(events.channels(pattern)));
       },
     });
     await nc.flush();
@@ -269,6 +278,21 @@ export class NatsBroker implements Broker {
   async publishControl(message: ControlMessage): Promise<void> {
     this.connection.publish(this.subjects.control, encode(message));
     await this.connection.flush();
+  }
+
+  async channels(pattern: string | undefined, gateways: number): Promise<ChannelCounts> {
+    const merged: ChannelCounts = {};
+    const replies = await this.connection.requestMany(this.subjects.survey, encode({ pattern }), {
+      strategy: 'count',
+      maxMessages: gateways,
+      maxWait: SURVEY_WAIT_MS,
+    });
+    for await (const reply of replies) {
+      for (const [channel, { num_clients }] of Object.entries(reply.json<ChannelCounts>())) {
+        merged[channel] = { num_clients: (merged[channel]?.num_clients ?? 0) + num_clients };
+      }
+    }
+    return merged;
   }
 
   async subscribe(channel: string): Promise<void> {
