@@ -133,7 +133,8 @@ describe('gRPC server API', () => {
     const channels = await api.call('Channels', { pattern: 'chat:*' });
     assert.deepEqual(channels.result.channels, { 'chat:grpc': { num_clients: 1 } });
 
-    const nodes = (await api.call('Info', {})).result.nodes;
+    const { nodes, services } = (await api.call('Info', {})).result;
+    assert.deepEqual(services, [], 'embedded services are not announced');
     assert.equal(nodes.length, 1);
     assert.equal(nodes[0].num_clients, 1);
     assert.equal(nodes[0].num_users, 1);
