@@ -399,6 +399,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
+  if ((v.max_connections as number) < 1)
+    throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
   if ((v.commands_per_second as number) < 1)
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
   let publicKey = v.token_public_key as string;

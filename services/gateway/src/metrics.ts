@@ -3,9 +3,12 @@
  * methods, reasons, codes and namespaces, never channel names or user ids.
  */
 
+import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Transport = 'websocket';
+
+let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
 
 export class Metrics {
@@ -30,6 +33,39 @@ export class Metrics {
     help: 'Closed connections by reason and code (client_close, no_pong, slow, limit, expired, shutdown, ...).',
     labelNames: ['transport', 'reason', 'code'] as const,
     registers: [this.registry],
+  });
+
+  readonly lifespan = new Histogram({
+    name: 'switchboard_connection_lifespan_seconds',
+    help: 'How long connections lived, by transport and why they ended (as in switchboard_disconnects_total).',
+    labelNames: ['transport', 'reason'] as const,
+    buckets: [1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+    registers: [this.registry],
+  });
+
+  readonly connectDuration = new Histogram({
+    name: 'switchboard_connect_duration_seconds',
+    help: 'From the socket opening to the connect reply: token check, limits and server-side subscriptions.',
+    labelNames: ['transport'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly capacity = new Gauge({
+    name: 'switchboard_capacity_ratio',
+    help: 'Open connections over SWITCHBOARD_MAX_CONNECTIONS: 1 means new clients are refused.',
+    registers: [this.registry],
+  });
+
+  readonly eventLoopUtilization = new Gauge({
+    name: 'switchboard_event_loop_utilization',
+    help: 'Share of time the event loop was busy since the previous scrape (0..1): the CPU headroom of this gateway.',
+    registers: [this.registry],
+    collect() {
+      const now = performance.eventLoopUtilization();
+      this.set(performance.eventLoopUtilization(now, lastUtilization).utilization);
+      lastUtilization = now;
+    },
   });
 
   readonly bytes = new Counter({

@@ -56,6 +56,7 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 export class Session implements HubMember {
   readonly client = randomUUID();
+  private readonly openedAt = Date.now();
   user = '';
   private state: State = 'connecting';
   private readonly subs = new Map<string, Subscription>();
@@ -121,6 +122,10 @@ export class Session implements HubMember {
       reason ??
       (code === 1000 || code === 1001 || code === 1005 ? 'client_close' : 'connection_lost');
     this.node.metrics.disconnects.inc({ transport: this.sink.transport, reason: label, code: String(code) });
+    this.node.metrics.lifespan.observe(
+      { transport: this.sink.transport, reason: label },
+      (Date.now() - this.openedAt) / 1000,
+    );
     if (!wasConnected) return;
     for (const channel of [...this.subs.keys()]) {
       this.unsubscribeCore(channel).catch((err) =>
@@ -326,6 +331,7 @@ export class Session implements HubMember {
     if (this.state !== 'connected') return undefined;
     // The reply goes out first, then what arrived for the server-side subscriptions meanwhile.
     this.send({ id, connect: result });
+    metrics.connectDuration.observe({ transport: this.sink.transport }, (Date.now() - this.openedAt) / 1000);
     for (const channel of Object.keys(subs)) this.activate(channel);
     return undefined;
   }

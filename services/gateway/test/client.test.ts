@@ -406,6 +406,17 @@ describe('centrifuge-js against the gateway', () => {
     assert.deepEqual(tomGot[0]?.data, { from: 'api' });
   });
 
+  test('metrics answer how long connects take, how long connections live and how full the gateway is', async () => {
+    const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+    assert.ok(value(/^switchboard_connect_duration_seconds_count\{transport="websocket"\} (\d+)/m) >= 10);
+    assert.ok(value(/^switchboard_connection_lifespan_seconds_count\{[^}]*reason="api"[^}]*\} (\d+)/m) >= 1);
+    const capacity = value(/^switchboard_capacity_ratio (\S+)/m);
+    assert.ok(capacity > 0 && capacity < 0.01, `capacity ${capacity}`);
+    const busy = value(/^switchboard_event_loop_utilization (\S+)/m);
+    assert.ok(busy >= 0 && busy <= 1, `event loop utilization ${busy}`);
+  });
+
   test('connecting without a token is refused when anonymous access is off', async () => {
     const c = client(gateway);
     clients.push(c);

@@ -115,6 +115,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
     open: (ws) => {
       open++;
       metrics.connections.set({ transport: 'websocket' }, open);
+      metrics.capacity.set(open / config.maxConnections);
       const data = ws.getUserData();
       data.sink = new WebSocketSink(ws, traffic);
       data.session = new Session(data.sink, node);
@@ -139,6 +140,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
     close: (ws, code) => {
       open--;
       metrics.connections.set({ transport: 'websocket' }, open);
+      metrics.capacity.set(open / config.maxConnections);
       const data = ws.getUserData();
       if (data.sink) data.sink.open = false;
       data.session?.closed(code, code === 1006 && (data.sink?.lastBuffered ?? 0) > 0 ? 'slow' : undefined);
