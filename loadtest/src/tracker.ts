@@ -1,0 +1,83 @@
+/**
+ * Publications carry a per-channel sequence number and the publish time;
+ * every receiving connection checks the sequence, so that the report can
+ * count lost and duplicated messages, and records publish-to-deliver latency.
+ */
+
+import { Histogram } from './histogram.js';
+
+/** What a benchmark publication carries: sequence in its channel, publish time (ms since epoch), padding. */
+export interface Payload {
+  s: number;
+  t: number;
+  p: string;
+}
+
+export const now = () => performance.timeOrigin + performance.now();
+
+export function payload(seq: number, padBytes: number): Payload {
+  return { s: seq, t: now(), p: 'x'.repeat(padBytes) };
+}
+
+export class DeliveryTracker {
+  readonly latency = new Histogram();
+  delivered = 0;
+  duplicated = 0;
+  /** Publications that arrived after a later one of the same channel (or a gap). */
+  outOfOrder = 0;
+  /** Next expected sequence per receiver and channel. */
+  private readonly next = new Map<string, number>();
+
+  /** Records a publication received by connection `receiver`. */
+  receive(receiver: number, channel: string, data: unknown): void {
+    const { s, t } = data as Payload;
+    this.latency.record(now() - t);
+    const key = `${receiver} ${channel}`;
+    const expected = this.next.get(key) ?? 0;
+    if (s < expected) {
+      this.duplicated++;
+      return;
+    }
+    if (s > expected) this.outOfOrder++;
+    this.next.set(key, s + 1);
+    this.delivered++;
+  }
+
+  /** Resolves once `target` unique deliveries arrived, or the timeout passed (then fewer). */
+  async waitFor(target: number, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let last = this.delivered;
+    let quietSince = performance.now();
+    while (this.delivered < target && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      if (this.delivered !== last) {
+        last = this.delivered;
+        quietSince = performance.now();
+      } else if (performance.now() - quietSince > Math.min(timeoutMs, 3000)) {
+        return; // nothing arrived for a while: the rest is lost
+      }
+    }
+  }
+}
+
+/**
+ * Calls `send(i)` for i = 0 .. count-1 at a fixed rate without waiting for
+ * answers (open loop: a slow server makes latency grow, not the offered load
+ * shrink). Failures go to `onError`.
+ */
+export async function openLoop(
+  count: number,
+  rate: number,
+  send: (i: number) => Promise<unknown>,
+  onError: (err: unknown) => void,
+): Promise<void> {
+  const started = performance.now();
+  const answers: Promise<unknown>[] = [];
+  let sent = 0;
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
+    while (sent < due) answers.push(send(sent++).catch(onError));
+    if (sent < count) await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(answers);
+}
