@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+/**
+ * `make bench`: Switchboard side by side with bare uWebSockets.js, `ws`,
+ * Socket.IO and SocketCluster on this machine, in one run. Each server runs
+ * as its own process pinned to core 1, this load generator on core 0.
+ * Prints the tables, ratios and targets; writes results.json (and the plot)
+ * to --out. `--quick` is the CI smoke size.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult } from './measure.js';
+import { renderPlot } from './plot.js';
+import { pin } from './proc.js';
+import { topFunctions } from './profile.js';
+import { formatResults, formatTargets, judgeTargets } from './report.js';
+import { SERVERS, type ServerKind } from './servers.js';
+
+const SECRET = 'bench-secret-hs256';
+const SERVER_CORE = 1;
+const LOAD_CORE = 0;
+
+/** Connections one process may hold: the open-files limit, less room for everything else. */
+function connectionCeiling(): number {
+  const limit = Number(execFileSync('sh', ['-c', 'ulimit -n']).toString().trim());
+  return Math.min(50_000, Number.isFinite(limit) ? limit - 1000 : 50_000);
+}
+
+function plan(quick: boolean): Plan {
+  if (quick) {
+    return {
+      levels: [200, 1000],
+      channelLevels: [200],
+      fanoutDeliveries: 20_000,
+      fanoutDeliveryRate: 100_000,
+      channelMessages: 2000,
+      channelRate: 5000,
+      latencySubscribers: 100,
+      latencyDeliveryRate: 2000,
+      latencySeconds: 2,
+      payloadBytes: 64,
+      timeoutMs: 10_000,
+    };
+  }
+  const most = connectionCeiling();
+  return {
+    levels: [...[1000, 5000, 10_000].filter((n) => n < most), most],
+    channelLevels: [1000, 5000, 10_000].filter((n) => n <= most),
+    fanoutDeliveries: 1_000_000,
+    fanoutDeliveryRate: 200_000,
+    channelMessages: 50_000,
+    channelRate: 10_000,
+    latencySubscribers: 1000,
+    latencyDeliveryRate: 20_000,
+    latencySeconds: 10,
+    payloadBytes: 64,
+    timeoutMs: 30_000,
+  };
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      servers: { type: 'string', default: SERVERS.join(',') },
+      cluster: { type: 'boolean', default: true },
+      'no-cluster': { type: 'boolean', default: false },
+      plot: { type: 'boolean', default: true },
+      'no-plot': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick;
+  const out = values.out ?? (quick ? 'test-output/bench-quick' : 'docs/benchmarks');
+  const kinds = values.servers.split(',').map((s) => s.trim()) as ServerKind[];
+  for (const kind of kinds) if (!SERVERS.includes(kind)) throw new Error(`unknown server ${kind} (${SERVERS.join(', ')})`);
+  const p = plan(quick);
+  mkdirSync(out, { recursive: true });
+  const pinned = pin(process.pid, LOAD_CORE);
+  const started = new Date();
+  console.log(`Switchboard benchmark (${quick ? 'quick' : 'full'}), ${started.toISOString()}`);
+  console.log(`machine: ${JSON.stringify(machine())}`);
+  console.log(`servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE}: ${pinned ? 'yes' : 'no (taskset missing)'}`);
+  console.log(`plan: ${JSON.stringify(p)}\n`);
+
+  const results: ServerResult[] = [];
+  for (const kind of kinds) {
+    console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
+    const extraEnv: Record<string, string> =
+      values.profile && kind === 'switchboard' ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(out, 'profile')}` } : {};
+    const a = await passA(kind, p, SECRET, SERVER_CORE, extraEnv);
+    console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
+    const b = await passB(kind, p, SECRET, SERVER_CORE);
+    results.push({ ...a, channels: b.runs, errors: { ...a.errors, ...b.errors } });
+  }
+
+  const latencies: LatencyResult[] = [];
+  if (kinds.includes('switchboard')) {
+    console.error('switchboard: publish-to-deliver latency, embedded');
+    latencies.push(await latency('embedded', p, SECRET, SERVER_CORE));
+    if (values.cluster && !values['no-cluster']) {
+      // Five processes on two cores: no pinning for the cluster.
+      pin(process.pid, 'all');
+      console.error('switchboard: publish-to-deliver latency, HAProxy + NATS + 3 gateways');
+      latencies.push(await latency('cluster', p, SECRET, SERVER_CORE));
+    }
+  }
+
+  const targets = judgeTargets(results, latencies);
+  console.log(formatResults(results, latencies));
+  console.log(formatTargets(targets));
+  if (values.profile) console.log(`Switchboard CPU profile (pass A), top functions by self time\n${topFunctions(join(out, 'profile'))}`);
+  const command = `node loadtest/dist/src/bench/main.js ${process.argv.slice(2).join(' ')}`.trim();
+  const resultsFile = join(out, 'results.json');
+  writeFileSync(
+    resultsFile,
+    `${JSON.stringify({ date: started.toISOString(), command, machine: machine(), plan: p, results, latencies, targets }, null, 2)}\n`,
+  );
+  console.log(`results: ${resultsFile}`);
+  if (values.plot && !values['no-plot']) {
+    const png = await renderPlot(results, join(out, 'growth'));
+    console.log(png ? `plot: ${png}` : 'plot: skipped (no chromium; scripts/ensure-packages.sh chromium)');
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

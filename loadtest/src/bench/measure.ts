@@ -1,0 +1,337 @@
+/**
+ * The measurements, one server at a time: memory per idle connection and
+ * 1-channel fan-out as connections grow (pass A, which also times the
+ * connects), N channels × 1 subscriber (pass B), and publish-to-deliver
+ * latency through the cluster and embedded.
+ */
+
+import { startCluster } from '@switchboard/gateway/dist/test/cluster.js';
+import { centrifugo, type Connection, type Dialect } from '../connection.js';
+import { Fleet, loopbackAddresses } from '../fleet.js';
+import { signHs256 } from '../jwt.js';
+import { DeliveryTracker, openLoop, payload } from '../tracker.js';
+import { cpuSeconds, settledRss } from './proc.js';
+import { type ServerKind, startServer, SWITCHBOARD_BENCH_ENV } from './servers.js';
+
+export interface Plan {
+  /** Connection counts of pass A (memory, 1 × N fan-out, connect rate). */
+  levels: number[];
+  /** Channel counts of pass B (N × 1 fan-out). */
+  channelLevels: number[];
+  /** Deliveries per 1 × N measurement, and the delivery rate offered. */
+  fanoutDeliveries: number;
+  fanoutDeliveryRate: number;
+  /** Publications per N × 1 measurement, and their rate. */
+  channelMessages: number;
+  channelRate: number;
+  /** Latency runs: subscribers of one channel, deliveries per second, seconds. */
+  latencySubscribers: number;
+  latencyDeliveryRate: number;
+  latencySeconds: number;
+  payloadBytes: number;
+  timeoutMs: number;
+}
+
+export interface MemoryPoint {
+  connections: number;
+  rssBytes: number;
+  bytesPerConnection: number;
+}
+
+export interface DeliveryRun {
+  /** Subscribers (1 × N) or channels (N × 1). */
+  n: number;
+  published: number;
+  expected: number;
+  delivered: number;
+  lost: number;
+  duplicated: number;
+  publishErrors: number;
+  seconds: number;
+  /** Server CPU seconds while publishing and delivering; 0 where not measured (cluster). */
+  cpuSeconds: number;
+  perCpuSecond: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  p999: number;
+}
+
+export interface ConnectRun {
+  connections: number;
+  failed: number;
+  seconds: number;
+  perSecond: number;
+  cpuSeconds: number;
+  perCpuSecond: number;
+}
+
+export interface ServerResult {
+  kind: ServerKind;
+  pinned: boolean;
+  baselineRssBytes: number;
+  memory: MemoryPoint[];
+  fanout: DeliveryRun[];
+  channels: DeliveryRun[];
+  connect: ConnectRun;
+  errors: Record<string, number>;
+}
+
+export interface LatencyResult extends DeliveryRun {
+  setup: 'embedded' | 'cluster';
+  gateways: number;
+  offeredDeliveryRate: number;
+}
+
+const SOURCE_ADDRESSES = loopbackAddresses(4);
+
+function tokens(secret: string): (i: number) => string {
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  return (i) => signHs256({ sub: `bench-${i}`, exp }, secret);
+}
+
+/** Where the connections' publications go: swapped for a fresh tracker per measurement. */
+interface Sink {
+  tracker: DeliveryTracker;
+}
+
+interface PublishPlan {
+  count: number;
+  rate: number;
+  channel(i: number): string;
+  seq(i: number): number;
+  expected: number;
+}
+
+async function deliver(
+  sink: Sink,
+  publisher: Connection,
+  plan: PublishPlan,
+  n: number,
+  payloadBytes: number,
+  timeoutMs: number,
+  pid?: number,
+): Promise<DeliveryRun> {
+  const tracker = (sink.tracker = new DeliveryTracker());
+  let publishErrors = 0;
+  const cpuBefore = pid === undefined ? 0 : cpuSeconds(pid);
+  const started = performance.now();
+  await openLoop(
+    plan.count,
+    plan.rate,
+    (i) => publisher.publish(plan.channel(i), payload(plan.seq(i), payloadBytes)),
+    () => publishErrors++,
+  );
+  await tracker.waitFor(plan.expected, timeoutMs);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = pid === undefined ? 0 : cpuSeconds(pid) - cpuBefore;
+  return {
+    n,
+    published: plan.count,
+    expected: plan.expected,
+    delivered: tracker.delivered,
+    lost: Math.max(0, plan.expected - tracker.delivered),
+    duplicated: tracker.duplicated,
+    publishErrors,
+    seconds,
+    cpuSeconds: cpu,
+    perCpuSecond: cpu > 0 ? tracker.delivered / cpu : 0,
+    perSecond: tracker.delivered / seconds,
+    p50: tracker.latency.percentile(50),
+    p99: tracker.latency.percentile(99),
+    p999: tracker.latency.percentile(99.9),
+  };
+}
+
+async function connectPublisher(dialect: Dialect, url: string, token: string, timeoutMs: number) {
+  return dialect({ url, token, timeoutMs });
+}
+
+/** One channel, N subscribers: every publication reaches all of them. */
+function oneChannel(channel: string, n: number, deliveries: number, deliveryRate: number): PublishPlan {
+  const count = Math.max(5, Math.ceil(deliveries / n));
+  return {
+    count,
+    rate: Math.max(1, deliveryRate / n),
+    channel: () => channel,
+    seq: (i) => i,
+    expected: count * n,
+  };
+}
+
+/**
+ * Pass A: connections (authenticated, each subscribed to one channel) grow
+ * through `plan.levels`; at each level the RSS growth per connection, then
+ * deliveries per CPU-second of 1 channel × N subscribers.
+ */
+export async function passA(
+  kind: ServerKind,
+  plan: Plan,
+  secret: string,
+  core: number,
+  extraEnv: Record<string, string> = {},
+): Promise<ServerResult> {
+  const server = await startServer(kind, secret, core, extraEnv);
+  const token = tokens(secret);
+  const fleet = new Fleet({
+    dialect: server.dialect,
+    url: server.url,
+    token,
+    localAddresses: SOURCE_ADDRESSES,
+    timeoutMs: plan.timeoutMs,
+  });
+  const sink: Sink = { tracker: new DeliveryTracker() };
+  let publisher: Connection | undefined;
+  try {
+    const baselineRssBytes = await settledRss(server.pid);
+    const memory: MemoryPoint[] = [];
+    const fanout: DeliveryRun[] = [];
+    let connectSeconds = 0;
+    let connectCpu = 0;
+    let opened = 0;
+    publisher = await connectPublisher(server.dialect, server.url, token(-1), plan.timeoutMs);
+    for (const level of plan.levels) {
+      const cpuBefore = cpuSeconds(server.pid);
+      const started = performance.now();
+      await fleet.openMany(opened, level - opened, Infinity, async (conn, i) => {
+        conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
+        await conn.subscribe('fan');
+      });
+      connectSeconds += (performance.now() - started) / 1000;
+      connectCpu += cpuSeconds(server.pid) - cpuBefore;
+      opened = level;
+      const rss = await settledRss(server.pid);
+      const live = fleet.open;
+      memory.push({ connections: live, rssBytes: rss, bytesPerConnection: (rss - baselineRssBytes) / live });
+      const warmup = oneChannel('fan', live, 5 * live, plan.fanoutDeliveryRate);
+      await deliver(sink, publisher, warmup, live, plan.payloadBytes, plan.timeoutMs);
+      const run = oneChannel('fan', live, plan.fanoutDeliveries, plan.fanoutDeliveryRate);
+      fanout.push(await deliver(sink, publisher, run, live, plan.payloadBytes, plan.timeoutMs, server.pid));
+    }
+    return {
+      kind,
+      pinned: server.pinned,
+      baselineRssBytes,
+      memory,
+      fanout,
+      channels: [],
+      connect: {
+        connections: fleet.connected,
+        failed: fleet.failed,
+        seconds: connectSeconds,
+        perSecond: fleet.connected / connectSeconds,
+        cpuSeconds: connectCpu,
+        perCpuSecond: connectCpu > 0 ? fleet.connected / connectCpu : 0,
+      },
+      errors: Object.fromEntries(fleet.errors),
+    };
+  } finally {
+    publisher?.close();
+    fleet.closeAll();
+    await server.stop();
+  }
+}
+
+/** Pass B: N channels with one subscriber each; publications go round robin over the channels. */
+export async function passB(
+  kind: ServerKind,
+  plan: Plan,
+  secret: string,
+  core: number,
+): Promise<{ runs: DeliveryRun[]; errors: Record<string, number> }> {
+  const server = await startServer(kind, secret, core);
+  const token = tokens(secret);
+  const fleet = new Fleet({
+    dialect: server.dialect,
+    url: server.url,
+    token,
+    localAddresses: SOURCE_ADDRESSES,
+    timeoutMs: plan.timeoutMs,
+  });
+  const sink: Sink = { tracker: new DeliveryTracker() };
+  let publisher: Connection | undefined;
+  try {
+    const runs: DeliveryRun[] = [];
+    let opened = 0;
+    publisher = await connectPublisher(server.dialect, server.url, token(-1), plan.timeoutMs);
+    for (const n of plan.channelLevels) {
+      await fleet.openMany(opened, n - opened, Infinity, async (conn, i) => {
+        conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
+        await conn.subscribe(`c-${i}`);
+      });
+      opened = n;
+      const live = (count: number) => {
+        let expected = 0;
+        for (let i = 0; i < count; i++) if (fleet.connections[i % n]) expected++;
+        return expected;
+      };
+      const roundRobin = (count: number, rate: number): PublishPlan => ({
+        count,
+        rate,
+        channel: (i) => `c-${i % n}`,
+        seq: (i) => Math.floor(i / n),
+        expected: live(count),
+      });
+      await deliver(sink, publisher, roundRobin(Math.min(n, 500), plan.channelRate), n, plan.payloadBytes, plan.timeoutMs);
+      runs.push(
+        await deliver(
+          sink,
+          publisher,
+          roundRobin(plan.channelMessages, plan.channelRate),
+          n,
+          plan.payloadBytes,
+          plan.timeoutMs,
+          server.pid,
+        ),
+      );
+    }
+    return { runs, errors: Object.fromEntries(fleet.errors) };
+  } finally {
+    publisher?.close();
+    fleet.closeAll();
+    await server.stop();
+  }
+}
+
+/**
+ * Publish-to-deliver latency at a fixed delivery rate: `cluster` is HAProxy
+ * + NATS + 3 gateways (clients spread by HAProxy), `embedded` one gateway.
+ */
+export async function latency(setup: 'embedded' | 'cluster', plan: Plan, secret: string, core: number): Promise<LatencyResult> {
+  const env = { ...SWITCHBOARD_BENCH_ENV, SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: secret };
+  const cluster = setup === 'cluster' ? await startCluster({ env }) : undefined;
+  const server = setup === 'embedded' ? await startServer('switchboard', secret, core) : undefined;
+  const url = cluster?.haproxy.url ?? server!.url;
+  const dialect = server?.dialect ?? centrifugo;
+  const token = tokens(secret);
+  const fleet = new Fleet({ dialect, url, token, localAddresses: SOURCE_ADDRESSES, timeoutMs: plan.timeoutMs });
+  const sink: Sink = { tracker: new DeliveryTracker() };
+  let publisher: Connection | undefined;
+  try {
+    const n = plan.latencySubscribers;
+    await fleet.openMany(0, n, Infinity, async (conn, i) => {
+      conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
+      await conn.subscribe('latency');
+    });
+    publisher = await connectPublisher(dialect, url, token(-1), plan.timeoutMs);
+    const live = fleet.open;
+    const rate = plan.latencyDeliveryRate / live;
+    const warmup = oneChannel('latency', live, 20 * live, plan.latencyDeliveryRate);
+    await deliver(sink, publisher, warmup, live, plan.payloadBytes, plan.timeoutMs);
+    const count = Math.max(1, Math.round(rate * plan.latencySeconds));
+    const run = await deliver(
+      sink,
+      publisher,
+      { count, rate, channel: () => 'latency', seq: (i) => i, expected: count * live },
+      live,
+      plan.payloadBytes,
+      plan.timeoutMs,
+    );
+    return { ...run, setup, gateways: cluster ? cluster.gateways.length : 1, offeredDeliveryRate: plan.latencyDeliveryRate };
+  } finally {
+    publisher?.close();
+    fleet.closeAll();
+    await server?.stop();
+    await cluster?.stop();
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Bare uWebSockets.js peer (the same package the gateway runs on): the lite
+ * protocol, subscriptions as uWS topics, publications with `app.publish`.
+ */
+
+import uWS from 'uWebSockets.js';
+import { announce, handleFrame, type LiteSocket, peerSettings } from './lite-protocol.js';
+
+const { port, secret } = peerSettings();
+const app = uWS.App();
+const decoder = new TextDecoder();
+
+app.ws<{ socket?: LiteSocket }>('/connection/websocket', {
+  compression: uWS.DISABLED,
+  maxPayloadLength: 65536,
+  idleTimeout: 60,
+  sendPingsAutomatically: true,
+  upgrade: (res, req, context) => {
+    res.upgrade(
+      {},
+      req.getHeader('sec-websocket-key'),
+      req.getHeader('sec-websocket-protocol'),
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    );
+  },
+  open: (ws) => {
+    // This uWS build merges user data into the socket object: keep ours apart.
+    ws.getUserData().socket = {
+      authenticated: false,
+      send: (frame) => void ws.send(frame, false, false),
+      subscribe: (channel) => void ws.subscribe(channel),
+      close: () => ws.end(3500, 'invalid token'),
+    };
+  },
+  message: (ws, message) => {
+    handleFrame(decoder.decode(message), ws.getUserData().socket!, secret, (channel, frame) =>
+      app.publish(channel, frame, false, false),
+    );
+  },
+});
+
+app.listen('127.0.0.1', port, (token) => {
+  if (!token) throw new Error(`cannot listen on ${port}`);
+  announce(port);
+});
