@@ -8,7 +8,7 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down bench
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
 	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000)"
 	@echo "make cluster-down    stop the local cluster"
+	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run)"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -59,7 +60,14 @@ cluster-down:
 	scripts/cluster.sh down
 
 test: build lint deps
-	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js))
+	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js loadtest/dist/test/*.test.js))
+
+# Benchmarks side by side with peers, not part of `make test`: servers pinned to
+# core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
+BENCH_ARGS ?=
+bench: build deps
+	scripts/ensure-packages.sh chromium
+	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 
 clean:
 	npx tsc -b --clean

@@ -32,17 +32,18 @@ function connectionCeiling(): number {
 function plan(quick: boolean): Plan {
   if (quick) {
     return {
-      levels: [200, 1000],
-      channelLevels: [200],
-      fanoutDeliveries: 20_000,
+      levels: [100, 300],
+      channelLevels: [100],
+      fanoutDeliveries: 10_000,
       fanoutDeliveryRate: 100_000,
-      channelMessages: 2000,
+      channelMessages: 1000,
       channelRate: 5000,
       latencySubscribers: 100,
       latencyDeliveryRate: 2000,
-      latencySeconds: 2,
+      latencySeconds: 1,
       payloadBytes: 64,
       timeoutMs: 10_000,
+      settleMs: 1000,
     };
   }
   const most = connectionCeiling();
@@ -58,6 +59,7 @@ function plan(quick: boolean): Plan {
     latencySeconds: 10,
     payloadBytes: 64,
     timeoutMs: 30_000,
+    settleMs: 5000,
   };
 }
 
@@ -100,6 +102,7 @@ async function main(): Promise<void> {
 
   const results: ServerResult[] = [];
   for (const kind of kinds) {
+    const t0 = performance.now();
     console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
     const extraEnv: Record<string, string> =
       values.profile && kind === 'switchboard' ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(out, 'profile')}` } : {};
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
     console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
     const b = await passB(kind, p, SECRET, SERVER_CORE);
     results.push({ ...a, channels: b.runs, errors: { ...a.errors, ...b.errors } });
+    console.error(`${kind}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   const latencies: LatencyResult[] = [];

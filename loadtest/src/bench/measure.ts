@@ -30,6 +30,8 @@ export interface Plan {
   latencySeconds: number;
   payloadBytes: number;
   timeoutMs: number;
+  /** Longest wait for the server's RSS to settle before it is read. */
+  settleMs: number;
 }
 
 export interface MemoryPoint {
@@ -183,7 +185,7 @@ export async function passA(
   const sink: Sink = { tracker: new DeliveryTracker() };
   let publisher: Connection | undefined;
   try {
-    const baselineRssBytes = await settledRss(server.pid);
+    const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
     const fanout: DeliveryRun[] = [];
     let connectSeconds = 0;
@@ -200,7 +202,7 @@ export async function passA(
       connectSeconds += (performance.now() - started) / 1000;
       connectCpu += cpuSeconds(server.pid) - cpuBefore;
       opened = level;
-      const rss = await settledRss(server.pid);
+      const rss = await settledRss(server.pid, plan.settleMs);
       const live = fleet.open;
       memory.push({ connections: live, rssBytes: rss, bytesPerConnection: (rss - baselineRssBytes) / live });
       const warmup = oneChannel('fan', live, 5 * live, plan.fanoutDeliveryRate);

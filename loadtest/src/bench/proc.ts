@@ -35,10 +35,10 @@ export function pin(pid: number, core: number | 'all'): boolean {
   }
 }
 
-/** RSS once it stopped moving (two readings 250 ms apart within 0.5 %), or after 5 s. */
-export async function settledRss(pid: number): Promise<number> {
+/** RSS once it stopped moving (two readings 250 ms apart within 0.5 %), or after `maxMs`. */
+export async function settledRss(pid: number, maxMs: number): Promise<number> {
   let last = rssBytes(pid);
-  for (let i = 0; i < 20; i++) {
+  for (let waited = 0; waited < maxMs; waited += 250) {
     await new Promise((r) => setTimeout(r, 250));
     const current = rssBytes(pid);
     if (Math.abs(current - last) <= last * 0.005) return current;

@@ -1,0 +1,73 @@
+/**
+ * Smoke test of `make bench`: the quick mode runs every server and every
+ * measurement, and prints (and writes) every row.
+ */
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const BENCH = fileURLToPath(new URL('../src/bench/main.js', import.meta.url));
+
+test('bench --quick produces every table, row and target', { timeout: 120_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
+  try {
+    const started = Date.now();
+    const { stdout } = await promisify(execFile)(process.execPath, [BENCH, '--quick', '--out', out], {
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(seconds < 60, `quick bench took ${seconds} s`);
+    for (const heading of [
+      'Memory per idle connection',
+      'Fan-out, 1 channel × N subscribers',
+      'Fan-out, N channels × 1 subscriber',
+      'Connect rate',
+      'Delivery check',
+      'Publish-to-deliver latency',
+      'Targets',
+    ]) {
+      assert.ok(stdout.includes(heading), `missing ${heading}:\n${stdout}`);
+    }
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    assert.deepEqual(
+      results.results.map((r: any) => r.kind),
+      ['switchboard', 'uws', 'ws', 'socketio', 'socketcluster'],
+    );
+    for (const r of results.results) {
+      assert.equal(r.memory.length, 2, r.kind);
+      assert.equal(r.fanout.length, 2, r.kind);
+      assert.equal(r.channels.length, 1, r.kind);
+      for (const m of r.memory) assert.ok(m.bytesPerConnection > 0, `${r.kind} memory ${m.bytesPerConnection}`);
+      for (const run of [...r.fanout, ...r.channels]) {
+        assert.equal(run.lost, 0, `${r.kind} lost ${run.lost} of ${run.expected}`);
+        assert.equal(run.duplicated, 0, r.kind);
+        assert.ok(run.perCpuSecond > 0, `${r.kind} deliveries per CPU-second`);
+      }
+      assert.equal(r.connect.failed, 0, `${r.kind} connect failures ${JSON.stringify(r.errors)}`);
+      assert.ok(r.connect.perCpuSecond > 0, r.kind);
+    }
+    assert.deepEqual(
+      results.latencies.map((l: any) => [l.setup, l.gateways, l.lost]),
+      [
+        ['embedded', 1, 0],
+        ['cluster', 3, 0],
+      ],
+    );
+    assert.deepEqual(
+      results.targets.map((t: any) => t.target),
+      ['≤ 6 KB', '≥ 0.7×', '≥ 10×', '< 10 ms', '≥ 3000/s'],
+    );
+    assert.match(stdout, /^(PASS|MISS) {2}/m);
+    const html = readFileSync(join(out, 'growth.html'), 'utf8');
+    assert.equal(html.match(/<svg /g)?.length, 3);
+    if (existsSync('/usr/bin/chromium')) assert.ok(existsSync(join(out, 'growth.png')));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
