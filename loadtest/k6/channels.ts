@@ -14,7 +14,13 @@ const holdMs = millis(env.duration) + 15_000;
 
 export const options: Options = {
   scenarios: {
-    subscribers: { executor: 'per-vu-iterations', vus: env.vus, iterations: 1, exec: 'subscriber', maxDuration: `${holdMs / 1000 + 30}s` },
+    subscribers: {
+      executor: 'per-vu-iterations',
+      vus: env.vus,
+      iterations: 1,
+      exec: 'subscriber',
+      maxDuration: `${holdMs / 1000 + 30}s`,
+    },
     publisher: {
       executor: 'constant-arrival-rate',
       exec: 'publisher',

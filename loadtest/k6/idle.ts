@@ -10,7 +10,12 @@ import { env, millis, session } from './lib/centrifugo.ts';
 
 export const options: Options = {
   scenarios: {
-    idle: { executor: 'per-vu-iterations', vus: env.vus, iterations: 1, maxDuration: `${millis(env.duration) / 1000 + 60}s` },
+    idle: {
+      executor: 'per-vu-iterations',
+      vus: env.vus,
+      iterations: 1,
+      maxDuration: `${millis(env.duration) / 1000 + 60}s`,
+    },
   },
   thresholds: {
     switchboard_connect_success: ['rate>0.99'],

@@ -13,7 +13,12 @@ const method = __ENV.METHOD || 'echo';
 
 export const options: Options = {
   scenarios: {
-    rpc: { executor: 'per-vu-iterations', vus: env.vus, iterations: 1, maxDuration: `${millis(env.duration) / 1000 + 30}s` },
+    rpc: {
+      executor: 'per-vu-iterations',
+      vus: env.vus,
+      iterations: 1,
+      maxDuration: `${millis(env.duration) / 1000 + 30}s`,
+    },
   },
   thresholds: {
     switchboard_connect_success: ['rate>0.99'],

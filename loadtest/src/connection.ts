@@ -117,7 +117,8 @@ class CentrifugoConnection implements Connection {
         if (msg.error) p.reject(new ProtocolError(msg.error.code, msg.error.message));
         else p.resolve(msg);
       } else if (msg.push) {
-        if (msg.push.pub && msg.push.channel !== undefined) this.onPublication(msg.push.channel, msg.push.pub.data);
+        if (msg.push.pub && msg.push.channel !== undefined)
+          this.onPublication(msg.push.channel, msg.push.pub.data);
       } else if (this.pong) {
         this.ws.send('{}');
       }

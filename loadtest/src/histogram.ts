@@ -19,7 +19,9 @@ export class Histogram {
   record(ms: number): void {
     const us = Math.max(0, ms * 1000);
     const index =
-      us < LINEAR_US ? Math.floor(us) : Math.min(MAX_INDEX, LINEAR_US + Math.floor(Math.log(us / LINEAR_US) / GROWTH));
+      us < LINEAR_US
+        ? Math.floor(us)
+        : Math.min(MAX_INDEX, LINEAR_US + Math.floor(Math.log(us / LINEAR_US) / GROWTH));
     this.counts[index]!++;
     this.count++;
     this.sum += ms;

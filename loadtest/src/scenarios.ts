@@ -237,12 +237,19 @@ export function formatReport(r: Report): string {
   if (r.scenario === 'rpc') lines.push(`rpc calls           ${r.sent} (${r.sendErrors} errors)`);
   if (r.scenario === 'reconnect') lines.push(`reconnects          ${r.reconnects}`);
   if (r.latency.count > 0) {
-    const what = r.scenario === 'rpc' ? 'rpc round trip' : r.scenario === 'reconnect' ? 'reconnect time' : 'publish→deliver';
+    const what =
+      r.scenario === 'rpc'
+        ? 'rpc round trip'
+        : r.scenario === 'reconnect'
+          ? 'reconnect time'
+          : 'publish→deliver';
     lines.push(
       `${what.padEnd(20)}p50 ${ms(r.latency.percentile(50))}  p99 ${ms(r.latency.percentile(99))}  p999 ${ms(r.latency.percentile(99.9))}  max ${ms(r.latency.max)}`,
     );
   }
   const errors = Object.entries(r.errors);
-  lines.push(`errors              ${errors.length === 0 ? 'none' : errors.map(([k, v]) => `${k}: ${v}`).join(', ')}`);
+  lines.push(
+    `errors              ${errors.length === 0 ? 'none' : errors.map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+  );
   return lines.join('\n');
 }

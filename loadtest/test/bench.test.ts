@@ -43,7 +43,8 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
       assert.equal(r.memory.length, 2, r.kind);
       assert.equal(r.fanout.length, 2, r.kind);
       assert.equal(r.channels.length, 1, r.kind);
-      for (const m of r.memory) assert.ok(m.bytesPerConnection > 0, `${r.kind} memory ${m.bytesPerConnection}`);
+      for (const m of r.memory)
+        assert.ok(m.bytesPerConnection > 0, `${r.kind} memory ${m.bytesPerConnection}`);
       for (const run of [...r.fanout, ...r.channels]) {
         assert.equal(run.lost, 0, `${r.kind} lost ${run.lost} of ${run.expected}`);
         assert.equal(run.duplicated, 0, r.kind);

@@ -52,7 +52,9 @@ test('fanout: every publication reaches every subscriber once, with latencies', 
 });
 
 test('channels: one subscriber per channel, round robin, nothing lost', async () => {
-  const report = await runScenario(options({ scenario: 'channels', connections: 100, rate: 400, channel: 'own' }));
+  const report = await runScenario(
+    options({ scenario: 'channels', connections: 100, rate: 400, channel: 'own' }),
+  );
   assert.ok(report.sent >= 100, `published ${report.sent}`);
   assert.equal(report.delivered, report.sent);
   assert.equal(report.lost + report.duplicated, 0);
@@ -76,11 +78,16 @@ test('rpc: echo round trips with latencies; an unknown method is counted as erro
     options({ scenario: 'rpc', connections: 5, rate: 50, durationMs: 1000, rpcMethod: 'nope' }),
   );
   assert.equal(bad.sendErrors, bad.sent);
-  assert.ok(Object.keys(bad.errors).some((e) => e.startsWith('104')), JSON.stringify(bad.errors));
+  assert.ok(
+    Object.keys(bad.errors).some((e) => e.startsWith('104')),
+    JSON.stringify(bad.errors),
+  );
 });
 
 test('a wrong secret fails every connect, and says why', async () => {
-  const report = await runScenario(options({ scenario: 'connect', connections: 10, secret: 'wrong', durationMs: 1000 }));
+  const report = await runScenario(
+    options({ scenario: 'connect', connections: 10, secret: 'wrong', durationMs: 1000 }),
+  );
   assert.equal(report.connected, 0);
   assert.equal(report.failed, 10);
   assert.ok(Object.keys(report.errors).length > 0);
@@ -107,6 +114,7 @@ test('CLI: idle connections stay open, report printed, exit 0', async () => {
 test('CLI: bad arguments are refused with a clear message', async () => {
   await assert.rejects(
     promisify(execFile)(process.execPath, [CLI, '--scenario', 'fanout', '--connections', '1000000']),
-    (err: { code: number; stderr: string }) => err.code === 2 && /--connections must be a number in \(0, 200000\]/.test(err.stderr),
+    (err: { code: number; stderr: string }) =>
+      err.code === 2 && /--connections must be a number in \(0, 200000\]/.test(err.stderr),
   );
 });

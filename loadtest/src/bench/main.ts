@@ -90,14 +90,17 @@ async function main(): Promise<void> {
   const quick = values.quick;
   const out = values.out ?? (quick ? 'test-output/bench-quick' : 'docs/benchmarks');
   const kinds = values.servers.split(',').map((s) => s.trim()) as ServerKind[];
-  for (const kind of kinds) if (!SERVERS.includes(kind)) throw new Error(`unknown server ${kind} (${SERVERS.join(', ')})`);
+  for (const kind of kinds)
+    if (!SERVERS.includes(kind)) throw new Error(`unknown server ${kind} (${SERVERS.join(', ')})`);
   const p = plan(quick);
   mkdirSync(out, { recursive: true });
   const pinned = pin(process.pid, LOAD_CORE);
   const started = new Date();
   console.log(`Switchboard benchmark (${quick ? 'quick' : 'full'}), ${started.toISOString()}`);
   console.log(`machine: ${JSON.stringify(machine())}`);
-  console.log(`servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE}: ${pinned ? 'yes' : 'no (taskset missing)'}`);
+  console.log(
+    `servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE}: ${pinned ? 'yes' : 'no (taskset missing)'}`,
+  );
   console.log(`plan: ${JSON.stringify(p)}\n`);
 
   const results: ServerResult[] = [];
@@ -105,7 +108,9 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
     const extraEnv: Record<string, string> =
-      values.profile && kind === 'switchboard' ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(out, 'profile')}` } : {};
+      values.profile && kind === 'switchboard'
+        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(out, 'profile')}` }
+        : {};
     const a = await passA(kind, p, SECRET, SERVER_CORE, extraEnv);
     console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
     const b = await passB(kind, p, SECRET, SERVER_CORE);
@@ -128,7 +133,10 @@ async function main(): Promise<void> {
   const targets = judgeTargets(results, latencies);
   console.log(formatResults(results, latencies));
   console.log(formatTargets(targets));
-  if (values.profile) console.log(`Switchboard CPU profile (pass A), top functions by self time\n${topFunctions(join(out, 'profile'))}`);
+  if (values.profile)
+    console.log(
+      `Switchboard CPU profile (pass A), top functions by self time\n${topFunctions(join(out, 'profile'))}`,
+    );
   const command = `node loadtest/dist/src/bench/main.js ${process.argv.slice(2).join(' ')}`.trim();
   const resultsFile = join(out, 'results.json');
   writeFileSync(

@@ -274,7 +274,14 @@ export async function passB(
         seq: (i) => Math.floor(i / n),
         expected: live(count),
       });
-      await deliver(sink, publisher, roundRobin(Math.min(n, 500), plan.channelRate), n, plan.payloadBytes, plan.timeoutMs);
+      await deliver(
+        sink,
+        publisher,
+        roundRobin(Math.min(n, 500), plan.channelRate),
+        n,
+        plan.payloadBytes,
+        plan.timeoutMs,
+      );
       runs.push(
         await deliver(
           sink,
@@ -299,14 +306,25 @@ export async function passB(
  * Publish-to-deliver latency at a fixed delivery rate: `cluster` is HAProxy
  * + NATS + 3 gateways (clients spread by HAProxy), `embedded` one gateway.
  */
-export async function latency(setup: 'embedded' | 'cluster', plan: Plan, secret: string, core: number): Promise<LatencyResult> {
+export async function latency(
+  setup: 'embedded' | 'cluster',
+  plan: Plan,
+  secret: string,
+  core: number,
+): Promise<LatencyResult> {
   const env = { ...SWITCHBOARD_BENCH_ENV, SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: secret };
   const cluster = setup === 'cluster' ? await startCluster({ env }) : undefined;
   const server = setup === 'embedded' ? await startServer('switchboard', secret, core) : undefined;
   const url = cluster?.haproxy.url ?? server!.url;
   const dialect = server?.dialect ?? centrifugo;
   const token = tokens(secret);
-  const fleet = new Fleet({ dialect, url, token, localAddresses: SOURCE_ADDRESSES, timeoutMs: plan.timeoutMs });
+  const fleet = new Fleet({
+    dialect,
+    url,
+    token,
+    localAddresses: SOURCE_ADDRESSES,
+    timeoutMs: plan.timeoutMs,
+  });
   const sink: Sink = { tracker: new DeliveryTracker() };
   let publisher: Connection | undefined;
   try {
@@ -329,7 +347,12 @@ export async function latency(setup: 'embedded' | 'cluster', plan: Plan, secret:
       plan.payloadBytes,
       plan.timeoutMs,
     );
-    return { ...run, setup, gateways: cluster ? cluster.gateways.length : 1, offeredDeliveryRate: plan.latencyDeliveryRate };
+    return {
+      ...run,
+      setup,
+      gateways: cluster ? cluster.gateways.length : 1,
+      offeredDeliveryRate: plan.latencyDeliveryRate,
+    };
   } finally {
     publisher?.close();
     fleet.closeAll();

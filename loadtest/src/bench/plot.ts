@@ -22,7 +22,8 @@ interface Series {
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-const short = (v: number) => (v >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : v >= 1e3 ? `${+(v / 1e3).toFixed(1)}k` : `${+v.toFixed(1)}`);
+const short = (v: number) =>
+  v >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : v >= 1e3 ? `${+(v / 1e3).toFixed(1)}k` : `${+v.toFixed(1)}`;
 
 /** A line chart; the y axis is logarithmic when the values span more than 20×. */
 function chart(title: string, xLabel: string, yLabel: string, series: Series[]): string {
@@ -36,10 +37,13 @@ function chart(title: string, xLabel: string, yLabel: string, series: Series[]):
   const w = WIDTH - PAD.left - PAD.right;
   const h = HEIGHT - PAD.top - PAD.bottom;
   const x = (v: number) => PAD.left + (xMax === xMin ? w / 2 : ((v - xMin) / (xMax - xMin)) * w);
-  const yNorm = (v: number) => (log ? Math.log(v / yMin) / Math.log(yMax / yMin) : (v - yMin) / (yMax - yMin));
+  const yNorm = (v: number) =>
+    log ? Math.log(v / yMin) / Math.log(yMax / yMin) : (v - yMin) / (yMax - yMin);
   const y = (v: number) => PAD.top + h - yNorm(Math.max(v, yMin)) * h;
   const ticks = log
-    ? Array.from({ length: 20 }, (_, i) => 10 ** (Math.floor(Math.log10(yMin)) + i)).filter((t) => t >= yMin && t <= yMax)
+    ? Array.from({ length: 20 }, (_, i) => 10 ** (Math.floor(Math.log10(yMin)) + i)).filter(
+        (t) => t >= yMin && t <= yMax,
+      )
     : Array.from({ length: 5 }, (_, i) => (yMax * i) / 4);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="sans-serif" font-size="11">`,
@@ -63,7 +67,8 @@ function chart(title: string, xLabel: string, yLabel: string, series: Series[]):
     const color = COLORS[i % COLORS.length];
     const path = s.points.map(([px, py]) => `${x(px).toFixed(1)},${y(py).toFixed(1)}`).join(' ');
     parts.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="2"/>`);
-    for (const [px, py] of s.points) parts.push(`<circle cx="${x(px)}" cy="${y(py)}" r="3" fill="${color}"/>`);
+    for (const [px, py] of s.points)
+      parts.push(`<circle cx="${x(px)}" cy="${y(py)}" r="3" fill="${color}"/>`);
     parts.push(
       `<rect x="${PAD.left + 10}" y="${PAD.top + 4 + i * 14}" width="10" height="3" fill="${color}"/>`,
       `<text x="${PAD.left + 24}" y="${PAD.top + 9 + i * 14}">${esc(s.label)}</text>`,

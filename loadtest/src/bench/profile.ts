@@ -18,9 +18,7 @@ export function topFunctions(dir: string, top = 15): string {
   } catch {
     return '(no profile written)';
   }
-  const newest = files
-    .map((f) => join(dir, f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  const newest = files.map((f) => join(dir, f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!newest) return '(no profile written)';
   const { nodes } = JSON.parse(readFileSync(newest, 'utf8')) as { nodes: ProfileNode[] };
   const self = new Map<string, number>();

@@ -110,7 +110,17 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
   if (latencies.length > 0) {
     out.push(
       `Publish-to-deliver latency, Switchboard, fixed load\n${table(
-        ['setup', 'gateways', 'subscribers', 'offered/s', 'delivered/s', 'lost', 'p50 ms', 'p99 ms', 'p999 ms'],
+        [
+          'setup',
+          'gateways',
+          'subscribers',
+          'offered/s',
+          'delivered/s',
+          'lost',
+          'p50 ms',
+          'p99 ms',
+          'p999 ms',
+        ],
         latencies.map((l) => [
           l.setup === 'cluster' ? 'HAProxy + NATS' : 'embedded',
           String(l.gateways),
@@ -128,7 +138,14 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
   return out.join('\n');
 }
 
-function target(name: string, goal: string, measured: number, limit: number, atMost: boolean, unit: (v: number) => string): TargetRow {
+function target(
+  name: string,
+  goal: string,
+  measured: number,
+  limit: number,
+  atMost: boolean,
+  unit: (v: number) => string,
+): TargetRow {
   const pass = atMost ? measured <= limit : measured >= limit;
   const margin = atMost ? (limit - measured) / limit : (measured - limit) / limit;
   return { name, target: goal, measured: unit(measured), pass, margin };
@@ -141,14 +158,24 @@ export function judgeTargets(results: ServerResult[], latencies: LatencyResult[]
   const rows: TargetRow[] = [];
   if (!sb) return rows;
   const closestTo = <T extends { n: number }>(points: T[], n: number) =>
-    points.reduce<T | undefined>((best, p) => (!best || Math.abs(p.n - n) < Math.abs(best.n - n) ? p : best), undefined);
+    points.reduce<T | undefined>(
+      (best, p) => (!best || Math.abs(p.n - n) < Math.abs(best.n - n) ? p : best),
+      undefined,
+    );
   const memory = closestTo(
     sb.memory.map((m) => ({ ...m, n: m.connections })),
     10_000,
   );
   if (memory) {
     rows.push(
-      target(`idle connection memory at ${count(memory.n)} connections`, '≤ 6 KB', memory.bytesPerConnection, 6 * 1024, true, kb),
+      target(
+        `idle connection memory at ${count(memory.n)} connections`,
+        '≤ 6 KB',
+        memory.bytesPerConnection,
+        6 * 1024,
+        true,
+        kb,
+      ),
     );
   }
   const largest = sb.fanout.at(-1);

@@ -45,7 +45,9 @@ export function handleFrame(
         return;
       }
       socket.authenticated = true;
-      socket.send(`{"id":${id},"connect":{"client":"c${++clients}","version":"peer","ping":25,"pong":false}}`);
+      socket.send(
+        `{"id":${id},"connect":{"client":"c${++clients}","version":"peer","ping":25,"pong":false}}`,
+      );
     } else if (!socket.authenticated) {
       socket.close();
       return;

@@ -10,7 +10,9 @@ import { announce, peerSettings } from './lite-protocol.js';
 const { port, secret } = peerSettings();
 const httpServer = http.createServer();
 socketClusterServer.attach(httpServer, {
-  authKey: secret, perMessageDeflate: false, pingInterval: 25_000,
+  authKey: secret,
+  perMessageDeflate: false,
+  pingInterval: 25_000,
   pingTimeout: 60_000,
 });
 httpServer.listen(port, '127.0.0.1', () => announce(port));

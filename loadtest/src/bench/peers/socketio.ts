@@ -9,7 +9,12 @@ import { verifyHs256 } from '../../jwt.js';
 import { announce, peerSettings } from './lite-protocol.js';
 
 const { port, secret } = peerSettings();
-const io = new Server({ transports: ['websocket'], perMessageDeflate: false, serveClient: false, pingInterval: 25_000 });
+const io = new Server({
+  transports: ['websocket'],
+  perMessageDeflate: false,
+  serveClient: false,
+  pingInterval: 25_000,
+});
 
 io.use((socket, next) => {
   const token = (socket.handshake.auth as { token?: unknown }).token;

@@ -8,7 +8,12 @@ import { announce, handleFrame, type LiteSocket, peerSettings } from './lite-pro
 
 const { port, secret } = peerSettings();
 const channels = new Map<string, Set<WebSocket>>();
-const server = new WebSocketServer({ host: '127.0.0.1', port, path: '/connection/websocket', perMessageDeflate: false });
+const server = new WebSocketServer({
+  host: '127.0.0.1',
+  port,
+  path: '/connection/websocket',
+  perMessageDeflate: false,
+});
 
 const publish = (channel: string, frame: string) => {
   for (const ws of channels.get(channel) ?? []) ws.send(frame);
