@@ -26,6 +26,7 @@ export function loopbackAddresses(count: number): string[] {
 
 /** A short, bounded label for an error (counted per label). */
 export function errorLabel(err: unknown): string {
+  if (typeof err === 'string') return err;
   const e = err as { code?: unknown; message?: unknown };
   if (typeof e?.code === 'string' || typeof e?.code === 'number') return String(e.code);
   return String(e?.message ?? err).slice(0, 60);
@@ -71,6 +72,7 @@ export class Fleet {
       this.connections[index] = conn;
       conn.onClose = (code) => {
         this.closed++;
+        this.countError(`close ${code}`);
         this.onClose(index, code);
       };
       return conn;

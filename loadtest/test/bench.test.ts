@@ -66,7 +66,7 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
     );
     assert.match(stdout, /^(PASS|MISS) {2}/m);
     const html = readFileSync(join(out, 'growth.html'), 'utf8');
-    assert.equal(html.match(/<svg /g)?.length, 3);
+    assert.equal(html.match(/<svg /g)?.length, 4);
     if (existsSync('/usr/bin/chromium')) assert.ok(existsSync(join(out, 'growth.png')));
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -10,7 +10,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult } from './measure.js';
 import { renderPlot } from './plot.js';
@@ -22,6 +23,7 @@ import { SERVERS, type ServerKind } from './servers.js';
 const SECRET = 'bench-secret-hs256';
 const SERVER_CORE = 1;
 const LOAD_CORE = 0;
+const PROFILER = fileURLToPath(new URL('./cpu-profile.js', import.meta.url));
 
 /** Connections one process may hold: the open-files limit, less room for everything else. */
 function connectionCeiling(): number {
@@ -38,8 +40,8 @@ function plan(quick: boolean): Plan {
       fanoutDeliveryRate: 100_000,
       channelMessages: 1000,
       channelRate: 5000,
-      latencySubscribers: 100,
-      latencyDeliveryRate: 2000,
+      latencySubscribers: 50,
+      latencyDeliveryRates: [2000],
       latencySeconds: 1,
       payloadBytes: 64,
       timeoutMs: 10_000,
@@ -50,12 +52,12 @@ function plan(quick: boolean): Plan {
   return {
     levels: [...[1000, 5000, 10_000].filter((n) => n < most), most],
     channelLevels: [1000, 5000, 10_000].filter((n) => n <= most),
-    fanoutDeliveries: 1_000_000,
-    fanoutDeliveryRate: 200_000,
-    channelMessages: 50_000,
-    channelRate: 10_000,
-    latencySubscribers: 1000,
-    latencyDeliveryRate: 20_000,
+    fanoutDeliveries: 500_000,
+    fanoutDeliveryRate: 60_000,
+    channelMessages: 30_000,
+    channelRate: 5000,
+    latencySubscribers: 100,
+    latencyDeliveryRates: [5000, 10_000, 20_000, 40_000],
     latencySeconds: 10,
     payloadBytes: 64,
     timeoutMs: 30_000,
@@ -85,6 +87,8 @@ async function main(): Promise<void> {
       plot: { type: 'boolean', default: true },
       'no-plot': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      levels: { type: 'string' },
+      'channel-levels': { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -93,13 +97,16 @@ async function main(): Promise<void> {
   for (const kind of kinds)
     if (!SERVERS.includes(kind)) throw new Error(`unknown server ${kind} (${SERVERS.join(', ')})`);
   const p = plan(quick);
+  const counts = (text: string) => text.split(',').map((n) => Math.max(1, Math.floor(Number(n))));
+  if (values.levels) p.levels = counts(values.levels);
+  if (values['channel-levels']) p.channelLevels = counts(values['channel-levels']);
   mkdirSync(out, { recursive: true });
   const pinned = pin(process.pid, LOAD_CORE);
   const started = new Date();
   console.log(`Switchboard benchmark (${quick ? 'quick' : 'full'}), ${started.toISOString()}`);
   console.log(`machine: ${JSON.stringify(machine())}`);
   console.log(
-    `servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE}: ${pinned ? 'yes' : 'no (taskset missing)'}`,
+    `servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE} (not for latency runs): ${pinned ? 'yes' : 'no (taskset missing)'}`,
   );
   console.log(`plan: ${JSON.stringify(p)}\n`);
 
@@ -109,7 +116,7 @@ async function main(): Promise<void> {
     console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
     const extraEnv: Record<string, string> =
       values.profile && kind === 'switchboard'
-        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(out, 'profile')}` }
+        ? { NODE_OPTIONS: `--import=${PROFILER}`, BENCH_CPU_PROFILE_DIR: resolve(out, 'profile') }
         : {};
     const a = await passA(kind, p, SECRET, SERVER_CORE, extraEnv);
     console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
@@ -120,13 +127,12 @@ async function main(): Promise<void> {
 
   const latencies: LatencyResult[] = [];
   if (kinds.includes('switchboard')) {
+    pin(process.pid, 'all');
     console.error('switchboard: publish-to-deliver latency, embedded');
-    latencies.push(await latency('embedded', p, SECRET, SERVER_CORE));
+    latencies.push(...(await latency('embedded', p, SECRET)));
     if (values.cluster && !values['no-cluster']) {
-      // Five processes on two cores: no pinning for the cluster.
-      pin(process.pid, 'all');
       console.error('switchboard: publish-to-deliver latency, HAProxy + NATS + 3 gateways');
-      latencies.push(await latency('cluster', p, SECRET, SERVER_CORE));
+      latencies.push(...(await latency('cluster', p, SECRET)));
     }
   }
 
@@ -145,7 +151,7 @@ async function main(): Promise<void> {
   );
   console.log(`results: ${resultsFile}`);
   if (values.plot && !values['no-plot']) {
-    const png = await renderPlot(results, join(out, 'growth'));
+    const png = await renderPlot(results, latencies, join(out, 'growth'));
     console.log(png ? `plot: ${png}` : 'plot: skipped (no chromium; scripts/ensure-packages.sh chromium)');
   }
 }

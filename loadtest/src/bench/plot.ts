@@ -1,5 +1,5 @@
 /**
- * How the figures grow with connections and channels: three small SVG line
+ * How the figures grow with connections, channels and load: small SVG line
  * charts (own code, no charting library) in one HTML page, screenshotted to
  * PNG by headless Chromium.
  */
@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ServerResult } from './measure.js';
+import type { LatencyResult, ServerResult } from './measure.js';
 import { LABELS } from './servers.js';
 
 const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd'];
@@ -78,7 +78,7 @@ function chart(title: string, xLabel: string, yLabel: string, series: Series[]):
   return parts.join('\n');
 }
 
-export function charts(results: ServerResult[]): string[] {
+export function charts(results: ServerResult[], latencies: LatencyResult[]): string[] {
   const series = (f: (r: ServerResult) => [number, number][]) =>
     results.map((r) => ({ label: LABELS[r.kind], points: f(r) }));
   return [
@@ -100,12 +100,38 @@ export function charts(results: ServerResult[]): string[] {
       'deliveries per server CPU-second',
       series((r) => r.channels.map((d) => [d.n, d.perCpuSecond])),
     ),
+    chart(
+      'Switchboard publish→deliver latency',
+      'deliveries per second',
+      'milliseconds',
+      (['embedded', 'cluster'] as const).flatMap((setup) => {
+        const runs = latencies.filter((l) => l.setup === setup);
+        const label = setup === 'cluster' ? 'HAProxy + NATS + 3 gateways' : 'embedded';
+        return runs.length === 0
+          ? []
+          : [
+              {
+                label: `${label} p50`,
+                points: runs.map((l): [number, number] => [l.offeredDeliveryRate, l.p50]),
+              },
+              {
+                label: `${label} p99`,
+                points: runs.map((l): [number, number] => [l.offeredDeliveryRate, l.p99]),
+              },
+            ];
+      }),
+    ),
   ];
 }
 
 /** Writes `<base>.html` with the charts and screenshots it to `<base>.png`; undefined without Chromium. */
-export async function renderPlot(results: ServerResult[], base: string): Promise<string | undefined> {
-  const html = `<!doctype html><html><body style="margin:0;display:flex;background:white">${charts(results).join('\n')}</body></html>`;
+export async function renderPlot(
+  results: ServerResult[],
+  latencies: LatencyResult[],
+  base: string,
+): Promise<string | undefined> {
+  const svgs = charts(results, latencies).filter(Boolean);
+  const html = `<!doctype html><html><body style="margin:0;display:flex;flex-wrap:wrap;width:${WIDTH * 2}px;background:white">${svgs.join('\n')}</body></html>`;
   const htmlFile = resolve(`${base}.html`);
   writeFileSync(htmlFile, html);
   if (!existsSync(CHROMIUM)) return undefined;
@@ -121,7 +147,7 @@ export async function renderPlot(results: ServerResult[], base: string): Promise
       '--disable-sync',
       '--no-first-run',
       '--hide-scrollbars',
-      `--window-size=${WIDTH * 3},${HEIGHT}`,
+      `--window-size=${WIDTH * 2},${HEIGHT * Math.ceil(svgs.length / 2)}`,
       `--screenshot=${png}`,
       `file://${htmlFile}`,
     ],

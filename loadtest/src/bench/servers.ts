@@ -73,7 +73,7 @@ async function startPeer(
 export async function startServer(
   kind: ServerKind,
   secret: string,
-  core: number,
+  core: number | 'all',
   extraEnv: Record<string, string> = {},
 ): Promise<RunningServer> {
   if (kind === 'switchboard') {
