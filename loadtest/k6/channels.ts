@@ -7,39 +7,16 @@
  */
 
 import exec from 'k6/execution';
-import type { Options } from 'k6/options';
-import { apiPublish, env, millis, payload, session } from './lib/centrifugo.ts';
+import { apiPublish, env, payload, publishingOptions, session, subscriberHoldMs } from './lib/centrifugo.ts';
 
-const holdMs = millis(env.duration) + 15_000;
-
-export const options: Options = {
-  scenarios: {
-    subscribers: {
-      executor: 'per-vu-iterations',
-      vus: env.vus,
-      iterations: 1,
-      exec: 'subscriber',
-      maxDuration: `${holdMs / 1000 + 30}s`,
-    },
-    publisher: {
-      executor: 'constant-arrival-rate',
-      exec: 'publisher',
-      rate: env.rate,
-      timeUnit: '1s',
-      duration: env.duration,
-      startTime: '10s',
-      preAllocatedVUs: 20,
-    },
-  },
-  thresholds: {
-    switchboard_connect_success: ['rate>0.99'],
-    switchboard_delivery_latency: ['p(99)<100'],
-    switchboard_errors: ['count==0'],
-  },
-};
+export const options = publishingOptions(20);
 
 export function subscriber(): void {
-  session({ user: `chan-${__VU}`, holdMs, onConnected: (s) => s.subscribe(`${env.channel}-${__VU}`) });
+  session({
+    user: `chan-${__VU}`,
+    holdMs: subscriberHoldMs(),
+    onConnected: (s) => s.subscribe(`${env.channel}-${__VU}`),
+  });
 }
 
 export function publisher(): void {

@@ -8,6 +8,7 @@ import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
+import type { Options } from 'k6/options';
 import ws, { type Socket } from 'k6/ws';
 
 export const env = {
@@ -162,4 +163,40 @@ export function millis(duration: string): number {
   if (!m) throw new Error(`bad duration ${duration}`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
   return Number(m[1]) * unit;
+}
+
+/** How long subscribers of a publishing scenario stay: the publishing time and a margin around it. */
+export const subscriberHoldMs = () => millis(env.duration) + 15_000;
+
+/**
+ * Options of a publishing scenario: VUS subscribers (exported function
+ * `subscriber`, one long iteration each) and an API publisher at RATE per
+ * second (`publisher`) that starts once they are in.
+ */
+export function publishingOptions(publisherVUs: number): Options {
+  return {
+    scenarios: {
+      subscribers: {
+        executor: 'per-vu-iterations',
+        vus: env.vus,
+        iterations: 1,
+        exec: 'subscriber',
+        maxDuration: `${subscriberHoldMs() / 1000 + 30}s`,
+      },
+      publisher: {
+        executor: 'constant-arrival-rate',
+        exec: 'publisher',
+        rate: env.rate,
+        timeUnit: '1s',
+        duration: env.duration,
+        startTime: '10s',
+        preAllocatedVUs: publisherVUs,
+      },
+    },
+    thresholds: {
+      switchboard_connect_success: ['rate>0.99'],
+      switchboard_delivery_latency: ['p(99)<100'],
+      switchboard_errors: ['count==0'],
+    },
+  };
 }

@@ -149,8 +149,44 @@ async function deliver(
   };
 }
 
-async function connectPublisher(dialect: Dialect, url: string, token: string, timeoutMs: number) {
-  return dialect({ url, token, timeoutMs });
+/** The clients of one measurement: subscribers, a publisher, and the tracker their publications go to. */
+class Clients {
+  readonly sink: Sink = { tracker: new DeliveryTracker() };
+  readonly fleet: Fleet;
+  private publisherConnection: Connection | undefined;
+  private readonly token: (i: number) => string;
+
+  constructor(
+    private readonly dialect: Dialect,
+    private readonly url: string,
+    secret: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.token = tokens(secret);
+    this.fleet = new Fleet({ dialect, url, token: this.token, localAddresses: SOURCE_ADDRESSES, timeoutMs });
+  }
+
+  /** Subscribers `from` .. `to - 1`, subscriber i to `channelOf(i)`, as fast as they connect. */
+  grow(from: number, to: number, channelOf: (i: number) => string): Promise<void> {
+    return this.fleet.openMany(from, to - from, Infinity, async (conn, i) => {
+      conn.onPublication = (channel, data) => this.sink.tracker.receive(i, channel, data);
+      await conn.subscribe(channelOf(i));
+    });
+  }
+
+  async publisher(): Promise<Connection> {
+    this.publisherConnection ??= await this.dialect({
+      url: this.url,
+      token: this.token(-1),
+      timeoutMs: this.timeoutMs,
+    });
+    return this.publisherConnection;
+  }
+
+  close(): void {
+    this.publisherConnection?.close();
+    this.fleet.closeAll();
+  }
 }
 
 /** One channel, N subscribers: every publication reaches all of them. */
@@ -178,16 +214,8 @@ export async function passA(
   extraEnv: Record<string, string> = {},
 ): Promise<ServerResult> {
   const server = await startServer(kind, secret, core, extraEnv);
-  const token = tokens(secret);
-  const fleet = new Fleet({
-    dialect: server.dialect,
-    url: server.url,
-    token,
-    localAddresses: SOURCE_ADDRESSES,
-    timeoutMs: plan.timeoutMs,
-  });
-  const sink: Sink = { tracker: new DeliveryTracker() };
-  let publisher: Connection | undefined;
+  const clients = new Clients(server.dialect, server.url, secret, plan.timeoutMs);
+  const { fleet, sink } = clients;
   try {
     const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
@@ -195,14 +223,11 @@ export async function passA(
     let connectSeconds = 0;
     let connectCpu = 0;
     let opened = 0;
-    publisher = await connectPublisher(server.dialect, server.url, token(-1), plan.timeoutMs);
+    const publisher = await clients.publisher();
     for (const level of plan.levels) {
       const cpuBefore = cpuSeconds(server.pid);
       const started = performance.now();
-      await fleet.openMany(opened, level - opened, Infinity, async (conn, i) => {
-        conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
-        await conn.subscribe('fan');
-      });
+      await clients.grow(opened, level, () => 'fan');
       connectSeconds += (performance.now() - started) / 1000;
       connectCpu += cpuSeconds(server.pid) - cpuBefore;
       opened = level;
@@ -232,8 +257,7 @@ export async function passA(
       errors: Object.fromEntries(fleet.errors),
     };
   } finally {
-    publisher?.close();
-    fleet.closeAll();
+    clients.close();
     await server.stop();
   }
 }
@@ -246,25 +270,14 @@ export async function passB(
   core: number,
 ): Promise<{ runs: DeliveryRun[]; errors: Record<string, number> }> {
   const server = await startServer(kind, secret, core);
-  const token = tokens(secret);
-  const fleet = new Fleet({
-    dialect: server.dialect,
-    url: server.url,
-    token,
-    localAddresses: SOURCE_ADDRESSES,
-    timeoutMs: plan.timeoutMs,
-  });
-  const sink: Sink = { tracker: new DeliveryTracker() };
-  let publisher: Connection | undefined;
+  const clients = new Clients(server.dialect, server.url, secret, plan.timeoutMs);
+  const { fleet, sink } = clients;
   try {
     const runs: DeliveryRun[] = [];
     let opened = 0;
-    publisher = await connectPublisher(server.dialect, server.url, token(-1), plan.timeoutMs);
+    const publisher = await clients.publisher();
     for (const n of plan.channelLevels) {
-      await fleet.openMany(opened, n - opened, Infinity, async (conn, i) => {
-        conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
-        await conn.subscribe(`c-${i}`);
-      });
+      await clients.grow(opened, n, (i) => `c-${i}`);
       opened = n;
       const live = (count: number) => {
         let expected = 0;
@@ -300,8 +313,7 @@ export async function passB(
     }
     return { runs, errors: Object.fromEntries(fleet.errors) };
   } finally {
-    publisher?.close();
-    fleet.closeAll();
+    clients.close();
     await server.stop();
   }
 }
@@ -321,24 +333,11 @@ export async function latency(
   const cluster = setup === 'cluster' ? await startCluster({ env }) : undefined;
   const server = setup === 'embedded' ? await startServer('switchboard', secret, 'all') : undefined;
   const url = cluster?.haproxy.url ?? server!.url;
-  const dialect = server?.dialect ?? centrifugo;
-  const token = tokens(secret);
-  const fleet = new Fleet({
-    dialect,
-    url,
-    token,
-    localAddresses: SOURCE_ADDRESSES,
-    timeoutMs: plan.timeoutMs,
-  });
-  const sink: Sink = { tracker: new DeliveryTracker() };
-  let publisher: Connection | undefined;
+  const clients = new Clients(server?.dialect ?? centrifugo, url, secret, plan.timeoutMs);
+  const { fleet, sink } = clients;
   try {
-    const n = plan.latencySubscribers;
-    await fleet.openMany(0, n, Infinity, async (conn, i) => {
-      conn.onPublication = (channel, data) => sink.tracker.receive(i, channel, data);
-      await conn.subscribe('latency');
-    });
-    publisher = await connectPublisher(dialect, url, token(-1), plan.timeoutMs);
+    await clients.grow(0, plan.latencySubscribers, () => 'latency');
+    const publisher = await clients.publisher();
     const results: LatencyResult[] = [];
     for (const deliveryRate of plan.latencyDeliveryRates) {
       const live = fleet.open;
@@ -363,8 +362,7 @@ export async function latency(
     }
     return results;
   } finally {
-    publisher?.close();
-    fleet.closeAll();
+    clients.close();
     await server?.stop();
     await cluster?.stop();
   }
