@@ -342,7 +342,8 @@ export async function latency(
     for (const deliveryRate of plan.latencyDeliveryRates) {
       const live = fleet.open;
       const rate = deliveryRate / live;
-      const warmup = oneChannel('latency', live, 20 * live, deliveryRate);
+      // A second at the rate first: JIT, buffers and connections warm.
+      const warmup = oneChannel('latency', live, deliveryRate, deliveryRate);
       await deliver(sink, publisher, warmup, live, plan.payloadBytes, plan.timeoutMs);
       const count = Math.max(1, Math.round(rate * plan.latencySeconds));
       const run = await deliver(
