@@ -50,7 +50,7 @@ format: install
 
 # System packages the cluster and its tests need (apt-get, only when missing).
 deps:
-	scripts/ensure-packages.sh nats-server haproxy
+	scripts/ensure-packages.sh nats-server haproxy prometheus wget unzip
 
 cluster: build deps
 	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up

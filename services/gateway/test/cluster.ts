@@ -23,15 +23,16 @@ process.once('exit', () => {
 });
 
 /** A child process with its output collected, and a stop that waits for the exit. */
-interface Proc {
+export interface Proc {
   child: ChildProcess;
   output(): string;
   /** Sends `signal` unless the process already exited; resolves once it has. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-function run(program: string, args: string[], env: Record<string, string> = {}): Proc {
+export function run(program: string, args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
   const child = spawn(program, args, {
+    cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -56,7 +57,7 @@ function run(program: string, args: string[], env: Record<string, string> = {}):
   };
 }
 
-function exited(proc: Proc): boolean {
+export function exited(proc: Proc): boolean {
   return proc.child.exitCode !== null || proc.child.signalCode !== null || proc.child.pid === undefined;
 }
 
@@ -186,11 +187,11 @@ const SERVER_STATUS = /^haproxy_server_status\{proxy="gateways",server="([^"]+)"
 const SERVER_CHECK =
   /^haproxy_server_check_status\{proxy="gateways",server="([^"]+)",state="([A-Z0-9]+)"\} 1$/gm;
 
-function serverStates(metrics: string): Record<string, string> {
+export function serverStates(metrics: string): Record<string, string> {
   return Object.fromEntries([...metrics.matchAll(SERVER_STATUS)].map((m) => [m[1], m[2]]));
 }
 
-function checkStates(metrics: string): Record<string, string> {
+export function checkStates(metrics: string): Record<string, string> {
   return Object.fromEntries([...metrics.matchAll(SERVER_CHECK)].map((m) => [m[1], m[2]]));
 }
 
