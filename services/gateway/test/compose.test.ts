@@ -41,7 +41,8 @@ const isOwnImage = (name: string) => String(services[name].image).startsWith('sw
 function validator() {
   const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
   // Draft 7, named by an https URL that Ajv's bundled meta-schema does not answer to.
-  const { $schema: _draft, ...schema } = JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8'));
+  const schema = JSON.parse(readFileSync(COMPOSE_SCHEMA, 'utf8'));
+  delete schema.$schema;
   return ajv.compile(schema);
 }
 
