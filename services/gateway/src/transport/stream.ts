@@ -144,7 +144,6 @@ export function mountStreams(
 
   /** Opens the stream and hands the connect command to a new session. */
   const start = (transport: StreamTransport, res: HttpResponse, origin: string, connect: string) => {
-    let session: Session | undefined;
     const sink = new StreamSink(
       transport,
       res,
@@ -153,7 +152,7 @@ export function mountStreams(
       (code, reason) => {
         admission.closed(transport);
         emulation.delete(sink.emulationSession);
-        session?.closed(code, reason);
+        session.closed(code, reason);
       },
     );
     res.onAborted(() => sink.aborted());
@@ -166,7 +165,8 @@ export function mountStreams(
       corsHeaders(res, origin);
     });
     admission.opened(transport);
-    session = new Session(sink, node);
+    // Created after the sink, which only calls back once the stream has ended.
+    const session = new Session(sink, node);
     emulation.add(sink.emulationSession, session);
     traffic[transport].messagesIn.inc();
     traffic[transport].bytesIn.inc(Buffer.byteLength(connect));
