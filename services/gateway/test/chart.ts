@@ -41,7 +41,7 @@ export function helm(args: string[]): string {
     return execFileSync(helmBinary(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string };
-    throw new Error(`helm ${args.join(' ')}:\n${e.stderr ?? ''}${e.stdout ?? ''}`);
+    throw new Error(`helm ${args.join(' ')}:\n${e.stderr ?? ''}${e.stdout ?? ''}`, { cause: err });
   }
 }
 
@@ -81,7 +81,7 @@ export async function validateManifest(manifest: any): Promise<void> {
   try {
     new Model(manifest).validate();
   } catch (err) {
-    throw new Error(`${where}: ${(err as Error).message}`);
+    throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
   }
 }
 
