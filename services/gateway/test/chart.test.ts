@@ -18,7 +18,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { envName, KEYS } from '../src/config.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
-import { REPO } from './compose.js';
+import { jobsInDashboards, REPO } from './compose.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchboard-chart-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -316,6 +316,34 @@ describe('charts/switchboard', () => {
     const [defaults] = rendered;
     const monitor = find(defaults!.manifests, 'ServiceMonitor');
     assert.equal(monitor.spec.endpoints[0].port, 'internal');
+    // Exactly one Service (the API's) is scraped, else every gateway would be scraped twice.
+    const scraped = defaults!.manifests.filter(
+      (m) =>
+        m.kind === 'Service' &&
+        Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels[k] === v),
+    );
+    assert.deepEqual(
+      scraped.map((m) => m.metadata.name),
+      ['sb-switchboard-api'],
+    );
+    // Job names come from a label; they are the ones the dashboards and alert rules use.
+    const jobs = [
+      scraped[0].metadata.labels[monitor.spec.jobLabel],
+      ...defaults!.manifests
+        .filter((m) => m.kind === 'PodMonitor')
+        .map((pm) => {
+          const owner = defaults!.manifests.find(
+            (m) =>
+              ['Deployment', 'StatefulSet'].includes(m.kind) &&
+              Object.entries(pm.spec.selector.matchLabels).every(
+                ([k, v]) => m.spec.template.metadata.labels[k] === v,
+              ),
+          );
+          return owner.spec.template.metadata.labels[pm.spec.jobLabel];
+        }),
+    ].sort();
+    assert.deepEqual(jobs, ['haproxy', 'nats', 'switchboard']);
+    for (const job of jobsInDashboards()) assert.ok(jobs.includes(job), `dashboards/ select job="${job}"`);
     assert.deepEqual(
       defaults!.manifests
         .filter((m) => m.kind === 'PodMonitor')

@@ -23,6 +23,7 @@ import { envName, KEYS } from '../src/config.js';
 import { checkStates, exited, HAPROXY_CFG, type Proc, run, serverStates } from './cluster.js';
 import {
   COMPOSE_SCHEMA,
+  jobsInDashboards,
   loadCompose,
   NOT_ON_HOST,
   planServices,
@@ -96,6 +97,16 @@ describe('docker/compose.yaml, statically', () => {
     for (const file of existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')) : []) {
       assert.doesNotThrow(() => JSON.parse(readFileSync(join(dir, file), 'utf8')), `${file} is JSON`);
     }
+  });
+
+  test('Prometheus scrapes under the job names the dashboards and alert rules use', () => {
+    const config = parse(readFileSync(join(REPO, 'docker/prometheus.yml'), 'utf8'));
+    const jobs = config.scrape_configs.map((c: { job_name: string }) => c.job_name);
+    assert.ok(
+      jobs.includes('switchboard') && jobs.includes('haproxy') && jobs.includes('nats'),
+      String(jobs),
+    );
+    for (const job of jobsInDashboards()) assert.ok(jobs.includes(job), `dashboards/ select job="${job}"`);
   });
 
   test('the loadtest profile runs a built k6 script from loadtest/k6/dist against HAProxy', () => {

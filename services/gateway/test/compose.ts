@@ -10,7 +10,7 @@
  */
 
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -26,6 +26,19 @@ export const COMPOSE_SCHEMA = join(REPO, 'node_modules/dclint/schemas/compose.sc
 
 /** The image docker/Dockerfile builds; its WORKDIR /app holds the repository's layout. */
 const OWN_IMAGE = /^switchboard(:|$)/;
+
+/** Prometheus job names the dashboards and alert rules of dashboards/ select on (`job="..."`). */
+export function jobsInDashboards(): Set<string> {
+  const jobs = new Set<string>();
+  for (const dir of ['dashboards/grafana', 'dashboards/prometheus']) {
+    const path = join(REPO, dir);
+    for (const file of existsSync(path) ? readdirSync(path) : []) {
+      for (const m of readFileSync(join(path, file), 'utf8').matchAll(/\bjob=~?\\?"([\w-]+)\\?"/g))
+        jobs.add(m[1]!);
+    }
+  }
+  return jobs;
+}
 
 /** Images with no program on this machine: not started, their configuration is checked statically instead. */
 export const NOT_ON_HOST: { image: RegExp; reason: string }[] = [
