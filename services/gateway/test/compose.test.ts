@@ -120,6 +120,39 @@ describe('docker/compose.yaml, statically', () => {
   });
 });
 
+describe('docker/Dockerfile, statically (compose builds it; CI has no Docker engine)', () => {
+  const dockerfile = readFileSync(join(REPO, 'docker/Dockerfile'), 'utf8');
+  const workspaces: string[] = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).workspaces;
+
+  test('copies every workspace manifest for npm ci, and ships every workspace', () => {
+    for (const ws of workspaces) {
+      assert.ok(dockerfile.includes(`COPY ${ws}/package.json ${ws}/`), `${ws}/package.json is copied`);
+      assert.match(dockerfile, new RegExp(`for ws in [^;]*\\b${ws}\\b`), `${ws} is shipped`);
+    }
+    assert.match(dockerfile, /RUN npm ci --omit=dev/);
+    const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n');
+    for (const needed of ['packages', 'services', 'package.json', 'package-lock.json', 'tsconfig.json'])
+      assert.ok(!ignored.includes(needed), `.dockerignore keeps ${needed}`);
+  });
+
+  test('runs the gateway by default, as a non-root user, under tini, with a /healthz check on the internal port', () => {
+    assert.match(dockerfile, /^ARG NODE_IMAGE=node:20-bookworm-slim$/m); // glibc: uWebSockets.js has no musl addon
+    assert.match(dockerfile, /^USER 1000:1000$/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m);
+    const cmd = JSON.parse(/^CMD (.*)$/m.exec(dockerfile)![1]!) as string[];
+    assert.deepEqual(cmd, ['node', 'services/gateway/dist/src/main.js']);
+    assert.ok(existsSync(join(REPO, cmd[1]!)), `${cmd[1]} is what tsc -b builds`);
+    assert.match(
+      dockerfile,
+      new RegExp(`SWITCHBOARD_INTERNAL_PORT\\|\\|${KEYS.internal_port.default}\\)\\+'/healthz'`),
+    );
+    // Every command compose gives our image exists in the build output.
+    for (const [name, service] of Object.entries(services))
+      if (isOwnImage(name))
+        assert.ok(existsSync(join(REPO, service.command[1])), `${name}: ${service.command[1]}`);
+  });
+});
+
 describe('docker/compose.yaml as host processes', () => {
   let plans: ServicePlan[];
   const procs = new Map<string, Proc>();
