@@ -14,6 +14,7 @@ import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { mountDemoTokens } from './demo.js';
 import { shutdown } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
@@ -27,6 +28,7 @@ import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
+import { mountStatic } from './static.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
 import { listenExclusive, uws } from './uws.js';
 
@@ -114,6 +116,8 @@ export async function startGateway(config: Config) {
       ? await startEmbeddedServices(config.embeddedServices as EmbeddedService[], bus, config.nats.prefix)
       : undefined;
   mountWebSocket(clientApp, node);
+  mountStatic(clientApp);
+  mountDemoTokens(clientApp, config, log);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
@@ -123,6 +127,7 @@ export async function startGateway(config: Config) {
   log.info(
     {
       websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
+      page: `http://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
     },
