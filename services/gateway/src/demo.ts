@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { jwtVerify } from 'jose';
 import { signHs256 } from './auth.js';
+import { readBody } from './body.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { originAllowed } from './transport/origin.js';
@@ -112,20 +113,12 @@ export function mountDemoTokens(app: TemplatedApp, config: Config, log: Logger):
     // A page on another site must not mint tokens through a visitor's browser.
     if (!originAllowed(req.getHeader('origin'), config.allowedOrigins))
       return respond(res, fail('403 Forbidden', 'origin not allowed'));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.onData((chunk, last) => {
-      if (aborted || size < 0) return;
-      size += chunk.byteLength;
-      if (size > MAX_BODY) {
-        size = -1;
-        return respond(res, fail('413 Payload Too Large', 'request body too large'));
-      }
-      chunks.push(Buffer.from(chunk.slice(0)));
-      if (!last) return;
+    readBody(res, MAX_BODY, (body) => {
+      if (aborted) return;
+      if (!body) return respond(res, fail('413 Payload Too Large', 'request body too large'));
       let request: unknown;
       try {
-        request = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        request = JSON.parse(body.toString('utf8'));
       } catch {
         return respond(res, fail('400 Bad Request', 'malformed JSON'));
       }
