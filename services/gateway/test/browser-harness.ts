@@ -4,14 +4,14 @@
  * way some corporate proxies do, and a per-gateway view of open connections.
  */
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { exited, run } from './cluster.js';
 import { freePort, type Gateway, waitUntil } from './harness.js';
+import { connectionsOn } from './traffic.js';
 
 /** Screenshots go to the repository's test-output/browser (this file runs from services/gateway/dist/test). */
 export const SCREENSHOTS = fileURLToPath(new URL('../../../../test-output/browser/', import.meta.url));
@@ -39,41 +39,16 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
-/** A child process whose output is kept for failure messages. */
-interface Child {
-  child: ChildProcess;
-  output(): string;
-}
-
-function spawnChild(program: string, args: string[], env: Record<string, string>): Child {
-  const child = spawn(program, args, {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout?.on('data', (d) => (out += d));
-  child.stderr?.on('data', (d) => (out += d));
-  child.on('error', (err) => (out += `${program}: ${err.message}\n`));
-  return { child, output: () => out };
-}
-
-async function stopChildren(children: Child[]): Promise<void> {
-  const running = children.filter(({ child }) => child.exitCode === null && child.signalCode === null);
-  const exits = running.map(({ child }) => once(child, 'exit'));
-  for (const { child } of running) child.kill('SIGTERM');
-  await Promise.all(exits);
-}
-
 /** The chat, store and jobs services as processes of the cluster, ready once each has said so. */
 export async function startServices(natsUrl: string): Promise<{ stop(): Promise<void> }> {
   const children = ['chat', 'store', 'jobs'].map((name) =>
-    spawnChild(
-      process.execPath,
-      [fileURLToPath(new URL(`../../../${name}/dist/src/main.js`, import.meta.url))],
-      { SWITCHBOARD_NATS_URL: natsUrl },
-    ),
+    run(process.execPath, [fileURLToPath(new URL(`../../../${name}/dist/src/main.js`, import.meta.url))], {
+      SWITCHBOARD_NATS_URL: natsUrl,
+    }),
   );
-  const stop = () => stopChildren(children);
+  const stop = async () => {
+    await Promise.all(children.map((c) => c.stop()));
+  };
   try {
     await waitUntil(
       () => children.every((c) => c.output().includes('service ready')),
@@ -115,15 +90,15 @@ export async function startWebSocketBlocker(
       '',
     ].join('\n'),
   );
-  const proxy = spawnChild('haproxy', ['-db', '-f', cfg], {});
+  const proxy = run('haproxy', ['-db', '-f', cfg]);
   const stop = async () => {
-    await stopChildren([proxy]);
+    await proxy.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitUntil(
       async () => {
-        if (proxy.child.exitCode !== null) throw new Error(`haproxy exited:\n${proxy.output()}`);
+        if (exited(proxy)) throw new Error(`haproxy exited:\n${proxy.output()}`);
         const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
         await res?.body?.cancel();
         return res?.status === 200;
@@ -138,15 +113,7 @@ export async function startWebSocketBlocker(
   return { port, stop };
 }
 
-/** Open connections per gateway (index in `gateways`) and transport, from each gateway's /metrics. */
-export async function connectionsPerGateway(gateways: Gateway[]): Promise<Record<string, number>[]> {
-  return Promise.all(
-    gateways.map(async (gateway) => {
-      const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
-      const counts: Record<string, number> = {};
-      for (const m of text.matchAll(/^switchboard_connections\{transport="([a-z_]+)"\} (\d+)$/gm))
-        counts[m[1]!] = Number(m[2]);
-      return counts;
-    }),
-  );
+/** Open connections of one transport on each gateway, in the order of `gateways`. */
+export function connectionsPerGateway(gateways: Gateway[], transport = 'websocket'): Promise<number[]> {
+  return Promise.all(gateways.map((gateway) => connectionsOn(gateway, transport)));
 }
