@@ -18,7 +18,7 @@ import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import { type Cluster, exited, run, startCluster } from './cluster.js';
 import { api, client, freePort, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
-import { connectionsOn, numbers, publisher, subscribe } from './traffic.js';
+import { connectionsOn, killDuringTraffic, numbers, subscribe } from './traffic.js';
 
 type TransportName = 'websocket' | 'http_stream' | 'sse';
 
@@ -443,28 +443,8 @@ describe('HTTP transports in a cluster behind HAProxy', () => {
     );
 
     const victim = counts.indexOf(Math.max(...counts));
-    const survivor = cluster.gateways[(victim + 1) % 3]!;
-    const pub = publisher(() => survivor, 'chat:streams');
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= 10),
-      10_000,
-      () => 'traffic before the kill',
-    );
-    await cluster.gateways[victim]!.stop('SIGKILL');
-    const atKill = pub.accepted.length;
-    await waitUntil(
-      () => pub.accepted.length >= atKill + 30,
-      15_000,
-      () => 'traffic after the kill',
-    );
-    await pub.stop();
-    const total = pub.accepted.length;
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= total),
-      20_000,
-      () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
-    );
-    for (const s of subscribers) assert.deepEqual(numbers(s.got), pub.accepted);
+    const accepted = await killDuringTraffic(cluster.gateways, victim, 'chat:streams', subscribers);
+    for (const s of subscribers) assert.deepEqual(numbers(s.got), accepted);
     const recovered = subscribers.filter((s) => s.recoveries > 0).length;
     assert.equal(recovered, counts[victim], 'each stream client of the killed gateway recovered once');
   });
