@@ -1,16 +1,14 @@
 /**
  * Browser test helpers: Debian's Chromium driven by playwright-core, the
- * example services as processes, an HAProxy that blocks WebSocket upgrades the
- * way some corporate proxies do, and a per-gateway view of open connections.
+ * example services as processes, and a per-gateway view of open connections.
  */
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { exited, run } from './cluster.js';
-import { freePort, type Gateway, waitUntil } from './harness.js';
+import { run } from './cluster.js';
+import { type Gateway, waitUntil } from './harness.js';
 import { connectionsOn } from './traffic.js';
 
 /** Screenshots go to the repository's test-output/browser (this file runs from services/gateway/dist/test). */
@@ -60,57 +58,6 @@ export async function startServices(natsUrl: string): Promise<{ stop(): Promise<
     throw err;
   }
   return { stop };
-}
-
-/**
- * An HAProxy in front of `upstreamPort` that answers every WebSocket upgrade
- * with 403, as a proxy that blocks WebSocket does; plain HTTP (the page, SSE,
- * HTTP-streaming, emulation POSTs) passes.
- */
-export async function startWebSocketBlocker(
-  upstreamPort: number,
-): Promise<{ port: number; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'switchboard-blocker-'));
-  const cfg = join(dir, 'haproxy.cfg');
-  writeFileSync(
-    cfg,
-    [
-      'defaults',
-      '  mode http',
-      '  timeout connect 2s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      'frontend blocker',
-      `  bind 127.0.0.1:${port}`,
-      '  http-request deny deny_status 403 if { hdr(upgrade) -i websocket }',
-      '  default_backend upstream',
-      'backend upstream',
-      `  server cluster 127.0.0.1:${upstreamPort}`,
-      '',
-    ].join('\n'),
-  );
-  const proxy = run('haproxy', ['-db', '-f', cfg]);
-  const stop = async () => {
-    await proxy.stop();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitUntil(
-      async () => {
-        if (exited(proxy)) throw new Error(`haproxy exited:\n${proxy.output()}`);
-        const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-        await res?.body?.cancel();
-        return res?.status === 200;
-      },
-      10_000,
-      () => `the WebSocket-blocking HAProxy:\n${proxy.output()}`,
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { port, stop };
 }
 
 /** Open connections of one transport on each gateway, in the order of `gateways`. */

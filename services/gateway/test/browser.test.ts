@@ -13,14 +13,8 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { loadConfig } from '../src/config.js';
 import { DEMO_TOKEN_TTL } from '../src/demo.js';
 import { CONTENT_SECURITY_POLICY } from '../src/static.js';
-import {
-  connectionsPerGateway,
-  launchChromium,
-  screenshot,
-  startServices,
-  startWebSocketBlocker,
-} from './browser-harness.js';
-import { type Cluster, startCluster } from './cluster.js';
+import { connectionsPerGateway, launchChromium, screenshot, startServices } from './browser-harness.js';
+import { type Cluster, startBlockingProxy, startCluster } from './cluster.js';
 import { client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
 
 const WAIT = 10_000;
@@ -332,9 +326,9 @@ describe('demo page in Chromium against a cluster behind HAProxy', () => {
         WAIT,
         () => 'earlier pages to disconnect',
       );
-      const blocker = await startWebSocketBlocker(cluster.haproxy.port);
+      const blocker = await startBlockingProxy(cluster.haproxy.port);
       try {
-        const origin = `http://127.0.0.1:${blocker.port}`;
+        const origin = `http://127.0.0.1:${blocker.wsBlocked}`;
         const room = `blocked-${Date.now()}`;
         const dee = await demo({ name: 'Dee', room }, origin);
         const eve = await demo({ name: 'Eve', room, transport: 'sse' }, origin);
