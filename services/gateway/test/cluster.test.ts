@@ -13,7 +13,7 @@ import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { type Cluster, startCluster, startNats } from './cluster.js';
 import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
-import { connectionsOn, numbers, publisher, subscribe } from './traffic.js';
+import { connectionsOn, killDuringTraffic, numbers, publisher, subscribe } from './traffic.js';
 
 const clients: Centrifuge[] = [];
 
@@ -208,28 +208,8 @@ describe('failures under steady publishing', () => {
     // The gateway with the most of them dies; the publisher uses another one.
     const counts = await Promise.all(cluster.gateways.map((g) => connectionsOn(g)));
     const victim = counts.indexOf(Math.max(...counts));
-    const survivor = cluster.gateways[(victim + 1) % 3]!;
-    const pub = publisher(() => survivor, 'chat:kill');
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= 10),
-      10_000,
-      () => 'traffic before the kill',
-    );
-    await cluster.gateways[victim]!.stop('SIGKILL');
-    const atKill = pub.accepted.length;
-    await waitUntil(
-      () => pub.accepted.length >= atKill + 30,
-      15_000,
-      () => 'traffic after the kill',
-    );
-    await pub.stop();
-    const total = pub.accepted.length;
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= total),
-      20_000,
-      () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
-    );
-    for (const s of subscribers) assert.deepEqual(numbers(s.got), pub.accepted);
+    const accepted = await killDuringTraffic(cluster.gateways, victim, 'chat:kill', subscribers);
+    for (const s of subscribers) assert.deepEqual(numbers(s.got), accepted);
     assert.ok(counts[victim]! > 0, 'the killed gateway had clients');
     const recovered = subscribers.filter((s) => s.recoveries > 0).length;
     assert.equal(recovered, counts[victim], 'each client of the killed gateway recovered once');

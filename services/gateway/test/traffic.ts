@@ -5,7 +5,7 @@
  */
 
 import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
-import { api, type Gateway } from './harness.js';
+import { api, type Gateway, waitUntil } from './harness.js';
 
 export interface Subscriber {
   sub: Subscription;
@@ -56,4 +56,39 @@ export function publisher(via: () => Gateway, channel: string) {
       await done;
     },
   };
+}
+
+/**
+ * SIGKILLs `gateways[victim]` while publishing to `channel` through another
+ * gateway, and resolves once every subscriber has as many publications as
+ * were accepted; returns the accepted numbers for the caller to compare.
+ */
+export async function killDuringTraffic(
+  gateways: Gateway[],
+  victim: number,
+  channel: string,
+  subscribers: Subscriber[],
+): Promise<number[]> {
+  const survivor = gateways[(victim + 1) % gateways.length]!;
+  const pub = publisher(() => survivor, channel);
+  await waitUntil(
+    () => subscribers.every((s) => s.got.length >= 10),
+    10_000,
+    () => 'traffic before the kill',
+  );
+  await gateways[victim]!.stop('SIGKILL');
+  const atKill = pub.accepted.length;
+  await waitUntil(
+    () => pub.accepted.length >= atKill + 30,
+    15_000,
+    () => 'traffic after the kill',
+  );
+  await pub.stop();
+  const total = pub.accepted.length;
+  await waitUntil(
+    () => subscribers.every((s) => s.got.length >= total),
+    20_000,
+    () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
+  );
+  return pub.accepted;
 }
