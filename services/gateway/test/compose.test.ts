@@ -11,8 +11,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
@@ -32,7 +32,7 @@ import {
   type ServicePlan,
   startOrder,
 } from './compose.js';
-import { api, nextEvent, token, waitUntil } from './harness.js';
+import { api, freePort, nextEvent, token, waitUntil } from './harness.js';
 
 const execFileAsync = promisify(execFile);
 const model = loadCompose({});
@@ -122,12 +122,13 @@ describe('docker/compose.yaml, statically', () => {
 
 describe('docker/Dockerfile, statically (compose builds it; CI has no Docker engine)', () => {
   const dockerfile = readFileSync(join(REPO, 'docker/Dockerfile'), 'utf8');
+  const runtimeFiles = readFileSync(join(REPO, 'docker/runtime-files.sh'), 'utf8');
   const workspaces: string[] = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).workspaces;
 
   test('copies every workspace manifest for npm ci, and ships every workspace', () => {
     for (const ws of workspaces) {
       assert.ok(dockerfile.includes(`COPY ${ws}/package.json ${ws}/`), `${ws}/package.json is copied`);
-      assert.match(dockerfile, new RegExp(`for ws in [^;]*\\b${ws}\\b`), `${ws} is shipped`);
+      assert.match(runtimeFiles, new RegExp(`for ws in [^;]*\\b${ws}\\b`), `${ws} is shipped`);
     }
     assert.match(dockerfile, /RUN npm ci --omit=dev/);
     const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n');
@@ -150,6 +151,76 @@ describe('docker/Dockerfile, statically (compose builds it; CI has no Docker eng
     for (const [name, service] of Object.entries(services))
       if (isOwnImage(name))
         assert.ok(existsSync(join(REPO, service.command[1])), `${name}: ${service.command[1]}`);
+  });
+});
+
+describe("the image's /app, assembled on the host as docker/Dockerfile does", () => {
+  const dockerfile = readFileSync(join(REPO, 'docker/Dockerfile'), 'utf8');
+  const app = join(scratchDir(), 'app');
+  let gateway: Proc | undefined;
+
+  after(() => gateway?.stop());
+
+  test('production dependencies and build output only; the gateway starts, serves the demo page and passes the HEALTHCHECK', async () => {
+    // The manifests stage's COPY lines, then the deps stage's npm ci (from the local cache).
+    const manifests = dockerfile.slice(dockerfile.indexOf('AS manifests'), dockerfile.indexOf('AS build'));
+    for (const [, args] of manifests.matchAll(/^COPY (.+)$/gm)) {
+      const parts = args!.split(' ');
+      const to = parts.pop()!;
+      for (const from of parts) {
+        const target = to.endsWith('/') ? join(app, to, basename(from)) : join(app, to);
+        mkdirSync(join(target, '..'), { recursive: true });
+        cpSync(join(REPO, from), target);
+      }
+    }
+    assert.match(dockerfile, /^RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force$/m);
+    await execFileAsync('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline'], {
+      cwd: app,
+    });
+    // The build stage's copy of the output, from this tree (built by tsc -b like the image).
+    assert.match(dockerfile, /^RUN npx tsc -b && docker\/runtime-files.sh \/app \/out$/m);
+    await execFileAsync('sh', [join(REPO, 'docker/runtime-files.sh'), REPO, app]);
+
+    for (const dev of ['typescript', 'eslint', 'ws', 'kubernetes-models'])
+      assert.ok(!existsSync(join(app, 'node_modules', dev)), `no ${dev} (a devDependency) in the image`);
+    assert.ok(!existsSync(join(app, 'services/gateway/src')), 'no TypeScript sources');
+    assert.ok(!existsSync(join(app, 'services/gateway/dist/test')), 'no tests');
+
+    const [clientPort, internalPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
+    const proc = run(
+      process.execPath,
+      ['services/gateway/dist/src/main.js'],
+      {
+        SWITCHBOARD_HOST: '127.0.0.1',
+        SWITCHBOARD_CLIENT_PORT: String(clientPort),
+        SWITCHBOARD_INTERNAL_PORT: String(internalPort),
+        SWITCHBOARD_GRPC_PORT: String(grpcPort),
+        SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: 'image-layout-secret',
+        SWITCHBOARD_LOG_LEVEL: 'warn',
+      },
+      app,
+    );
+    gateway = proc;
+    await waitUntil(
+      async () => {
+        if (exited(proc)) throw new Error(`gateway exited:\n${proc.output()}`);
+        return (
+          (await fetch(`http://127.0.0.1:${internalPort}/readyz`).catch(() => undefined))?.status === 200
+        );
+      },
+      15_000,
+      () => `the gateway from the image layout to be ready:\n${proc.output()}`,
+    );
+    for (const path of ['/', '/vendor/centrifuge.js']) {
+      const res = await fetch(`http://127.0.0.1:${clientPort}${path}`);
+      await res.body?.cancel();
+      assert.equal(res.status, 200, path);
+    }
+    const healthcheck = JSON.parse(/^\s+CMD (\[.*\])$/m.exec(dockerfile)![1]!) as string[];
+    await execFileAsync(process.execPath, healthcheck.slice(1), {
+      env: { ...process.env, SWITCHBOARD_INTERNAL_PORT: String(internalPort) },
+      timeout: 5000,
+    });
   });
 });
 
