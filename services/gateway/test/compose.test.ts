@@ -32,7 +32,7 @@ import {
   type ServicePlan,
   startOrder,
 } from './compose.js';
-import { api, freePort, nextEvent, token, waitUntil } from './harness.js';
+import { api, freePort, nextEvent, waitUntil } from './harness.js';
 
 const execFileAsync = promisify(execFile);
 const model = loadCompose({});
@@ -304,7 +304,7 @@ describe('docker/compose.yaml as host processes', () => {
     );
   });
 
-  test('a browser-like client through HAProxy gets a publication sent through another gateway, and an RPC answer', async () => {
+  test('the demo page and a browser-like client through HAProxy: it gets a publication sent through another gateway, and an RPC answer', async () => {
     const env = plan('gw1').env;
     const origin = `http://127.0.0.1:${plan('haproxy').ports.get(8000)}`;
     // A browser page served through HAProxy's published port sends that Origin: the allow-list must take it.
@@ -313,9 +313,19 @@ describe('docker/compose.yaml as host processes', () => {
         super(address, protocols, { headers: { Origin: origin } });
       }
     }
+    // The demo page and its token, through HAProxy, as a browser would get them.
+    const page = await fetch(`${origin}/`);
+    assert.match(await page.text(), /<html/i);
+    const demo = await fetch(`${origin}/demo/token`, {
+      method: 'POST',
+      headers: { Origin: origin, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Compose' }),
+    });
+    assert.equal(demo.status, 200);
+    const { token: demoToken } = (await demo.json()) as { token: string };
     const c = new Centrifuge(`${origin.replace('http', 'ws')}/connection/websocket`, {
       websocket: BrowserSocket,
-      token: await token({ sub: 'compose' }, { secret: env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY }),
+      token: demoToken,
     });
     clients.push(c);
     c.connect();
