@@ -116,7 +116,8 @@ describe('docker/compose.yaml, statically', () => {
     assert.equal(join(REPO, 'docker', source!), join(REPO, 'loadtest/k6/dist'));
     assert.equal(k6.command[0], 'run');
     assert.ok(k6.command[1].startsWith(`${target}/`) && k6.command[1].endsWith('.js'), k6.command[1]);
-    assert.match(k6.environment.SWITCHBOARD_WS_URL, /^ws:\/\/haproxy:8000\//);
+    assert.match(k6.environment.SWITCHBOARD_URL, /^ws:\/\/haproxy:8000\//);
+    assert.match(k6.environment.SWITCHBOARD_API_URL, /^http:\/\/gw1:9000$/);
   });
 });
 
