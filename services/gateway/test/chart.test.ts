@@ -4,7 +4,8 @@
  * schemas, and what the README promises: the drain fits in the grace period,
  * probes hit /readyz and /healthz on the internal port, no pod runs as root or
  * can escalate, HAProxy discovers gateway pods by DNS without stickiness (its
- * rendered config passes `haproxy -c`), NATS's config passes `nats-server -t`,
+ * rendered config passes `haproxy -c`, and runs against three gateways found
+ * through a test DNS server), NATS's config passes `nats-server -t`,
  * the values schema refuses bad values, and the dashboards and alert rules in
  * the chart are copies of dashboards/.
  */
@@ -18,7 +19,10 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { envName, KEYS } from '../src/config.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
+import { checkStates, exited, type Proc, run, serverStates } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
+import { startDns } from './dns.js';
+import { freePort, MAIN, RawClient, SECRET, token, waitUntil } from './harness.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchboard-chart-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -215,6 +219,100 @@ describe('charts/switchboard', () => {
     assert.equal(
       rule.http.paths[0].backend.service.name,
       find(ingress.manifests, 'Service', '-gateway').metadata.name,
+    );
+  });
+
+  test('the rendered HAProxy finds gateway pods through DNS (server-template), spreads clients by leastconn, drops a pod that leaves DNS', async (t) => {
+    const [defaults] = rendered;
+    const host = `${find(defaults!.manifests, 'Service', '-gateway-pods').metadata.name}.rt.svc.cluster.local`;
+    // Three "pods": gateways on 127.0.0.1..3 with the same ports, as pods have the same ports on their own IPs.
+    const [clientPort, internalPort, haproxyPort, statsPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const pods = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+    const procs: Proc[] = [];
+    const dns = await startDns();
+    t.after(async () => {
+      for (const proc of procs.reverse()) await proc.stop();
+      await dns.close();
+    });
+    for (const [i, ip] of pods.entries()) {
+      const proc = run(process.execPath, [MAIN], {
+        SWITCHBOARD_NODE_ID: `pod${i + 1}`,
+        SWITCHBOARD_HOST: ip,
+        SWITCHBOARD_CLIENT_PORT: String(clientPort),
+        SWITCHBOARD_INTERNAL_PORT: String(internalPort),
+        SWITCHBOARD_GRPC_PORT: '0',
+        SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET,
+        SWITCHBOARD_LOG_LEVEL: 'warn',
+      });
+      procs.push(proc);
+      await waitUntil(
+        async () => {
+          if (exited(proc)) throw new Error(`gateway on ${ip} exited:\n${proc.output()}`);
+          return (await fetch(`http://${ip}:${internalPort}/readyz`).catch(() => undefined))?.status === 200;
+        },
+        15_000,
+        () => `gateway on ${ip}`,
+      );
+    }
+    dns.set(host, pods);
+
+    // The rendered config, with only what a pod's network gives differently here: ports and the DNS server.
+    let cfg: string = find(defaults!.manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+    const replace = (from: string, to: string) => {
+      assert.ok(cfg.includes(from), `haproxy.cfg has ${from}`);
+      cfg = cfg.replace(from, to);
+    };
+    replace('parse-resolv-conf', `nameserver test 127.0.0.1:${dns.port}`);
+    replace('bind :8000', `bind 127.0.0.1:${haproxyPort}`);
+    replace('bind :8404', `bind 127.0.0.1:${statsPort}`);
+    replace('check port 9000', `check port ${internalPort}`);
+    replace(`${host}:8000`, `${host}:${clientPort}`);
+    const file = join(scratch, 'haproxy-live.cfg');
+    writeFileSync(file, cfg);
+    const haproxy = run('haproxy', ['-db', '-f', file]);
+    procs.push(haproxy);
+    const upServers = async () => {
+      const text = await fetch(`http://127.0.0.1:${statsPort}/metrics`).then(
+        (r) => r.text(),
+        () => '',
+      );
+      const [states, checks] = [serverStates(text), checkStates(text)];
+      return Object.keys(states).filter((s) => states[s] === 'UP' && checks[s] === 'L7OK').length;
+    };
+    await waitUntil(
+      async () => (await upServers()) === 3,
+      20_000,
+      () => `3 gateways UP in HAProxy:\n${haproxy.output()}`,
+    );
+
+    const clients: RawClient[] = [];
+    t.after(() => clients.forEach((c) => c.ws.close()));
+    for (let i = 0; i < 3; i++) {
+      const c = new RawClient(`ws://127.0.0.1:${haproxyPort}/connection/websocket`);
+      clients.push(c);
+      await c.open();
+      c.send({ id: 1, connect: { token: await token({ sub: `u${i}` }) } });
+      await c.expect((m) => m.id === 1 && m.connect);
+    }
+    const perPod = await Promise.all(
+      pods.map(async (ip) => {
+        const text = await (await fetch(`http://${ip}:${internalPort}/metrics`)).text();
+        return Number(/^switchboard_connections\{transport="websocket"\} (\d+)/m.exec(text)?.[1] ?? 0);
+      }),
+    );
+    assert.deepEqual(perPod, [1, 1, 1], 'leastconn: one client per gateway');
+
+    // A pod that leaves the headless Service (terminating, or scaled down) leaves HAProxy.
+    dns.set(host, pods.slice(0, 2));
+    await waitUntil(
+      async () => (await upServers()) === 2,
+      20_000,
+      () => `2 gateways UP after DNS dropped one:\n${haproxy.output()}`,
     );
   });
 
