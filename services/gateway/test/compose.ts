@@ -141,9 +141,9 @@ function mounts(service: any, volumesDir: (volume: string) => string): Mount[] {
 }
 
 /**
- * Turns every service into a host process plan. `files` are the texts of
- * bind-mounted files, so that `name:port` references inside them (Prometheus
- * targets) count as ports too.
+ * Turns every service into a host process plan. `name:port` references count
+ * as ports of `name` wherever they are: in the file and in bind-mounted files
+ * (Prometheus targets). `scratch` receives named volumes and rewritten files.
  */
 export async function planServices(model: any, scratch: string): Promise<ServicePlan[]> {
   const names = Object.keys(model.services);
