@@ -119,6 +119,18 @@ describe('charts/switchboard', () => {
     );
   });
 
+  test('our containers keep the image entrypoint (tini) and run entry points that the build produces', () => {
+    for (const { name, manifests } of rendered) {
+      for (const pod of podSpecs(manifests)) {
+        for (const c of pod.spec.containers.filter((c: any) => c.image.startsWith('switchboard:'))) {
+          assert.equal(c.command, undefined, `${name}: ${pod.name} keeps tini`);
+          assert.equal(c.args[0], 'node');
+          assert.ok(existsSync(join(REPO, c.args[1])), `${name}: ${c.args[1]}`);
+        }
+      }
+    }
+  });
+
   test('probes: readiness /readyz, liveness and startup /healthz, on the internal port the gateway listens on', () => {
     for (const { name, manifests } of rendered) {
       const gateway = gatewayContainer(manifests);
