@@ -86,7 +86,7 @@ export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
   { name: 'jobs', service: true, history_size: 20, history_ttl: 60, recovery: true },
 ];
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'json';
+type Kind = 'string' | 'int' | 'ratio' | 'bool' | 'list' | 'json';
 
 interface KeySpec {
   kind: Kind;
@@ -154,6 +154,11 @@ export const KEYS = {
     kind: 'string',
     default: 'info',
     doc: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace`.',
+  },
+  log_connection_sample: {
+    kind: 'ratio',
+    default: 0.01,
+    doc: 'Share of connects and disconnects logged at `info` (0..1; `1` logs all, `0` none); at `debug` every one is logged. Metrics count them all.',
   },
   token_hmac_secret_key: {
     kind: 'string',
@@ -277,6 +282,7 @@ export interface Config {
   serviceTimeout: number;
   embeddedServices: string[];
   logLevel: string;
+  logConnectionSample: number;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
   apiKey: string;
@@ -310,6 +316,17 @@ function coerce(key: string, kind: Kind, raw: unknown): unknown {
     const n = typeof raw === 'number' ? raw : /^\d+$/.test(s) ? Number(s) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < 0)
       throw new ConfigError(`${where} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (kind === 'ratio') {
+    const n =
+      typeof raw === 'number'
+        ? raw
+        : /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(String(raw))
+          ? Number(raw)
+          : Number.NaN;
+    if (!(n >= 0 && n <= 1))
+      throw new ConfigError(`${where} must be a number from 0 to 1, got ${JSON.stringify(raw)}`);
     return n;
   }
   if (kind === 'bool') {
@@ -427,6 +444,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     serviceTimeout: v.service_timeout as number,
     embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
+    logConnectionSample: v.log_connection_sample as number,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,
       publicKey,

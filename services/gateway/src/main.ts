@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /**
  * Starts one gateway: client port (WebSocket), internal port (health,
- * metrics, HTTP API), gRPC API. SIGTERM/SIGINT disconnect clients with a
- * reconnect code and exit.
+ * metrics, HTTP API), gRPC API. SIGTERM/SIGINT drain (see drain.ts) and exit.
  */
 
 import { Subjects } from '@switchboard/protocol';
@@ -14,7 +13,7 @@ import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { shutdown } from './drain.js';
+import { disconnectClients, exitAfter } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
@@ -61,6 +60,7 @@ function infrastructure(
     config.nodeId,
     config.presenceTtl,
     log,
+    metrics,
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;
@@ -117,7 +117,7 @@ export async function startGateway(config: Config) {
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
-  const sockets = [await listenExclusive(clientApp, config.host, config.clientPort), internal];
+  const client = await listenExclusive(clientApp, config.host, config.clientPort);
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
   log.info(
@@ -131,13 +131,15 @@ export async function startGateway(config: Config) {
   return {
     node,
     stop: async () => {
-      await shutdown(node, sockets, config.shutdownTimeout * 1000);
+      await disconnectClients(node, [client], config.shutdownTimeout * 1000);
       clearInterval(ticker);
       await services?.stop();
       stopBusApi();
       await grpc?.close();
       await node.registry.close();
+      // Drains NATS: pending publishes are flushed, subscriptions ended, then it closes.
       await node.broker.close();
+      uws.us_listen_socket_close(internal);
     },
   };
 }
@@ -155,16 +157,22 @@ async function main() {
   }
   const gateway = await startGateway(config);
   let stopping = false;
+  const { log } = gateway.node;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    gateway.node.log.info({ signal }, 'shutting down');
-    gateway.stop().then(
-      () => process.exit(0),
-      (err) => {
-        gateway.node.log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
+    log.info({ signal, timeout: config.shutdownTimeout }, 'shutting down');
+    exitAfter(
+      () =>
+        gateway.stop().then(
+          () => log.info('shutdown complete'),
+          (err) => {
+            log.error({ err }, 'shutdown failed');
+            throw err;
+          },
+        ),
+      config.shutdownTimeout * 1000,
+      () => log.error('shutdown outlasted SWITCHBOARD_SHUTDOWN_TIMEOUT: exiting now'),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
