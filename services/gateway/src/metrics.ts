@@ -234,8 +234,8 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
     // Known error series start at 0, so that rate() and alerts see the first failure.
-    for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.labels(op);
-    for (const op of KV_OPERATIONS) this.kvErrors.labels(op);
+    for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.inc({ operation: op }, 0);
+    for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
   }
 
   /** Bandwidth counters of one transport, with labels bound once rather than per frame. */
