@@ -68,7 +68,8 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
   const raws: RawClient[] = [];
   let publishing = true;
   let publisher: Promise<void> = Promise.resolve();
-  const startedAt = Math.floor(Date.now() / 1000);
+  /** When Prometheus started: the rendered range begins there. */
+  let startedAt = 0;
 
   before(async () => {
     cluster = await startCluster({
@@ -105,6 +106,7 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
       jobs.nats = [`127.0.0.1:${port}`];
     }
     prometheus = await startPrometheus(jobs);
+    startedAt = Math.floor(Date.now() / 1000);
   });
 
   after(async () => {
@@ -225,6 +227,14 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     mkdirSync(TEST_OUTPUT, { recursive: true });
     const overview = loadDashboards().find((d) => d.file === 'overview.json')!.dashboard;
     const png = join(TEST_OUTPUT, 'overview.png');
+    // Enough history under the steady traffic for lines a reviewer can read: 30 scrapes.
+    await waitUntil(
+      async () =>
+        Number((await prometheus.query('min(count_over_time(up{job="switchboard"}[5m]))'))[0]?.value[1]) >=
+        40,
+      60_000,
+      () => '30 s of scrapes',
+    );
     const end = Math.floor(Date.now() / 1000);
     const empty = await renderDashboard(overview, prometheus, { start: startedAt, end, step: 1 }, png);
     assert.deepEqual(empty, [], 'panels without data');

@@ -103,7 +103,7 @@ const escape = (s: string) =>
 
 function chart(lines: Line[], unit: string | undefined, w: number, h: number, range: Range): string {
   const left = 64;
-  const right = 8;
+  const right = 28;
   const top = 8;
   const legendRows = Math.min(3, Math.ceil(lines.length / 3));
   const bottom = 22 + legendRows * 16;
