@@ -231,7 +231,7 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     await waitUntil(
       async () =>
         Number((await prometheus.query('min(count_over_time(up{job="switchboard"}[5m]))'))[0]?.value[1]) >=
-        40,
+        30,
       60_000,
       () => '30 s of scrapes',
     );
