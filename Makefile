@@ -48,9 +48,10 @@ format: install
 	npx prettier --write .
 	npx eslint --fix .
 
-# System packages the cluster and its tests need (apt-get, only when missing).
+# System packages the cluster and its tests need (apt-get, only when missing):
+# prometheus (and promtool) and chromium for the observability test.
 deps:
-	scripts/ensure-packages.sh nats-server haproxy
+	scripts/ensure-packages.sh nats-server haproxy prometheus chromium
 
 cluster: build deps
 	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up

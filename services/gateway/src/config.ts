@@ -247,7 +247,7 @@ export const KEYS = {
   shutdown_timeout: {
     kind: 'int',
     default: 10,
-    doc: 'Seconds the gateway takes on SIGTERM to disconnect clients (code 3001, they reconnect elsewhere) before it exits.',
+    doc: "Seconds a SIGTERM drain may take: `/readyz` turns 503, clients get 3001 (reconnect elsewhere) in jittered batches over 70 % of it, then NATS is drained; the process exits by then at the latest. Keep it below the orchestrator's grace period.",
   },
   namespaces: {
     kind: 'json',
