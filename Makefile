@@ -49,7 +49,8 @@ format: install
 	npx eslint --fix .
 
 # System packages the cluster and its tests need (apt-get, only when missing):
-# prometheus (and promtool) and chromium for the observability test.
+# chromium for the browser tests and dashboard rendering, prometheus (and promtool)
+# for the observability test.
 deps:
 	scripts/ensure-packages.sh nats-server haproxy prometheus chromium
 

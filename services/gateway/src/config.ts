@@ -102,7 +102,11 @@ export const KEYS = {
     doc: 'Name of this gateway in metrics, logs and the registry (default: hostname and a random suffix).',
   },
   host: { kind: 'string', default: '0.0.0.0', doc: 'Address the three listeners bind to.' },
-  client_port: { kind: 'int', default: 8000, doc: 'Client port: `/connection/websocket`.' },
+  client_port: {
+    kind: 'int',
+    default: 8000,
+    doc: 'Client port: `/connection/websocket`, `/connection/sse`, `/connection/http_stream`, `/emulation`.',
+  },
   internal_port: {
     kind: 'int',
     default: 9000,

@@ -26,6 +26,9 @@ import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
+import { Admission } from './transport/admission.js';
+import { Emulation, mountEmulation } from './transport/emulation.js';
+import { mountStreams } from './transport/stream.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
 import { listenExclusive, uws } from './uws.js';
 
@@ -109,11 +112,16 @@ export async function startGateway(config: Config) {
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
+  const emulation = new Emulation(node, bus, subjects);
+  const stopEmulation = emulation.serve();
   const services =
     config.broker === 'memory'
       ? await startEmbeddedServices(config.embeddedServices as EmbeddedService[], bus, config.nats.prefix)
       : undefined;
-  mountWebSocket(clientApp, node);
+  const admission = new Admission(node);
+  mountWebSocket(clientApp, node, admission);
+  mountStreams(clientApp, node, admission, emulation);
+  mountEmulation(clientApp, node, emulation);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
@@ -123,6 +131,8 @@ export async function startGateway(config: Config) {
   log.info(
     {
       websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
+      sse: `http://localhost:${config.clientPort}/connection/sse`,
+      http_stream: `http://localhost:${config.clientPort}/connection/http_stream`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
     },
@@ -135,6 +145,7 @@ export async function startGateway(config: Config) {
       clearInterval(ticker);
       await services?.stop();
       stopBusApi();
+      stopEmulation();
       await grpc?.close();
       await node.registry.close();
       // Drains NATS: pending publishes are flushed, subscriptions ended, then it closes.

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type Transport = 'websocket';
+export type Transport = 'websocket' | 'sse' | 'http_stream';
 
 let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
@@ -90,6 +90,13 @@ export class Metrics {
     name: 'switchboard_transport_messages_total',
     help: 'Frames received (in) and sent (out), by transport.',
     labelNames: ['transport', 'direction'] as const,
+    registers: [this.registry],
+  });
+
+  readonly emulationRequests = new Counter({
+    name: 'switchboard_emulation_requests_total',
+    help: 'POST /emulation requests of SSE/HTTP-streaming clients by outcome: local, routed (to the gateway holding the stream), unknown, unavailable, bad_request, too_large, origin_not_allowed.',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
 

@@ -331,6 +331,9 @@ export class Session implements HubMember {
     };
     if (this.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, this.expiresAt - nowSeconds()) });
+    // HTTP-based transports: where the client's `/emulation` requests must go.
+    if (this.sink.emulationSession)
+      Object.assign(result, { session: this.sink.emulationSession, node: config.nodeId });
     const subs: Record<string, SubscribeResult> = {};
     for (const channel of channels) {
       const resolved = this.node.resolve(channel);

@@ -23,14 +23,14 @@ process.once('exit', () => {
 });
 
 /** A child process with its output collected, and a stop that waits for the exit. */
-interface Proc {
+export interface Proc {
   child: ChildProcess;
   output(): string;
   /** Sends `signal` unless the process already exited; resolves once it has. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-function run(program: string, args: string[], env: Record<string, string> = {}): Proc {
+export function run(program: string, args: string[], env: Record<string, string> = {}): Proc {
   const child = spawn(program, args, {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,7 +56,7 @@ function run(program: string, args: string[], env: Record<string, string> = {}):
   };
 }
 
-function exited(proc: Proc): boolean {
+export function exited(proc: Proc): boolean {
   return proc.child.exitCode !== null || proc.child.signalCode !== null || proc.child.pid === undefined;
 }
 

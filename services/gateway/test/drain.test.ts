@@ -8,10 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Centrifuge, type PublicationContext } from 'centrifuge';
+import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { type Cluster, startCluster } from './cluster.js';
-import { api, type Gateway, nextEvent, token, waitUntil } from './harness.js';
+import { type Gateway, nextEvent, token, waitUntil } from './harness.js';
+import { connectionsOn, numbers, publisher, subscribe } from './traffic.js';
 
 const SHUTDOWN_TIMEOUT = 4;
 const CLIENTS = 15;
@@ -31,7 +32,7 @@ after(async () => {
   await cluster.stop();
 });
 
-/** One client through HAProxy, subscribed, with what it received and how its connection went. */
+/** A subscribed client through HAProxy, with the codes of its reconnects and when they began. */
 async function viewer(i: number) {
   const c = new Centrifuge(cluster.haproxy.url, {
     websocket: WebSocket,
@@ -40,30 +41,13 @@ async function viewer(i: number) {
     maxReconnectDelay: 500,
   });
   clients.push(c);
-  const state = {
-    got: [] as PublicationContext[],
-    /** When each reconnect began, with the code the server gave. */
-    reconnects: [] as { code: number; at: number }[],
-    recovered: 0,
-  };
+  const reconnects: { code: number; at: number }[] = [];
   c.on('connecting', (ctx) => {
-    if (ctx.code !== 0) state.reconnects.push({ code: ctx.code, at: Date.now() });
-  });
-  const sub = c.newSubscription(CHANNEL);
-  sub.on('publication', (ctx) => state.got.push(ctx));
-  sub.on('subscribed', (ctx) => {
-    if (ctx.wasRecovering && ctx.recovered) state.recovered++;
+    if (ctx.code !== 0) reconnects.push({ code: ctx.code, at: Date.now() });
   });
   c.connect();
   await nextEvent(c, 'connected', 10_000);
-  sub.subscribe();
-  await sub.ready(10_000);
-  return state;
-}
-
-async function metric(gateway: Gateway, name: string): Promise<number> {
-  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
-  return Number(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[2] ?? 0);
+  return Object.assign(await subscribe(c, CHANNEL), { reconnects });
 }
 
 const alive = (g: Gateway) => g.process.exitCode === null && g.process.signalCode === null;
@@ -74,7 +58,7 @@ test(
   async () => {
     const viewers: Awaited<ReturnType<typeof viewer>>[] = [];
     for (let i = 0; i < CLIENTS; i++) viewers.push(await viewer(i));
-    const counts = await Promise.all(cluster.gateways.map((g) => metric(g, 'switchboard_connections')));
+    const counts = await Promise.all(cluster.gateways.map((g) => connectionsOn(g)));
     assert.equal(
       counts.reduce((a, b) => a + b, 0),
       CLIENTS,
@@ -86,17 +70,8 @@ test(
     const survivors = cluster.gateways.filter((g) => g !== victim);
 
     // Publications every 10 ms through the surviving gateways, alternately.
-    const accepted: number[] = [];
-    let publishing = true;
-    const publisher = (async () => {
-      for (let n = 1; publishing; n++) {
-        const res = await api(survivors[n % 2]!, 'publish', { channel: CHANNEL, data: { n } }).catch(
-          () => undefined,
-        );
-        if (res?.body.result) accepted.push(n);
-        await new Promise((r) => setTimeout(r, 10)); // the publishing rate, not a synchronisation
-      }
-    })();
+    let turn = 0;
+    const pub = publisher(() => survivors[turn++ % 2]!, CHANNEL);
     await waitUntil(
       () => viewers.every((v) => v.got.length >= 10),
       10_000,
@@ -142,32 +117,26 @@ test(
     // They reconnected through HAProxy to the others, and the traffic goes on.
     await waitUntil(
       async () =>
-        (await Promise.all(survivors.map((g) => metric(g, 'switchboard_connections')))).reduce(
-          (a, b) => a + b,
-        ) === CLIENTS,
+        (await Promise.all(survivors.map((g) => connectionsOn(g)))).reduce((a, b) => a + b) === CLIENTS,
       10_000,
       () => 'every client back on the surviving gateways',
     );
     assert.ok(!alive(victim));
-    const atReturn = accepted.length;
+    const atReturn = pub.accepted.length;
     await waitUntil(
-      () => accepted.length >= atReturn + 30,
+      () => pub.accepted.length >= atReturn + 30,
       10_000,
       () => 'traffic after the drain',
     );
-    publishing = false;
-    await publisher;
+    await pub.stop();
+    const accepted = pub.accepted;
     await waitUntil(
       () => viewers.every((v) => v.got.length >= accepted.length),
       15_000,
       () => `all ${accepted.length} delivered: ${viewers.map((v) => v.got.length).join(',')}`,
     );
     for (const v of viewers) {
-      assert.deepEqual(
-        v.got.map((p) => (p.data as { n: number }).n),
-        accepted,
-        'every accepted publication once, in order',
-      );
+      assert.deepEqual(numbers(v.got), accepted, 'every accepted publication once, in order');
       const offsets = v.got.map((p) => p.offset);
       assert.deepEqual(
         offsets,
@@ -176,7 +145,7 @@ test(
       );
     }
     assert.equal(
-      handedOver.filter((v) => v.recovered === 1).length,
+      handedOver.filter((v) => v.recoveries === 1).length,
       onVictim,
       'each handed-over client recovered from history once',
     );
