@@ -15,7 +15,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Centrifuge } from 'centrifuge';
+import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
+import type { Transport } from '../src/metrics.js';
 import { type Cluster, startCluster } from './cluster.js';
 import { dashboardExpressions, type Expression, loadDashboards, signalOf } from './dashboards.js';
 import {
@@ -119,9 +121,15 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     await cluster?.stop();
   });
 
-  async function connected(user: string): Promise<Centrifuge> {
-    const c = new Centrifuge(cluster.haproxy.url, {
+  /** A client through HAProxy over `transport` (SSE and HTTP-streaming send commands to /emulation). */
+  async function connected(user: string, transport: Transport = 'websocket'): Promise<Centrifuge> {
+    const base = `127.0.0.1:${cluster.haproxy.port}`;
+    const endpoint =
+      transport === 'websocket' ? cluster.haproxy.url : `http://${base}/connection/${transport}`;
+    const c = new Centrifuge([{ transport, endpoint }], {
       websocket: WebSocket,
+      eventsource: EventSource,
+      emulationEndpoint: `http://${base}/emulation`,
       token: await token({ sub: user }),
       minReconnectDelay: 50,
       maxReconnectDelay: 300,
@@ -138,7 +146,15 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     async () => {
       const [g1, g2] = cluster.gateways as [Gateway, Gateway];
       // Subscribers on every gateway and a steady publisher: fan-out, bandwidth, publish-to-deliver.
-      const users = await Promise.all(Array.from({ length: 6 }, (_, i) => connected(`viewer-${i}`)));
+      const transports: Transport[] = [
+        'websocket',
+        'websocket',
+        'websocket',
+        'websocket',
+        'sse',
+        'http_stream',
+      ];
+      const users = await Promise.all(transports.map((t, i) => connected(`viewer-${i}`, t)));
       await Promise.all(
         users.map((c) => {
           const sub = c.newSubscription('chat:obs');
