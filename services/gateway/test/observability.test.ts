@@ -39,9 +39,14 @@ import { renderDashboard } from './render-dashboard.js';
 
 const TEST_OUTPUT = fileURLToPath(new URL('../../../../test-output/', import.meta.url));
 
-test('promtool accepts the alert rules', async () => {
-  const { stdout } = await promisify(execFile)('promtool', ['check', 'rules', ALERTS_FILE]);
-  assert.match(stdout, /SUCCESS: \d+ rules found/);
+test('promtool accepts the alert rules, and their unit tests pass', async () => {
+  const promtool = (...args: string[]) => promisify(execFile)('promtool', args);
+  assert.match((await promtool('check', 'rules', ALERTS_FILE)).stdout, /SUCCESS: \d+ rules found/);
+  // Synthetic series: thresholds, `for` durations and annotation templates (a failure exits non-zero).
+  assert.match(
+    (await promtool('test', 'rules', ALERTS_FILE.replace(/\.yml$/, '.test.yml'))).stdout,
+    /SUCCESS/,
+  );
 });
 
 /** prometheus-nats-exporter is optional (no Debian package): NATS server panels are checked only with it. */
