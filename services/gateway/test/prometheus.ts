@@ -16,6 +16,8 @@ import { freePort, waitUntil } from './harness.js';
 /** The repository's dashboards/ (this file runs from services/gateway/dist/test). */
 export const DASHBOARDS_DIR = fileURLToPath(new URL('../../../../dashboards/', import.meta.url));
 export const ALERTS_FILE = join(DASHBOARDS_DIR, 'prometheus', 'alerts.yml');
+/** promtool unit tests of the alert rules. */
+export const ALERT_TESTS_FILE = join(DASHBOARDS_DIR, 'tests', 'alerts.test.yml');
 
 /** Scrape jobs by name (`switchboard`, `haproxy`, `nats`), each a list of host:port targets. */
 export type Jobs = Record<string, string[]>;
