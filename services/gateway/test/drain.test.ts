@@ -55,7 +55,7 @@ const alive = (g: Gateway) => g.process.exitCode === null && g.process.signalCod
 test(
   'SIGTERM: readiness 503, clients handed over in batches with 3001, nothing lost or doubled, exit in time',
   { timeout: 60_000 },
-  async () => {
+  async (t) => {
     const viewers: Awaited<ReturnType<typeof viewer>>[] = [];
     for (let i = 0; i < CLIENTS; i++) viewers.push(await viewer(i));
     const counts = await Promise.all(cluster.gateways.map((g) => connectionsOn(g)));
@@ -112,6 +112,9 @@ test(
         [3001],
       );
     const times = handedOver.map((v) => v.reconnects[0]!.at).sort((a, b) => a - b);
+    t.diagnostic(
+      `${onVictim} clients handed over within ${times.at(-1)! - times[0]!} ms; exit ${tookMs} ms after SIGTERM`,
+    );
     assert.ok(times.at(-1)! - times[0]! >= 300, `disconnects spread over ${times.at(-1)! - times[0]!} ms`);
 
     // They reconnected through HAProxy to the others, and the traffic goes on.
