@@ -257,9 +257,9 @@ export class Metrics {
 }
 
 /** Runs `call`, counting a failure under `counter{operation}` before passing it on. */
-export async function counted<T, O extends string>(
+export async function counted<T>(
   counter: Counter<'operation'>,
-  operation: O,
+  operation: string,
   call: () => Promise<T>,
 ): Promise<T> {
   try {

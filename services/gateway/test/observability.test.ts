@@ -18,7 +18,7 @@ import { Centrifuge } from 'centrifuge';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import type { Transport } from '../src/metrics.js';
-import { type Cluster, startCluster } from './cluster.js';
+import { type Cluster, startCluster, startNats } from './cluster.js';
 import { dashboardExpressions, type Expression, loadDashboards, signalOf } from './dashboards.js';
 import {
   API_KEY,
@@ -54,8 +54,8 @@ const MAY_BE_EMPTY: { pattern: RegExp; why: string }[] = NATS_EXPORTER
   ? []
   : [{ pattern: /gnatsd_/, why: 'needs prometheus-nats-exporter, not installed' }];
 
-/** A gateway's counter, summed over the series whose labels contain every `k="v"` of `labels`. */
-async function counter(gateway: Gateway, name: string, labels: string[] = []): Promise<number> {
+/** A gateway's metric, summed over the series whose labels contain every `k="v"` of `labels`. */
+async function metric(gateway: Gateway, name: string, labels: string[] = []): Promise<number> {
   const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
   return text
     .split('\n')
@@ -215,7 +215,7 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
           await Promise.all(
             Array.from({ length: 10 }, () => api(g2, 'publish', { channel: 'flood', data: { blob } })),
           );
-          return (await counter(g1, 'switchboard_slow_consumer_drops_total')) > 0;
+          return (await metric(g1, 'switchboard_slow_consumer_drops_total')) > 0;
         },
         20_000,
         () => 'the slow consumer to be dropped',
@@ -340,7 +340,7 @@ describe('logs', () => {
       await waitUntil(
         async () =>
           lines(all).filter((l) => l.msg === 'disconnected').length === 5 &&
-          (await counter(none, 'switchboard_disconnects_total')) === 5,
+          (await metric(none, 'switchboard_disconnects_total')) === 5,
         5000,
         () => 'five disconnects on each',
       );
@@ -349,6 +349,47 @@ describe('logs', () => {
       assert.equal(lines(none).filter((l) => l.msg === 'connected' || l.msg === 'disconnected').length, 0);
     } finally {
       await Promise.all([none.stop(), all.stop()]);
+    }
+  });
+});
+
+describe('NATS health metrics', () => {
+  test('follow a NATS outage: disconnected, bytes waiting, heartbeat ageing and failing, then back', async () => {
+    const nats = await startNats();
+    const gateway = await startGateway({
+      SWITCHBOARD_BROKER: 'nats',
+      SWITCHBOARD_NATS_URL: nats.url,
+      // The registry entry beats every second (a third of the TTL).
+      SWITCHBOARD_PRESENCE_TTL: '3',
+    });
+    try {
+      assert.equal(await metric(gateway, 'switchboard_broker_connected'), 1);
+      assert.ok((await metric(gateway, 'switchboard_registry_heartbeat_age_seconds')) < 2);
+      await nats.stop();
+      const seen = { pending: 0, age: 0, failed: 0 };
+      await waitUntil(
+        async () => {
+          seen.pending = Math.max(seen.pending, await metric(gateway, 'switchboard_nats_pending_bytes'));
+          seen.age = await metric(gateway, 'switchboard_registry_heartbeat_age_seconds');
+          seen.failed = await metric(gateway, 'switchboard_kv_errors_total', ['operation="heartbeat"']);
+          return seen.pending > 0 && seen.age > 3 && seen.failed > 0;
+        },
+        15_000,
+        () => `outage in the metrics: ${JSON.stringify(seen)}`,
+      );
+      assert.equal(await metric(gateway, 'switchboard_broker_connected'), 0);
+      await nats.restart();
+      await waitUntil(
+        async () =>
+          (await metric(gateway, 'switchboard_broker_connected')) === 1 &&
+          (await metric(gateway, 'switchboard_registry_heartbeat_age_seconds')) < 2 &&
+          (await metric(gateway, 'switchboard_broker_reconnects_total')) === 1,
+        15_000,
+        () => 'the metrics to recover',
+      );
+    } finally {
+      await gateway.stop();
+      await nats.stop();
     }
   });
 });
