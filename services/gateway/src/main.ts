@@ -108,7 +108,7 @@ export async function startGateway(config: Config) {
     ),
     tokens,
   });
-  // Health and readiness answer first: /readyz says 503 until the broker is connected.
+  // Health and readiness answer first: /readyz says 503 until every listener is up and the broker connected.
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
@@ -128,6 +128,7 @@ export async function startGateway(config: Config) {
   const client = await listenExclusive(clientApp, config.host, config.clientPort);
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
+  node.started = true;
   log.info(
     {
       websocket: `ws://localhost:${config.clientPort}/connection/websocket`,

@@ -245,16 +245,16 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     mkdirSync(TEST_OUTPUT, { recursive: true });
     const overview = loadDashboards().find((d) => d.file === 'overview.json')!.dashboard;
     const png = join(TEST_OUTPUT, 'overview.png');
-    // Enough history under the steady traffic for lines a reviewer can read: 30 scrapes.
+    // Enough history under the steady traffic for lines a reviewer can read: 20 scrapes, with rates over 5 s (Grafana's $__rate_interval for a 1 s scrape).
     await waitUntil(
       async () =>
         Number((await prometheus.query('min(count_over_time(up{job="switchboard"}[5m]))'))[0]?.value[1]) >=
-        30,
+        20,
       60_000,
-      () => '30 s of scrapes',
+      () => '20 s of scrapes',
     );
     const end = Math.floor(Date.now() / 1000);
-    const empty = await renderDashboard(overview, prometheus, { start: startedAt, end, step: 1 }, png);
+    const empty = await renderDashboard(overview, prometheus, { start: startedAt, end, step: 1 }, png, '5s');
     assert.deepEqual(empty, [], 'panels without data');
     const bytes = readFileSync(png);
     assert.deepEqual([...bytes.subarray(1, 4)], [...Buffer.from('PNG')]);
