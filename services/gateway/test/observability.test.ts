@@ -110,6 +110,16 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
       jobs.nats = [`127.0.0.1:${port}`];
     }
     prometheus = await startPrometheus(jobs);
+    // Prometheus hands new targets to its scrapers after a few seconds: wait for the first scrapes.
+    let targets: Awaited<ReturnType<Prometheus['targets']>> = [];
+    await waitUntil(
+      async () => {
+        targets = await prometheus.targets();
+        return targets.filter((t) => t.job !== 'nats' && t.health === 'up').length === 4;
+      },
+      20_000,
+      () => `the gateways and HAProxy scraped: ${JSON.stringify(targets)}`,
+    );
     startedAt = Math.floor(Date.now() / 1000);
   });
 
