@@ -11,7 +11,7 @@ DEV_API_KEY ?= switchboard-dev-api-key
 .PHONY: help install build run token test unit lint format clean deps cluster cluster-down
 
 help:
-	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
+	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
 	@echo "make test    install what tests need, build, lint and run every test"
 	@echo "make token   print a development connection token (USER=42)"
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
@@ -29,10 +29,12 @@ build: install
 
 run: build
 	@echo "Switchboard (embedded): ws://localhost:8000/connection/websocket"
+	@echo "  demo page: http://localhost:8000/  (SWITCHBOARD_DEMO=true: anyone may get a token; development only)"
 	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
 	@echo "  server API: POST http://localhost:9000/api/<method> with X-API-Key: $${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}"
 	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
 	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \
+	SWITCHBOARD_DEMO="$${SWITCHBOARD_DEMO:-true}" \
 	$(NODE) services/gateway/dist/src/main.js
 
 USER ?= 42
@@ -49,10 +51,10 @@ format: install
 	npx eslint --fix .
 
 # System packages the cluster and its tests need (apt-get, only when missing):
-# chromium for the browser tests and dashboard rendering, prometheus (and promtool)
-# for the observability test.
+# chromium for the browser tests of the demo page and the dashboard render,
+# prometheus (and promtool) for the observability test.
 deps:
-	scripts/ensure-packages.sh nats-server haproxy prometheus chromium
+	scripts/ensure-packages.sh nats-server haproxy chromium prometheus
 
 cluster: build deps
 	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up

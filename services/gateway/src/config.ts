@@ -186,6 +186,11 @@ export const KEYS = {
     default: false,
     doc: 'Accept connections without a token (user id `""`).',
   },
+  demo: {
+    kind: 'bool',
+    default: false,
+    doc: 'Development only: with an HMAC secret set, `POST /demo/token` on the client port hands a short-lived token for a new random user to anyone who asks (for the demo page at `/`). Off: 404.',
+  },
   api_key: {
     kind: 'string',
     default: '',
@@ -289,6 +294,7 @@ export interface Config {
   logConnectionSample: number;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
+  demo: boolean;
   apiKey: string;
   allowedOrigins: string[];
   pingInterval: number;
@@ -457,6 +463,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       issuer: v.token_issuer as string,
     },
     allowAnonymous: v.allow_anonymous as boolean,
+    demo: v.demo as boolean,
     apiKey: v.api_key as string,
     allowedOrigins: v.allowed_origins as string[],
     pingInterval: v.ping_interval as number,

@@ -13,6 +13,7 @@ import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { mountDemoTokens } from './demo.js';
 import { disconnectClients, exitAfter } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
@@ -26,6 +27,7 @@ import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
+import { mountStatic } from './static.js';
 import { Admission } from './transport/admission.js';
 import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
@@ -122,6 +124,8 @@ export async function startGateway(config: Config) {
   mountWebSocket(clientApp, node, admission);
   mountStreams(clientApp, node, admission, emulation);
   mountEmulation(clientApp, node, emulation);
+  mountStatic(clientApp);
+  mountDemoTokens(clientApp, config, log);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
@@ -134,6 +138,7 @@ export async function startGateway(config: Config) {
       websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
       sse: `http://localhost:${config.clientPort}/connection/sse`,
       http_stream: `http://localhost:${config.clientPort}/connection/http_stream`,
+      page: `http://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
     },

@@ -8,16 +8,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Centrifuge, type Options } from 'centrifuge';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
-import { type Cluster, exited, run, startCluster } from './cluster.js';
-import { api, client, freePort, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import { type BlockingProxy, type Cluster, startBlockingProxy, startCluster } from './cluster.js';
+import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
 import { connectionsOn, killDuringTraffic, numbers, subscribe } from './traffic.js';
 
 type TransportName = 'websocket' | 'http_stream' | 'sse';
@@ -314,57 +311,13 @@ describe('Origin allow-list and CORS on the HTTP transports', () => {
   });
 });
 
-/**
- * HAProxy as a corporate proxy in front of one gateway: on `wsBlocked` it
- * refuses WebSocket upgrades; on `streamBlocked` also HTTP-streaming (as a
- * proxy that buffers responses would break it), so only SSE gets through.
- */
-async function blockingProxy(gw: Gateway) {
-  const [wsBlocked, streamBlocked] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), 'sb-proxy-'));
-  const cfg = join(dir, 'haproxy.cfg');
-  writeFileSync(
-    cfg,
-    `defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend ws_blocked
-    bind 127.0.0.1:${wsBlocked}
-    http-request deny deny_status 403 if { hdr(upgrade) -i websocket }
-    default_backend gateway
-frontend stream_blocked
-    bind 127.0.0.1:${streamBlocked}
-    http-request deny deny_status 403 if { hdr(upgrade) -i websocket }
-    http-request deny deny_status 403 if { path /connection/http_stream }
-    default_backend gateway
-backend gateway
-    server gw 127.0.0.1:${gw.clientPort}
-`,
-  );
-  const proc = run('haproxy', ['-db', '-f', cfg]);
-  await waitUntil(
-    async () => {
-      if (exited(proc)) throw new Error(`haproxy exited:\n${proc.output()}`);
-      const res = await fetch(`http://127.0.0.1:${streamBlocked}/connection/http_stream`, {
-        method: 'POST',
-      }).catch(() => undefined);
-      return res?.status === 403;
-    },
-    10_000,
-    () => `blocking proxy up:\n${proc.output()}`,
-  );
-  return { wsBlocked, streamBlocked, stop: () => proc.stop() };
-}
-
 describe('fallback when WebSocket is blocked', () => {
   let gw: Gateway;
-  let proxy: Awaited<ReturnType<typeof blockingProxy>>;
+  let proxy: BlockingProxy;
 
   before(async () => {
     gw = await startGateway();
-    proxy = await blockingProxy(gw);
+    proxy = await startBlockingProxy(gw.clientPort);
   });
 
   after(async () => {
