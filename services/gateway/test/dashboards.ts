@@ -14,8 +14,10 @@ export interface Target {
 }
 
 export interface Panel {
+  id: number;
   type: string;
   title: string;
+  datasource?: { type: string; uid: string };
   targets?: Target[];
   panels?: Panel[];
   gridPos: { x: number; y: number; w: number; h: number };

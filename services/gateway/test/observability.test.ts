@@ -19,7 +19,7 @@ import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import type { Transport } from '../src/metrics.js';
 import { type Cluster, startCluster, startNats } from './cluster.js';
-import { dashboardExpressions, type Expression, loadDashboards, signalOf } from './dashboards.js';
+import { dashboardExpressions, type Expression, loadDashboards, panelsOf, signalOf } from './dashboards.js';
 import {
   API_KEY,
   api,
@@ -44,6 +44,35 @@ test('promtool accepts the alert rules, and their unit tests pass', async () => 
   assert.match((await promtool('check', 'rules', ALERTS_FILE)).stdout, /SUCCESS: \d+ rules found/);
   // Synthetic series: thresholds, `for` durations and annotation templates (a failure exits non-zero).
   assert.match((await promtool('test', 'rules', ALERT_TESTS_FILE)).stdout, /SUCCESS/);
+});
+
+test('dashboards are templated by data source and laid out on the 24-column grid', () => {
+  const files = loadDashboards();
+  assert.deepEqual(
+    files.map((f) => f.file),
+    ['gateway.json', 'nats-haproxy.json', 'overview.json', 'services.json'],
+  );
+  for (const { file, dashboard } of files) {
+    const variables = dashboard.templating.list;
+    assert.ok(
+      variables.some((v) => v.name === 'datasource' && v.type === 'datasource'),
+      `${file}: a datasource variable`,
+    );
+    const panels = panelsOf(dashboard);
+    assert.equal(new Set(panels.map((p) => p.id)).size, panels.length, `${file}: unique panel ids`);
+    for (const panel of panels) {
+      const where = `${file} "${panel.title}"`;
+      assert.ok(panel.gridPos.x >= 0 && panel.gridPos.x + panel.gridPos.w <= 24, `${where}: inside the grid`);
+      if (panel.type === 'row') continue;
+      assert.equal(panel.datasource?.uid, '${datasource}', `${where}: uses the datasource variable`);
+      assert.ok(panel.targets?.length, `${where}: has queries`);
+    }
+  }
+  const overview = files.find((f) => f.file === 'overview.json')!.dashboard;
+  assert.ok(
+    overview.templating.list.some((v) => v.name === 'namespace'),
+    'overview: a namespace variable',
+  );
 });
 
 /** prometheus-nats-exporter is optional (no Debian package): NATS server panels are checked only with it. */
