@@ -53,9 +53,10 @@ format: install
 	npx prettier --write .
 	npx eslint --fix .
 
-# System packages the cluster and its tests need (apt-get, only when missing);
-# chromium for the browser tests of the demo page; prometheus, wget and unzip
-# for the compose and chart tests.
+# System packages the cluster and its tests need (apt-get, only when missing):
+# chromium for the browser tests of the demo page and the dashboard render,
+# prometheus (and promtool) for the observability and compose tests, wget and
+# unzip for the chart tests.
 deps: helm
 	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip
 

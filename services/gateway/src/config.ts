@@ -86,7 +86,7 @@ export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
   { name: 'jobs', service: true, history_size: 20, history_ttl: 60, recovery: true },
 ];
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'json';
+type Kind = 'string' | 'int' | 'ratio' | 'bool' | 'list' | 'json';
 
 interface KeySpec {
   kind: Kind;
@@ -158,6 +158,11 @@ export const KEYS = {
     kind: 'string',
     default: 'info',
     doc: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace`.',
+  },
+  log_connection_sample: {
+    kind: 'ratio',
+    default: 0.01,
+    doc: 'Share of connects and disconnects logged at `info` (0..1; `1` logs all, `0` none); at `debug` every one is logged. Metrics count them all.',
   },
   token_hmac_secret_key: {
     kind: 'string',
@@ -251,7 +256,7 @@ export const KEYS = {
   shutdown_timeout: {
     kind: 'int',
     default: 10,
-    doc: 'Seconds the gateway takes on SIGTERM to disconnect clients (code 3001, they reconnect elsewhere) before it exits.',
+    doc: "Seconds a SIGTERM drain may take: `/readyz` turns 503, clients get 3001 (reconnect elsewhere) in jittered batches over 70 % of it, then NATS is drained; the process exits by then at the latest. Keep it below the orchestrator's grace period.",
   },
   namespaces: {
     kind: 'json',
@@ -286,6 +291,7 @@ export interface Config {
   serviceTimeout: number;
   embeddedServices: string[];
   logLevel: string;
+  logConnectionSample: number;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
   demo: boolean;
@@ -320,6 +326,17 @@ function coerce(key: string, kind: Kind, raw: unknown): unknown {
     const n = typeof raw === 'number' ? raw : /^\d+$/.test(s) ? Number(s) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < 0)
       throw new ConfigError(`${where} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (kind === 'ratio') {
+    const n =
+      typeof raw === 'number'
+        ? raw
+        : /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(String(raw))
+          ? Number(raw)
+          : Number.NaN;
+    if (!(n >= 0 && n <= 1))
+      throw new ConfigError(`${where} must be a number from 0 to 1, got ${JSON.stringify(raw)}`);
     return n;
   }
   if (kind === 'bool') {
@@ -437,6 +454,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     serviceTimeout: v.service_timeout as number,
     embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
+    logConnectionSample: v.log_connection_sample as number,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,
       publicKey,

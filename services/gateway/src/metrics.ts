@@ -11,6 +11,17 @@ export type Transport = 'websocket' | 'sse' | 'http_stream';
 let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
 
+export const JETSTREAM_OPERATIONS = ['append', 'last', 'read', 'purge', 'streams'] as const;
+export type JetStreamOperation = (typeof JETSTREAM_OPERATIONS)[number];
+export const KV_OPERATIONS = [
+  'heartbeat',
+  'presence_refresh',
+  'presence_put',
+  'presence_delete',
+  'read',
+] as const;
+export type KvOperation = (typeof KV_OPERATIONS)[number];
+
 export class Metrics {
   readonly registry = new Registry();
 
@@ -147,6 +158,51 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Reads the bytes the NATS client holds for sending; the NATS broker sets it. */
+  natsPendingSource: () => number = () => 0;
+
+  readonly natsPendingBytes: Gauge = new Gauge({
+    name: 'switchboard_nats_pending_bytes',
+    help: 'Bytes the NATS client holds for sending: grows while NATS is slow or unreachable.',
+    registers: [this.registry],
+    collect: () => {
+      this.natsPendingBytes.set(this.natsPendingSource());
+    },
+  });
+
+  readonly jetstreamErrors = new Counter({
+    name: 'switchboard_jetstream_errors_total',
+    help: 'Failed JetStream calls (history), by operation: append, last, read, purge, streams.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
+  readonly kvErrors = new Counter({
+    name: 'switchboard_kv_errors_total',
+    help: 'Failed NATS KV calls (registry), by operation: heartbeat, presence_refresh, presence_put, presence_delete, read.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
+  /** When the registry last stored this gateway's entry (ms since epoch); undefined until the first. */
+  heartbeatAt: number | undefined;
+
+  readonly heartbeatAge: Gauge = new Gauge({
+    name: 'switchboard_registry_heartbeat_age_seconds',
+    help: "Seconds since this gateway's registry entry was last stored (0 in embedded mode): past the TTL, others think it dead.",
+    registers: [this.registry],
+    collect: () => {
+      this.heartbeatAge.set(this.heartbeatAt === undefined ? 0 : (Date.now() - this.heartbeatAt) / 1000);
+    },
+  });
+
+  readonly slowConsumerDrops = new Counter({
+    name: 'switchboard_slow_consumer_drops_total',
+    help: 'Connections dropped for reading slower than we write, by transport and limit: soft (max_backpressure at the check) or hard (a burst past 4x, closed at once).',
+    labelNames: ['transport', 'limit'] as const,
+    registers: [this.registry],
+  });
+
   readonly brokerReconnects = new Counter({
     name: 'switchboard_broker_reconnects_total',
     help: 'Times the connection to NATS was re-established.',
@@ -184,6 +240,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
+    // Known error series start at 0, so that rate() and alerts see the first failure.
+    for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.inc({ operation: op }, 0);
+    for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
   }
 
   /** Bandwidth counters of one transport, with labels bound once rather than per frame. */
@@ -194,5 +253,19 @@ export class Metrics {
       bytesIn: this.bytes.labels(transport, 'in'),
       bytesOut: this.bytes.labels(transport, 'out'),
     };
+  }
+}
+
+/** Runs `call`, counting a failure under `counter{operation}` before passing it on. */
+export async function counted<T>(
+  counter: Counter<'operation'>,
+  operation: string,
+  call: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    counter.inc({ operation });
+    throw err;
   }
 }
