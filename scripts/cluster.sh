@@ -17,6 +17,7 @@
 #   SWITCHBOARD_TOKEN_HMAC_SECRET_KEY, SWITCHBOARD_API_KEY
 #                    default to DEV_SECRET / DEV_API_KEY (which the Makefile passes)
 #                    and else to the Makefile's development values
+#   SWITCHBOARD_DEMO default true here: the demo page's token endpoint (development only)
 #   Other SWITCHBOARD_* variables (SWITCHBOARD_LOG_LEVEL, SWITCHBOARD_NAMESPACES, ...)
 #   reach the gateways unchanged.
 set -euo pipefail
@@ -30,6 +31,7 @@ TIMEOUT="${CLUSTER_TIMEOUT:-60}"
 GRACE="${CLUSTER_GRACE:-15}"
 SECRET="${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-${DEV_SECRET:-switchboard-dev-secret}}"
 API_KEY="${SWITCHBOARD_API_KEY:-${DEV_API_KEY:-switchboard-dev-api-key}}"
+DEMO="${SWITCHBOARD_DEMO:-true}"
 
 NATS_PORT=4222
 NATS_MONITOR_PORT=8222
@@ -177,6 +179,7 @@ up() {
       SWITCHBOARD_NATS_URL="$NATS_URL" \
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
       SWITCHBOARD_API_KEY="$API_KEY" \
+      SWITCHBOARD_DEMO="$DEMO" \
       start "$name" "$NODE" services/gateway/dist/src/main.js
   done
   for name in "${GATEWAYS[@]}"; do
@@ -203,6 +206,7 @@ up() {
 
   cat <<EOF
 Switchboard cluster (broker: $BROKER) is up:
+  demo page:     http://localhost:$HAPROXY_PORT/  (SWITCHBOARD_DEMO=$DEMO; development only)
   clients:       ws://localhost:$HAPROXY_PORT/connection/websocket  (HAProxy, leastconn over ${GATEWAYS[*]})
   tokens:        HS256 with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$SECRET  (make token USER=42)
   server API:    POST http://localhost:$(internal_port gw1)/api/<method> with X-API-Key: $API_KEY

@@ -5,3 +5,4 @@ export * from './parse.js';
 export * from './types.js';
 export * from './subject.js';
 export * from './service.js';
+export * from './emulation.js';

@@ -102,6 +102,11 @@ export class Subjects {
     return `${this.prefix}.ctl`;
   }
 
+  /** Commands of HTTP-transport clients, routed to the gateway (`node`) that holds their stream. */
+  emulation(node: string): string {
+    return `${this.prefix}.emu.${encodeToken(node)}`;
+  }
+
   /** Questions to every gateway at once (e.g. their channels), answered by each. */
   get survey(): string {
     return `${this.prefix}.ctl.survey`;

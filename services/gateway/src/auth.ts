@@ -19,6 +19,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
   type RemoteJWKSetOptions,
+  SignJWT,
 } from 'jose';
 import type { Config } from './config.js';
 
@@ -105,4 +106,15 @@ export class TokenVerifier {
       return { ok: false, expired: false, reason: (err as Error).message };
     }
   }
+}
+
+/**
+ * Signs an HS256 token with `claims`, issued now and expiring `ttl` seconds
+ * from now (0: never). For development tools and the demo, which mint tokens
+ * with the gateway's own secret; production tokens come from your backend.
+ */
+export function signHs256(claims: JWTPayload, secret: string, ttl: number): Promise<string> {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
+  if (ttl > 0) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + ttl);
+  return jwt.sign(new TextEncoder().encode(secret));
 }

@@ -86,7 +86,7 @@ export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
   { name: 'jobs', service: true, history_size: 20, history_ttl: 60, recovery: true },
 ];
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'json';
+type Kind = 'string' | 'int' | 'ratio' | 'bool' | 'list' | 'json';
 
 interface KeySpec {
   kind: Kind;
@@ -102,7 +102,11 @@ export const KEYS = {
     doc: 'Name of this gateway in metrics, logs and the registry (default: hostname and a random suffix).',
   },
   host: { kind: 'string', default: '0.0.0.0', doc: 'Address the three listeners bind to.' },
-  client_port: { kind: 'int', default: 8000, doc: 'Client port: `/connection/websocket`.' },
+  client_port: {
+    kind: 'int',
+    default: 8000,
+    doc: 'Client port: `/connection/websocket`, `/connection/sse`, `/connection/http_stream`, `/emulation`.',
+  },
   internal_port: {
     kind: 'int',
     default: 9000,
@@ -155,6 +159,11 @@ export const KEYS = {
     default: 'info',
     doc: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace`.',
   },
+  log_connection_sample: {
+    kind: 'ratio',
+    default: 0.01,
+    doc: 'Share of connects and disconnects logged at `info` (0..1; `1` logs all, `0` none); at `debug` every one is logged. Metrics count them all.',
+  },
   token_hmac_secret_key: {
     kind: 'string',
     default: '',
@@ -176,6 +185,11 @@ export const KEYS = {
     kind: 'bool',
     default: false,
     doc: 'Accept connections without a token (user id `""`).',
+  },
+  demo: {
+    kind: 'bool',
+    default: false,
+    doc: 'Development only: with an HMAC secret set, `POST /demo/token` on the client port hands a short-lived token for a new random user to anyone who asks (for the demo page at `/`). Off: 404.',
   },
   api_key: {
     kind: 'string',
@@ -242,7 +256,7 @@ export const KEYS = {
   shutdown_timeout: {
     kind: 'int',
     default: 10,
-    doc: 'Seconds the gateway takes on SIGTERM to disconnect clients (code 3001, they reconnect elsewhere) before it exits.',
+    doc: "Seconds a SIGTERM drain may take: `/readyz` turns 503, clients get 3001 (reconnect elsewhere) in jittered batches over 70 % of it, then NATS is drained; the process exits by then at the latest. Keep it below the orchestrator's grace period.",
   },
   namespaces: {
     kind: 'json',
@@ -277,8 +291,10 @@ export interface Config {
   serviceTimeout: number;
   embeddedServices: string[];
   logLevel: string;
+  logConnectionSample: number;
   token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
   allowAnonymous: boolean;
+  demo: boolean;
   apiKey: string;
   allowedOrigins: string[];
   pingInterval: number;
@@ -310,6 +326,17 @@ function coerce(key: string, kind: Kind, raw: unknown): unknown {
     const n = typeof raw === 'number' ? raw : /^\d+$/.test(s) ? Number(s) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < 0)
       throw new ConfigError(`${where} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (kind === 'ratio') {
+    const n =
+      typeof raw === 'number'
+        ? raw
+        : /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(String(raw))
+          ? Number(raw)
+          : Number.NaN;
+    if (!(n >= 0 && n <= 1))
+      throw new ConfigError(`${where} must be a number from 0 to 1, got ${JSON.stringify(raw)}`);
     return n;
   }
   if (kind === 'bool') {
@@ -427,6 +454,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     serviceTimeout: v.service_timeout as number,
     embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
+    logConnectionSample: v.log_connection_sample as number,
     token: {
       hmacSecret: v.token_hmac_secret_key as string,
       publicKey,
@@ -435,6 +463,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       issuer: v.token_issuer as string,
     },
     allowAnonymous: v.allow_anonymous as boolean,
+    demo: v.demo as boolean,
     apiKey: v.api_key as string,
     allowedOrigins: v.allowed_origins as string[],
     pingInterval: v.ping_interval as number,

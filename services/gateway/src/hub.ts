@@ -5,15 +5,24 @@
  * nothing falls between their history snapshot and the live stream.
  */
 
-import type { Metrics } from './metrics.js';
+import type { Metrics, Transport } from './metrics.js';
 
 /** What the hub needs of a transport connection. */
 export interface Sink {
-  readonly transport: 'websocket';
+  readonly transport: Transport;
   /** False when the frame was dropped because the client is too slow. */
   send(frame: string): boolean;
   close(code: number, reason: string): void;
   bufferedAmount(): number;
+  /** Set by HTTP-based transports: the id `/emulation` requests name to reach this connection. */
+  readonly emulationSession?: string;
+}
+
+/**
+ * A connection of the transport server's own topics (uWS WebSockets): one
+ * topic publish reaches all of them. Other sinks get frames one by one.
+ */
+export interface TopicSink extends Sink {
   joinTopic(channel: string): void;
   leaveTopic(channel: string): void;
   /** Publishes to a topic from this connection: every subscriber but this one gets it. */
@@ -35,11 +44,15 @@ export interface HubMember {
   buffer(channel: string, frame: string, offset: number | undefined): void;
 }
 
+const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
+
 export class Hub<M extends HubMember = HubMember> {
   private readonly clients = new Map<string, M>();
   private readonly users = new Map<string, Set<M>>();
   private readonly subscribers = new Map<string, Set<M>>();
   private readonly subscribing = new Map<string, Set<M>>();
+  /** Live subscribers whose sink is not a topic member: frames go to them one by one. */
+  private readonly direct = new Map<string, Set<M>>();
   private subscriptionCount = 0;
 
   private readonly traffic: ReturnType<Metrics['traffic']>;
@@ -97,7 +110,8 @@ export class Hub<M extends HubMember = HubMember> {
     const pending = this.subscribing.get(channel);
     if (!pending?.delete(member)) return;
     if (pending.size === 0) this.subscribing.delete(channel);
-    member.sink.joinTopic(channel);
+    if (isTopicSink(member.sink)) member.sink.joinTopic(channel);
+    else this.setOf(this.direct, channel).add(member);
   }
 
   /** True when it was the channel's last local subscriber. */
@@ -107,7 +121,9 @@ export class Hub<M extends HubMember = HubMember> {
     this.metrics.subscriptions.set(--this.subscriptionCount);
     const pending = this.subscribing.get(channel);
     if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
-    member.sink.leaveTopic(channel);
+    if (isTopicSink(member.sink)) member.sink.leaveTopic(channel);
+    const direct = this.direct.get(channel);
+    if (direct?.delete(member) && direct.size === 0) this.direct.delete(channel);
     if (set.size > 0) return false;
     this.subscribers.delete(channel);
     this.metrics.channels.set(this.subscribers.size);
@@ -128,10 +144,20 @@ export class Hub<M extends HubMember = HubMember> {
     if (!set) return;
     const pending = this.subscribing.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
-    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip);
-    if (skipLive) skip.sink.publishExceptSelf(channel, frame);
+    const skipTopic = skip !== undefined && isTopicSink(skip.sink) && set.has(skip) && !pending?.has(skip);
+    if (skipTopic) (skip.sink as TopicSink).publishExceptSelf(channel, frame);
     else this.topics.publish(channel, frame);
-    let count = this.topics.numSubscribers(channel) - (skipLive ? 1 : 0);
+    const viaTopic = this.topics.numSubscribers(channel) - (skipTopic ? 1 : 0);
+    if (viaTopic > 0) {
+      this.traffic.messagesOut.inc(viaTopic);
+      this.traffic.bytesOut.inc(viaTopic * Buffer.byteLength(frame));
+    }
+    let count = viaTopic;
+    for (const member of this.direct.get(channel) ?? []) {
+      if (member === skip) continue;
+      member.sink.send(frame);
+      count++;
+    }
     if (pending) {
       for (const member of pending) {
         if (member === skip) continue;
@@ -139,11 +165,7 @@ export class Hub<M extends HubMember = HubMember> {
         count++;
       }
     }
-    if (count > 0) {
-      this.metrics.deliveries.inc(count);
-      this.traffic.messagesOut.inc(count);
-      this.traffic.bytesOut.inc(count * Buffer.byteLength(frame));
-    }
+    if (count > 0) this.metrics.deliveries.inc(count);
   }
 
   private setOf(map: Map<string, Set<M>>, key: string): Set<M> {

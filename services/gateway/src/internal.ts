@@ -10,7 +10,13 @@ export function createInternalApp(node: Node): TemplatedApp {
     res.writeHeader('content-type', 'text/plain').end('ok\n');
   });
   app.get('/readyz', (res) => {
-    const reason = node.draining ? 'draining' : node.broker.ready ? '' : 'broker unavailable';
+    const reason = node.draining
+      ? 'draining'
+      : !node.started
+        ? 'starting'
+        : node.broker.ready
+          ? ''
+          : 'broker unavailable';
     if (reason)
       res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'text/plain').end(`${reason}\n`);
     else res.writeHeader('content-type', 'text/plain').end('ready\n');

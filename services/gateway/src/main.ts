@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /**
  * Starts one gateway: client port (WebSocket), internal port (health,
- * metrics, HTTP API), gRPC API. SIGTERM/SIGINT disconnect clients with a
- * reconnect code and exit.
+ * metrics, HTTP API), gRPC API. SIGTERM/SIGINT drain (see drain.ts) and exit.
  */
 
 import { Subjects } from '@switchboard/protocol';
@@ -14,7 +13,8 @@ import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { shutdown } from './drain.js';
+import { mountDemoTokens } from './demo.js';
+import { disconnectClients, exitAfter } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
@@ -27,6 +27,10 @@ import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
+import { mountStatic } from './static.js';
+import { Admission } from './transport/admission.js';
+import { Emulation, mountEmulation } from './transport/emulation.js';
+import { mountStreams } from './transport/stream.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
 import { listenExclusive, uws } from './uws.js';
 
@@ -61,6 +65,7 @@ function infrastructure(
     config.nodeId,
     config.presenceTtl,
     log,
+    metrics,
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;
@@ -105,24 +110,35 @@ export async function startGateway(config: Config) {
     ),
     tokens,
   });
-  // Health and readiness answer first: /readyz says 503 until the broker is connected.
+  // Health and readiness answer first: /readyz says 503 until every listener is up and the broker connected.
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
+  const emulation = new Emulation(node, bus, subjects);
+  const stopEmulation = emulation.serve();
   const services =
     config.broker === 'memory'
       ? await startEmbeddedServices(config.embeddedServices as EmbeddedService[], bus, config.nats.prefix)
       : undefined;
-  mountWebSocket(clientApp, node);
+  const admission = new Admission(node);
+  mountWebSocket(clientApp, node, admission);
+  mountStreams(clientApp, node, admission, emulation);
+  mountEmulation(clientApp, node, emulation);
+  mountStatic(clientApp);
+  mountDemoTokens(clientApp, config, log);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
-  const sockets = [await listenExclusive(clientApp, config.host, config.clientPort), internal];
+  const client = await listenExclusive(clientApp, config.host, config.clientPort);
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
+  node.started = true;
   log.info(
     {
       websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
+      sse: `http://localhost:${config.clientPort}/connection/sse`,
+      http_stream: `http://localhost:${config.clientPort}/connection/http_stream`,
+      page: `http://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
     },
@@ -131,13 +147,16 @@ export async function startGateway(config: Config) {
   return {
     node,
     stop: async () => {
-      await shutdown(node, sockets, config.shutdownTimeout * 1000);
+      await disconnectClients(node, [client], config.shutdownTimeout * 1000);
       clearInterval(ticker);
       await services?.stop();
       stopBusApi();
+      stopEmulation();
       await grpc?.close();
       await node.registry.close();
+      // Drains NATS: pending publishes are flushed, subscriptions ended, then it closes.
       await node.broker.close();
+      uws.us_listen_socket_close(internal);
     },
   };
 }
@@ -155,16 +174,22 @@ async function main() {
   }
   const gateway = await startGateway(config);
   let stopping = false;
+  const { log } = gateway.node;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    gateway.node.log.info({ signal }, 'shutting down');
-    gateway.stop().then(
-      () => process.exit(0),
-      (err) => {
-        gateway.node.log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
+    log.info({ signal, timeout: config.shutdownTimeout }, 'shutting down');
+    exitAfter(
+      () =>
+        gateway.stop().then(
+          () => log.info('shutdown complete'),
+          (err) => {
+            log.error({ err }, 'shutdown failed');
+            throw err;
+          },
+        ),
+      config.shutdownTimeout * 1000,
+      () => log.error('shutdown outlasted SWITCHBOARD_SHUTDOWN_TIMEOUT: exiting now'),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -6,10 +6,21 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type Transport = 'websocket';
+export type Transport = 'websocket' | 'sse' | 'http_stream';
 
 let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
+
+export const JETSTREAM_OPERATIONS = ['append', 'last', 'read', 'purge', 'streams'] as const;
+export type JetStreamOperation = (typeof JETSTREAM_OPERATIONS)[number];
+export const KV_OPERATIONS = [
+  'heartbeat',
+  'presence_refresh',
+  'presence_put',
+  'presence_delete',
+  'read',
+] as const;
+export type KvOperation = (typeof KV_OPERATIONS)[number];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -82,6 +93,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly emulationRequests = new Counter({
+    name: 'switchboard_emulation_requests_total',
+    help: 'POST /emulation requests of SSE/HTTP-streaming clients by outcome: local, routed (to the gateway holding the stream), unknown, unavailable, bad_request, too_large, origin_not_allowed.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly commandDuration = new Histogram({
     name: 'switchboard_command_duration_seconds',
     help: 'Time to answer a client command, by method.',
@@ -140,6 +158,51 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Reads the bytes the NATS client holds for sending; the NATS broker sets it. */
+  natsPendingSource: () => number = () => 0;
+
+  readonly natsPendingBytes: Gauge = new Gauge({
+    name: 'switchboard_nats_pending_bytes',
+    help: 'Bytes the NATS client holds for sending: grows while NATS is slow or unreachable.',
+    registers: [this.registry],
+    collect: () => {
+      this.natsPendingBytes.set(this.natsPendingSource());
+    },
+  });
+
+  readonly jetstreamErrors = new Counter({
+    name: 'switchboard_jetstream_errors_total',
+    help: 'Failed JetStream calls (history), by operation: append, last, read, purge, streams.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
+  readonly kvErrors = new Counter({
+    name: 'switchboard_kv_errors_total',
+    help: 'Failed NATS KV calls (registry), by operation: heartbeat, presence_refresh, presence_put, presence_delete, read.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
+  /** When the registry last stored this gateway's entry (ms since epoch); undefined until the first. */
+  heartbeatAt: number | undefined;
+
+  readonly heartbeatAge: Gauge = new Gauge({
+    name: 'switchboard_registry_heartbeat_age_seconds',
+    help: "Seconds since this gateway's registry entry was last stored (0 in embedded mode): past the TTL, others think it dead.",
+    registers: [this.registry],
+    collect: () => {
+      this.heartbeatAge.set(this.heartbeatAt === undefined ? 0 : (Date.now() - this.heartbeatAt) / 1000);
+    },
+  });
+
+  readonly slowConsumerDrops = new Counter({
+    name: 'switchboard_slow_consumer_drops_total',
+    help: 'Connections dropped for reading slower than we write, by transport and limit: soft (max_backpressure at the check) or hard (a burst past 4x, closed at once).',
+    labelNames: ['transport', 'limit'] as const,
+    registers: [this.registry],
+  });
+
   readonly brokerReconnects = new Counter({
     name: 'switchboard_broker_reconnects_total',
     help: 'Times the connection to NATS was re-established.',
@@ -177,6 +240,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
+    // Known error series start at 0, so that rate() and alerts see the first failure.
+    for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.inc({ operation: op }, 0);
+    for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
   }
 
   /** Bandwidth counters of one transport, with labels bound once rather than per frame. */
@@ -187,5 +253,19 @@ export class Metrics {
       bytesIn: this.bytes.labels(transport, 'in'),
       bytesOut: this.bytes.labels(transport, 'out'),
     };
+  }
+}
+
+/** Runs `call`, counting a failure under `counter{operation}` before passing it on. */
+export async function counted<T>(
+  counter: Counter<'operation'>,
+  operation: string,
+  call: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    counter.inc({ operation });
+    throw err;
   }
 }

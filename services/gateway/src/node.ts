@@ -67,6 +67,8 @@ export class Node {
   /** Last offset seen per channel with local subscribers, to notice gaps. */
   private readonly lastSeen = new Map<string, StreamPosition>();
   draining = false;
+  /** Every listener is up and the registry joined: readiness waits for it. */
+  started = false;
 
   constructor(parts: NodeParts) {
     this.config = parts.config;

@@ -32,6 +32,7 @@ import {
   userAllowed,
 } from '@switchboard/protocol';
 import type { HubMember, Sink } from './hub.js';
+import { logConnection } from './log.js';
 import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
 
@@ -122,6 +123,17 @@ export class Session implements HubMember {
       reason ??
       (code === 1000 || code === 1001 || code === 1005 ? 'client_close' : 'connection_lost');
     this.node.metrics.disconnects.inc({ transport: this.sink.transport, reason: label, code: String(code) });
+    logConnection(this.node.log, this.node.config.logConnectionSample, 'disconnected', {
+      client: this.client,
+      user: this.user,
+      reason: label,
+      code,
+    });
+    if (label === 'slow')
+      this.node.metrics.slowConsumerDrops.inc({
+        transport: this.sink.transport,
+        limit: this.closeReason ? 'soft' : 'hard',
+      });
     this.node.metrics.lifespan.observe(
       { transport: this.sink.transport, reason: label },
       (Date.now() - this.openedAt) / 1000,
@@ -303,6 +315,11 @@ export class Session implements HubMember {
     this.state = 'connected';
     hub.add(this);
     metrics.connects.inc({ transport: this.sink.transport, outcome: 'accepted', reason: 'ok' });
+    logConnection(log, config.logConnectionSample, 'connected', {
+      client: this.client,
+      user: this.user,
+      transport: this.sink.transport,
+    });
     const now = Date.now();
     this.nextPingAt = now + config.pingInterval * 1000;
 
@@ -314,6 +331,9 @@ export class Session implements HubMember {
     };
     if (this.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, this.expiresAt - nowSeconds()) });
+    // HTTP-based transports: where the client's `/emulation` requests must go.
+    if (this.sink.emulationSession)
+      Object.assign(result, { session: this.sink.emulationSession, node: config.nodeId });
     const subs: Record<string, SubscribeResult> = {};
     for (const channel of channels) {
       const resolved = this.node.resolve(channel);

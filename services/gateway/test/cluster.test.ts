@@ -9,10 +9,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
-import { Centrifuge, type PublicationContext, type Subscription } from 'centrifuge';
+import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { type Cluster, startCluster, startNats } from './cluster.js';
 import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import { connectionsOn, killDuringTraffic, numbers, publisher, subscribe } from './traffic.js';
 
 const clients: Centrifuge[] = [];
 
@@ -36,33 +37,6 @@ async function connectTo(target: Gateway | string, user: string): Promise<Centri
   await nextEvent(c, 'connected', 10_000);
   return c;
 }
-
-interface Subscriber {
-  sub: Subscription;
-  got: PublicationContext[];
-  /** How many resubscribes recovered missed publications. */
-  recoveries: number;
-}
-
-async function subscribe(c: Centrifuge, channel: string): Promise<Subscriber> {
-  const sub = c.newSubscription(channel);
-  const result: Subscriber = { sub, got: [], recoveries: 0 };
-  sub.on('publication', (ctx) => result.got.push(ctx));
-  sub.on('subscribed', (ctx) => {
-    if (ctx.wasRecovering && ctx.recovered) result.recoveries++;
-  });
-  sub.subscribe();
-  await sub.ready(10_000);
-  return result;
-}
-
-/** Connections open on one gateway, from its own metrics. */
-async function connectionsOn(gateway: Gateway): Promise<number> {
-  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
-  return Number(/^switchboard_connections\{transport="websocket"\} (\d+)/m.exec(text)?.[1] ?? 0);
-}
-
-const numbers = (got: PublicationContext[]) => got.map((p) => (p.data as { n: number }).n);
 
 describe('three gateways over NATS', () => {
   let cluster: Cluster;
@@ -225,28 +199,6 @@ describe('failures under steady publishing', () => {
     await cluster.stop();
   });
 
-  /** Publishes n = 1, 2, ... through `via` every 10 ms until stopped; returns the accepted numbers. */
-  function publisher(via: () => Gateway, channel: string) {
-    const accepted: number[] = [];
-    let n = 0;
-    let running = true;
-    const done = (async () => {
-      while (running) {
-        const current = ++n;
-        const res = await api(via(), 'publish', { channel, data: { n: current } }).catch(() => undefined);
-        if (res?.body.result) accepted.push(current);
-        await new Promise((r) => setTimeout(r, 10)); // the publishing rate, not a synchronisation
-      }
-    })();
-    return {
-      accepted,
-      stop: async () => {
-        running = false;
-        await done;
-      },
-    };
-  }
-
   test('a SIGKILLed gateway: its clients reconnect through HAProxy and recover, nothing lost or doubled', async () => {
     const subscribers = await Promise.all(
       Array.from({ length: 9 }, async (_, i) =>
@@ -254,30 +206,10 @@ describe('failures under steady publishing', () => {
       ),
     );
     // The gateway with the most of them dies; the publisher uses another one.
-    const counts = await Promise.all(cluster.gateways.map(connectionsOn));
+    const counts = await Promise.all(cluster.gateways.map((g) => connectionsOn(g)));
     const victim = counts.indexOf(Math.max(...counts));
-    const survivor = cluster.gateways[(victim + 1) % 3]!;
-    const pub = publisher(() => survivor, 'chat:kill');
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= 10),
-      10_000,
-      () => 'traffic before the kill',
-    );
-    await cluster.gateways[victim]!.stop('SIGKILL');
-    const atKill = pub.accepted.length;
-    await waitUntil(
-      () => pub.accepted.length >= atKill + 30,
-      15_000,
-      () => 'traffic after the kill',
-    );
-    await pub.stop();
-    const total = pub.accepted.length;
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= total),
-      20_000,
-      () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
-    );
-    for (const s of subscribers) assert.deepEqual(numbers(s.got), pub.accepted);
+    const accepted = await killDuringTraffic(cluster.gateways, victim, 'chat:kill', subscribers);
+    for (const s of subscribers) assert.deepEqual(numbers(s.got), accepted);
     assert.ok(counts[victim]! > 0, 'the killed gateway had clients');
     const recovered = subscribers.filter((s) => s.recoveries > 0).length;
     assert.equal(recovered, counts[victim], 'each client of the killed gateway recovered once');

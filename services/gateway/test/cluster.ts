@@ -7,7 +7,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,15 +23,16 @@ process.once('exit', () => {
 });
 
 /** A child process with its output collected, and a stop that waits for the exit. */
-interface Proc {
+export interface Proc {
   child: ChildProcess;
   output(): string;
   /** Sends `signal` unless the process already exited; resolves once it has. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-function run(program: string, args: string[], env: Record<string, string> = {}): Proc {
+export function run(program: string, args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
   const child = spawn(program, args, {
+    cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -56,7 +57,7 @@ function run(program: string, args: string[], env: Record<string, string> = {}):
   };
 }
 
-function exited(proc: Proc): boolean {
+export function exited(proc: Proc): boolean {
   return proc.child.exitCode !== null || proc.child.signalCode !== null || proc.child.pid === undefined;
 }
 
@@ -186,11 +187,11 @@ const SERVER_STATUS = /^haproxy_server_status\{proxy="gateways",server="([^"]+)"
 const SERVER_CHECK =
   /^haproxy_server_check_status\{proxy="gateways",server="([^"]+)",state="([A-Z0-9]+)"\} 1$/gm;
 
-function serverStates(metrics: string): Record<string, string> {
+export function serverStates(metrics: string): Record<string, string> {
   return Object.fromEntries([...metrics.matchAll(SERVER_STATUS)].map((m) => [m[1], m[2]]));
 }
 
-function checkStates(metrics: string): Record<string, string> {
+export function checkStates(metrics: string): Record<string, string> {
   return Object.fromEntries([...metrics.matchAll(SERVER_CHECK)].map((m) => [m[1], m[2]]));
 }
 
@@ -238,4 +239,63 @@ export async function startCluster(
     throw err;
   }
   return { nats, gateways, haproxy, stop };
+}
+
+export interface BlockingProxy {
+  /** Port that refuses WebSocket upgrades (403); everything else passes. */
+  wsBlocked: number;
+  /** Port that also refuses HTTP-streaming, so that only SSE gets through. */
+  streamBlocked: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * HAProxy as a corporate proxy in front of `upstreamPort` (a gateway or HAProxy): on `wsBlocked` it
+ * refuses WebSocket upgrades; on `streamBlocked` also HTTP-streaming (as a
+ * proxy that buffers responses would break it), so only SSE gets through.
+ */
+export async function startBlockingProxy(upstreamPort: number): Promise<BlockingProxy> {
+  const [wsBlocked, streamBlocked] = [await freePort(), await freePort()];
+  const dir = mkdtempSync(join(tmpdir(), 'sb-proxy-'));
+  const cfg = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    `defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend ws_blocked
+    bind 127.0.0.1:${wsBlocked}
+    http-request deny deny_status 403 if { hdr(upgrade) -i websocket }
+    default_backend gateway
+frontend stream_blocked
+    bind 127.0.0.1:${streamBlocked}
+    http-request deny deny_status 403 if { hdr(upgrade) -i websocket }
+    http-request deny deny_status 403 if { path /connection/http_stream }
+    default_backend gateway
+backend gateway
+    server upstream 127.0.0.1:${upstreamPort}
+`,
+  );
+  const proc = run('haproxy', ['-db', '-f', cfg]);
+  await waitUntil(
+    async () => {
+      if (exited(proc)) throw new Error(`haproxy exited:\n${proc.output()}`);
+      const res = await fetch(`http://127.0.0.1:${streamBlocked}/connection/http_stream`, {
+        method: 'POST',
+      }).catch(() => undefined);
+      return res?.status === 403;
+    },
+    10_000,
+    () => `blocking proxy up:\n${proc.output()}`,
+  );
+  return {
+    wsBlocked,
+    streamBlocked,
+    stop: async () => {
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -190,6 +190,25 @@ describe('bad values give a ConfigError naming the env var', () => {
     });
   }
 
+  for (const bad of ['1.5', '-0.1', 'half', '', '1e-2', '0x1']) {
+    test(`ratio ${JSON.stringify(bad)}`, () => {
+      configError(
+        { SWITCHBOARD_LOG_CONNECTION_SAMPLE: bad },
+        /SWITCHBOARD_LOG_CONNECTION_SAMPLE must be a number from 0 to 1/,
+      );
+    });
+  }
+
+  test('ratios from 0 to 1 are read as numbers', () => {
+    for (const [raw, value] of [
+      ['0', 0],
+      ['1', 1],
+      ['0.01', 0.01],
+      ['.5', 0.5],
+    ] as const)
+      assert.equal(loadConfig({ SWITCHBOARD_LOG_CONNECTION_SAMPLE: raw }).logConnectionSample, value);
+  });
+
   test('broker other than memory', () => {
     configError({ SWITCHBOARD_BROKER: 'redis' }, /SWITCHBOARD_BROKER must be memory or nats/);
   });

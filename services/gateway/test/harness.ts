@@ -136,7 +136,7 @@ export async function token(
 }
 
 /** A centrifuge-js client over the `ws` package, not yet connected. */
-export function client(gateway: Gateway, options: Partial<Options> = {}): Centrifuge {
+export function client(gateway: Pick<Gateway, 'wsUrl'>, options: Partial<Options> = {}): Centrifuge {
   return new Centrifuge(gateway.wsUrl, {
     websocket: WebSocket,
     minReconnectDelay: 50,
@@ -145,7 +145,12 @@ export function client(gateway: Gateway, options: Partial<Options> = {}): Centri
   });
 }
 
-export async function api(gateway: Gateway, method: string, params: unknown, key = API_KEY) {
+export async function api(
+  gateway: Pick<Gateway, 'internalUrl'>,
+  method: string,
+  params: unknown,
+  key = API_KEY,
+) {
   const res = await fetch(`${gateway.internalUrl}/api/${method}`, {
     method: 'POST',
     headers: { 'X-API-Key': key, 'content-type': 'application/json' },

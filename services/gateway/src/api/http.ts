@@ -1,6 +1,7 @@
 /** Server API over HTTP: `POST /api/<method>` with a JSON body and the API key. */
 
 import { Errors } from '@switchboard/protocol';
+import { readBody } from '../body.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import { apiKeyFrom, apiKeyMatches } from './key.js';
@@ -43,23 +44,17 @@ export function mountHttpApi(app: TemplatedApp, node: Node): void {
       count('error');
       return respond(res, '404 Not Found', { error: Errors.methodNotFound });
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.onData((chunk, last) => {
-      if (aborted || size < 0) return;
-      size += chunk.byteLength;
-      if (size > API_MAX_BODY) {
-        size = -1;
+    readBody(res, API_MAX_BODY, (body) => {
+      if (aborted) return;
+      if (!body) {
         count('error');
         return respond(res, '413 Payload Too Large', {
           error: { code: Errors.badRequest.code, message: 'request body too large' },
         });
       }
-      chunks.push(Buffer.from(chunk.slice(0)));
-      if (!last) return;
       let params: unknown;
       try {
-        const text = Buffer.concat(chunks).toString('utf8');
+        const text = body.toString('utf8');
         params = text.trim() === '' ? {} : JSON.parse(text);
       } catch {
         count('error');

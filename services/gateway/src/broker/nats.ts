@@ -42,7 +42,7 @@ import {
 import type { NamespaceOptions, NatsSettings } from '../config.js';
 import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { counted, type JetStreamOperation, type Metrics } from '../metrics.js';
 import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
@@ -60,6 +60,12 @@ const SURVEY_WAIT_MS = 1000;
 const POSITION_CACHE = 10_000;
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+/** Bytes nats.js holds for the server. Not in its public API (protocol.outbound): read defensively. */
+function outboundBytes(nc: NatsConnection): number {
+  const protocol = (nc as { protocol?: { outbound?: { size?: () => number } } }).protocol;
+  return protocol?.outbound?.size?.() ?? 0;
+}
 
 export function connectionOptions(settings: NatsSettings, name: string): NodeConnectionOptions {
   const options: NodeConnectionOptions = {
@@ -116,6 +122,7 @@ export class NatsBroker implements Broker {
     this.events = events;
     const nc = await connect(connectionOptions(this.settings, `switchboard ${this.nodeId}`));
     this.nc = nc;
+    this.metrics.natsPendingSource = () => outboundBytes(nc);
     this.js = jetstream(nc);
     this.jsm = await jetstreamManager(nc);
     await this.ensureStreams();
@@ -164,8 +171,17 @@ export class NatsBroker implements Broker {
     }
   }
 
+  /** Counts a failed JetStream call by operation. */
+  private counted<T>(operation: JetStreamOperation, call: () => Promise<T>): Promise<T> {
+    return counted(this.metrics.jetstreamErrors, operation, call);
+  }
+
   /** One history stream per namespace with history, with that namespace's limits. */
-  private async ensureStreams(): Promise<void> {
+  private ensureStreams(): Promise<void> {
+    return this.counted('streams', () => this.createStreams());
+  }
+
+  private async createStreams(): Promise<void> {
     const jsm = this.jsm!;
     for (const ns of this.namespaces.values()) {
       if (ns.history_size === 0) continue;
@@ -206,7 +222,7 @@ export class NatsBroker implements Broker {
     }
     // Appends to one channel queue up on this gateway: they would only race each other.
     const previous = this.appending.get(channel) ?? Promise.resolve();
-    const appended = previous.then(() => this.append(ns, channel, envelope));
+    const appended = previous.then(() => this.counted('append', () => this.append(ns, channel, envelope)));
     const settled = appended.then(
       () => undefined,
       () => undefined,
@@ -326,7 +342,11 @@ export class NatsBroker implements Broker {
   }
 
   /** The channel's retained publications and position, read in order from its stream. */
-  private async stream(channel: string): Promise<{ epoch: string; offset: number; items: Stored[] }> {
+  private stream(channel: string): Promise<{ epoch: string; offset: number; items: Stored[] }> {
+    return this.counted('read', () => this.read(channel));
+  }
+
+  private async read(channel: string): Promise<{ epoch: string; offset: number; items: Stored[] }> {
     const ns = namespaceOf(channel);
     const last = await this.lastStored(ns, channel);
     if (!last) return { epoch: '', offset: 0, items: [] };
@@ -356,7 +376,7 @@ export class NatsBroker implements Broker {
   }
 
   async position(channel: string): Promise<StreamPosition> {
-    const last = await this.lastStored(namespaceOf(channel), channel);
+    const last = await this.counted('last', () => this.lastStored(namespaceOf(channel), channel));
     return { offset: last?.offset ?? 0, epoch: last?.epoch ?? '' };
   }
 
@@ -372,9 +392,11 @@ export class NatsBroker implements Broker {
 
   async removeHistory(channel: string): Promise<void> {
     const ns = namespaceOf(channel);
-    await this.jsm!.streams.purge(this.subjects.historyStream(ns), {
-      filter: this.subjects.history(ns, channel),
-    });
+    await this.counted('purge', () =>
+      this.jsm!.streams.purge(this.subjects.historyStream(ns), {
+        filter: this.subjects.history(ns, channel),
+      }),
+    );
     this.positions.delete(channel);
   }
 

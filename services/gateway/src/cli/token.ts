@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
+import { signHs256 } from '../auth.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,6 +33,4 @@ const claims: Record<string, unknown> = { sub: values.user };
 if (values.info) claims.info = JSON.parse(values.info);
 if (values.channels) claims.channels = values.channels.split(',');
 if (values.channel) claims.channel = values.channel;
-const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
-if (ttl > 0) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + ttl);
-process.stdout.write(`${await jwt.sign(new TextEncoder().encode(secret))}\n`);
+process.stdout.write(`${await signHs256(claims, secret, ttl)}\n`);

@@ -9,6 +9,7 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { openOrCreate } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.js';
+import { counted, type KvOperation, type Metrics } from '../metrics.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
 
 /** A gateway's own entry beats at least this often, so its figures stay fresh even with a long TTL. */
@@ -29,6 +30,7 @@ export class NatsRegistry implements Registry {
     nodeId: string,
     private readonly ttlSeconds: number,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.gatewayKey = encodeToken(nodeId);
   }
@@ -39,10 +41,16 @@ export class NatsRegistry implements Registry {
     this.presenceKv = await openOrCreate(kvm, this.subjects.bucket('presence'), options);
     this.gatewaysKv = await openOrCreate(kvm, this.subjects.bucket('gateways'), options);
     this.servicesKv = await openOrCreate(kvm, this.subjects.bucket('services'), options);
-    const announce = () => this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
+    const announce = () =>
+      this.counted('heartbeat', async () => {
+        await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
+        this.metrics.heartbeatAt = Date.now();
+      });
     // Presence entries only need to beat their TTL: one put per subscription every third of it.
     const refreshPresence = () =>
-      Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info))));
+      this.counted('presence_refresh', () =>
+        Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info)))),
+      );
     await announce();
     const every = (seconds: number, beat: () => Promise<unknown>) =>
       setInterval(() => {
@@ -52,6 +60,11 @@ export class NatsRegistry implements Registry {
       every(Math.min(this.ttlSeconds / 3, MAX_HEARTBEAT_SECONDS), announce),
       every(this.ttlSeconds / 3, refreshPresence),
     ];
+  }
+
+  /** Counts a failed KV call by operation. */
+  private counted<T>(operation: KvOperation, call: () => Promise<T>): Promise<T> {
+    return counted(this.metrics.kvErrors, operation, call);
   }
 
   async gateways(): Promise<GatewayEntry[]> {
@@ -69,13 +82,13 @@ export class NatsRegistry implements Registry {
   async addPresence(channel: string, info: ClientInfo): Promise<void> {
     const key = this.key(channel, info.client);
     this.own.set(key, info);
-    await this.presenceKv!.put(key, JSON.stringify(info));
+    await this.counted('presence_put', () => this.presenceKv!.put(key, JSON.stringify(info)));
   }
 
   async removePresence(channel: string, client: string): Promise<void> {
     const key = this.key(channel, client);
     this.own.delete(key);
-    await this.presenceKv!.delete(key);
+    await this.counted('presence_delete', () => this.presenceKv!.delete(key));
   }
 
   async presence(channel: string): Promise<Record<string, ClientInfo>> {
@@ -87,7 +100,11 @@ export class NatsRegistry implements Registry {
     return statsOf(Object.values(await this.presence(channel)));
   }
 
-  private async values<T>(kv: KV, filter: string): Promise<T[]> {
+  private values<T>(kv: KV, filter: string): Promise<T[]> {
+    return this.counted('read', () => this.read<T>(kv, filter));
+  }
+
+  private async read<T>(kv: KV, filter: string): Promise<T[]> {
     const keys: string[] = [];
     for await (const key of await kv.keys(filter)) keys.push(key);
     const entries = await Promise.all(keys.map((key) => kv.get(key)));

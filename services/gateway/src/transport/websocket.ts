@@ -4,12 +4,12 @@
  * off: it costs CPU and memory per connection for small JSON frames.
  */
 
-import type { Sink, Topics } from '../hub.js';
+import type { Topics, TopicSink } from '../hub.js';
 import type { Metrics } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
-import { type HttpResponse, type TemplatedApp, uws, type WebSocket } from '../uws.js';
-import { originAllowed } from './origin.js';
+import { type TemplatedApp, uws, type WebSocket } from '../uws.js';
+import type { Admission } from './admission.js';
 
 interface SocketData {
   session?: Session;
@@ -18,7 +18,7 @@ interface SocketData {
 
 type Traffic = ReturnType<Metrics['traffic']>;
 
-class WebSocketSink implements Sink {
+class WebSocketSink implements TopicSink {
   readonly transport = 'websocket';
   open = true;
 
@@ -75,14 +75,9 @@ export function topicsOf(app: TemplatedApp): Topics {
 /** WebSocket's own code for an oversized message: the client does not reconnect. */
 const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
 
-export function mountWebSocket(app: TemplatedApp, node: Node): void {
+export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admission): void {
   const { config, metrics, log } = node;
   const traffic = metrics.traffic('websocket');
-  let open = 0;
-  const refuse = (res: HttpResponse, status: string, reason: string) => {
-    metrics.connects.inc({ transport: 'websocket', outcome: 'rejected', reason });
-    res.writeStatus(status).end(reason);
-  };
 
   app.ws<SocketData>('/connection/websocket', {
     // uWS drops oversized frames without a close frame; it gets headroom so that
@@ -98,11 +93,8 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
     compression: uws.DISABLED,
 
     upgrade: (res, req, context) => {
-      const origin = req.getHeader('origin');
-      if (!originAllowed(origin, config.allowedOrigins))
-        return refuse(res, '403 Forbidden', 'origin_not_allowed');
-      if (node.draining) return refuse(res, '503 Service Unavailable', 'shutdown');
-      if (open >= config.maxConnections) return refuse(res, '503 Service Unavailable', 'gateway_limit');
+      const refusal = admission.refusal(req.getHeader('origin'));
+      if (refusal) return admission.refuse(res, 'websocket', refusal);
       res.upgrade<SocketData>(
         {},
         req.getHeader('sec-websocket-key'),
@@ -113,9 +105,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
     },
 
     open: (ws) => {
-      open++;
-      metrics.connections.set({ transport: 'websocket' }, open);
-      metrics.capacity.set(open / config.maxConnections);
+      admission.opened('websocket');
       const data = ws.getUserData();
       data.sink = new WebSocketSink(ws, traffic);
       data.session = new Session(data.sink, node);
@@ -138,9 +128,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node): void {
     },
 
     close: (ws, code) => {
-      open--;
-      metrics.connections.set({ transport: 'websocket' }, open);
-      metrics.capacity.set(open / config.maxConnections);
+      admission.closed('websocket');
       const data = ws.getUserData();
       if (data.sink) data.sink.open = false;
       data.session?.closed(code, code === 1006 && (data.sink?.lastBuffered ?? 0) > 0 ? 'slow' : undefined);

@@ -1,0 +1,88 @@
+{{/* Names, labels and shared values of the chart. */}}
+
+{{- define "switchboard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchboard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "switchboard.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "switchboard.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* "switchboard.component" (dict "root" $ "component" "gateway") -> <fullname>-gateway */}}
+{{- define "switchboard.component" -}}
+{{- printf "%s-%s" (include "switchboard.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchboard.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "switchboard.selectorLabels" . }}
+{{- end }}
+
+{{- define "switchboard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchboard.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "switchboard.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "switchboard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "switchboard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.secretName" -}}
+{{- default (include "switchboard.component" (dict "root" . "component" "auth")) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* The NATS URL(s) the gateways and services use. */}}
+{{- define "switchboard.natsUrl" -}}
+{{- if .Values.nats.enabled }}
+{{- printf "nats://%s:4222" (include "switchboard.component" (dict "root" . "component" "nats")) }}
+{{- else }}
+{{- required "nats.url is required when nats.enabled is false (an existing NATS with JetStream)" .Values.nats.url }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds Kubernetes waits between preStop and SIGKILL: preStop + drain + closing. */}}
+{{- define "switchboard.gateway.gracePeriod" -}}
+{{- add .Values.gateway.preStopSleepSeconds .Values.gateway.shutdownTimeoutSeconds .Values.gateway.terminationExtraSeconds }}
+{{- end }}
+
+{{/* The image's non-root user; the chart's own pods never run as root. */}}
+{{- define "switchboard.podSecurityContext" -}}
+runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "switchboard.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* Environment of every process that talks to NATS. */}}
+{{- define "switchboard.natsEnv" -}}
+- name: SWITCHBOARD_NATS_URL
+  value: {{ include "switchboard.natsUrl" . | quote }}
+{{- with .Values.gateway.config.nats_prefix }}
+- name: SWITCHBOARD_NATS_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,34 @@
+/**
+ * The body of `POST /emulation` (client → server commands of the HTTP-based
+ * transports): `{"session": ..., "node": ..., "data": "<newline-joined commands>"}`.
+ */
+
+export interface EmulationRequest {
+  /** The stream's emulation session id, from its connect reply. */
+  session: string;
+  /** The gateway holding the stream, from the connect reply. */
+  node: string;
+  /** Commands as a WebSocket frame would carry them. */
+  data: string;
+}
+
+/** Ids and node names are short; anything longer is not ours. */
+const MAX_ID_LENGTH = 256;
+
+/** Parses and checks an emulation body; a string is the reason it was refused. */
+export function parseEmulationRequest(text: string): EmulationRequest | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'malformed JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'body must be an object';
+  const { session, node, data } = value as Record<string, unknown>;
+  if (typeof session !== 'string' || session === '' || session.length > MAX_ID_LENGTH)
+    return 'session must be a non-empty string';
+  if (typeof node !== 'string' || node === '' || node.length > MAX_ID_LENGTH)
+    return 'node must be a non-empty string';
+  if (typeof data !== 'string') return 'data must be a string';
+  return { session, node, data };
+}

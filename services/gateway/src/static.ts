@@ -1,0 +1,84 @@
+/**
+ * The demo page on the client port: a fixed allow-list of files, read once at
+ * start-up and served from memory. No path from the URL ever reaches the file
+ * system, so there is nothing to traverse.
+ */
+
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TemplatedApp } from './uws.js';
+
+/** services/gateway/public (this file runs from services/gateway/dist/src). */
+const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+
+/** The browser build of the `centrifuge` client (its package exports only the Node builds). */
+function centrifugeBrowserBuild(): string {
+  const main = createRequire(import.meta.url).resolve('centrifuge');
+  return join(dirname(main), '..', 'dist', 'centrifuge.js');
+}
+
+/**
+ * The page may load only its own files and talk only to its own origin
+ * ('self' covers ws:// and wss:// to the same host in CSP level 3 browsers).
+ */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+interface StaticFile {
+  body: Buffer;
+  contentType: string;
+  cacheControl: string;
+  etag: string;
+}
+
+/** Page files change with each release under the same names: revalidate every time (cheap with the ETag). */
+const REVALIDATE = 'no-cache';
+/** The client library changes only with the pinned `centrifuge` version. */
+const VENDOR = 'public, max-age=86400';
+
+function load(path: string, contentType: string, cacheControl: string): StaticFile {
+  const body = readFileSync(path);
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+  return { body, contentType, cacheControl, etag };
+}
+
+/** URL path → file; anything else falls through to the app's 404. */
+function files(): Map<string, StaticFile> {
+  const page = load(join(PUBLIC_DIR, 'index.html'), 'text/html; charset=utf-8', REVALIDATE);
+  return new Map([
+    ['/', page],
+    ['/index.html', page],
+    ['/app.js', load(join(PUBLIC_DIR, 'app.js'), 'text/javascript; charset=utf-8', REVALIDATE)],
+    ['/style.css', load(join(PUBLIC_DIR, 'style.css'), 'text/css; charset=utf-8', REVALIDATE)],
+    ['/vendor/centrifuge.js', load(centrifugeBrowserBuild(), 'text/javascript; charset=utf-8', VENDOR)],
+  ]);
+}
+
+export function mountStatic(app: TemplatedApp): void {
+  for (const [path, file] of files()) {
+    app.get(path, (res, req) => {
+      // uWS sends the status line with the first header: it has to come first.
+      const unchanged = req.getHeader('if-none-match') === file.etag;
+      if (unchanged) res.writeStatus('304 Not Modified');
+      res
+        .writeHeader('cache-control', file.cacheControl)
+        .writeHeader('etag', file.etag)
+        .writeHeader('content-security-policy', CONTENT_SECURITY_POLICY)
+        .writeHeader('x-content-type-options', 'nosniff')
+        .writeHeader('referrer-policy', 'no-referrer');
+      if (unchanged) res.endWithoutBody();
+      else res.writeHeader('content-type', file.contentType).end(file.body);
+    });
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Bidirectional emulation for the HTTP-based transports: a client's commands
+ * arrive as `POST /emulation` {session, node, data} on whichever gateway
+ * HAProxy picked. They go to the stream's session here, or over the bus (NATS
+ * in a cluster) to the gateway named by `node`, which holds the stream. The
+ * connect reply told the client both, so no lookup and no sticky sessions.
+ */
+
+import { type EmulationRequest, parseEmulationRequest, type Subjects } from '@switchboard/protocol';
+import { type Bus, NoResponders } from '@switchboard/sdk';
+import { readBody } from '../body.js';
+import type { Node } from '../node.js';
+import type { Session } from '../session.js';
+import type { HttpResponse, TemplatedApp } from '../uws.js';
+import { originAllowed } from './origin.js';
+import { corsHeaders } from './stream.js';
+
+/** Where a request's commands went: `unknown` makes the client reconnect (404). */
+export type EmulationOutcome = 'local' | 'routed' | 'unknown' | 'unavailable';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Emulation {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(
+    private readonly node: Node,
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
+  ) {}
+
+  add(id: string, session: Session): void {
+    this.sessions.set(id, session);
+  }
+
+  delete(id: string): void {
+    this.sessions.delete(id);
+  }
+
+  /** Answers commands routed here by other gateways; returns a function that stops it. */
+  serve(): () => void {
+    const subject = this.subjects.emulation(this.node.config.nodeId);
+    return this.bus.serve(subject, subject, async (data) => {
+      const req = parseEmulationRequest(decoder.decode(data));
+      const found = typeof req !== 'string' && this.handLocal(req);
+      return encoder.encode(found ? 'ok' : 'unknown');
+    });
+  }
+
+  async deliver(req: EmulationRequest): Promise<EmulationOutcome> {
+    if (req.node === this.node.config.nodeId) return this.handLocal(req) ? 'local' : 'unknown';
+    try {
+      const subject = this.subjects.emulation(req.node);
+      const reply = await this.bus.request(
+        subject,
+        encoder.encode(JSON.stringify(req)),
+        this.node.config.serviceTimeout,
+      );
+      return decoder.decode(reply) === 'ok' ? 'routed' : 'unknown';
+    } catch (err) {
+      // No gateway of that name any more: the stream is gone too, the client reconnects.
+      if (err instanceof NoResponders) return 'unknown';
+      this.node.log.warn({ err, target: req.node }, 'emulation request not delivered');
+      return 'unavailable';
+    }
+  }
+
+  private handLocal(req: EmulationRequest): boolean {
+    const session = this.sessions.get(req.session);
+    if (!session) return false;
+    const traffic = this.node.metrics.traffic(session.sink.transport);
+    traffic.messagesIn.inc();
+    traffic.bytesIn.inc(Buffer.byteLength(req.data));
+    session.handleFrame(req.data);
+    return true;
+  }
+}
+
+const STATUS: Record<EmulationOutcome, string> = {
+  local: '204 No Content',
+  routed: '204 No Content',
+  unknown: '404 Not Found',
+  unavailable: '503 Service Unavailable',
+};
+
+export function mountEmulation(app: TemplatedApp, node: Node, emulation: Emulation): void {
+  const { config, metrics } = node;
+  // Room for the session and node ids around a full-size command frame.
+  const limit = config.maxMessageSize + 1024;
+  const answer = (res: HttpResponse, origin: string, status: string, outcome: string, body = '') => {
+    metrics.emulationRequests.inc({ outcome });
+    res.cork(() => {
+      res.writeStatus(status);
+      corsHeaders(res, origin);
+      if (body) res.writeHeader('content-type', 'text/plain');
+      res.end(body);
+    });
+  };
+
+  app.post('/emulation', (res, req) => {
+    const origin = req.getHeader('origin');
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    if (!originAllowed(origin, config.allowedOrigins))
+      return answer(res, origin, '403 Forbidden', 'origin_not_allowed', 'origin_not_allowed');
+    readBody(res, limit, (body) => {
+      if (aborted) return;
+      if (!body)
+        return answer(res, origin, '413 Payload Too Large', 'too_large', 'emulation request too large');
+      const parsed = parseEmulationRequest(body.toString('utf8'));
+      if (typeof parsed === 'string') return answer(res, origin, '400 Bad Request', 'bad_request', parsed);
+      if (Buffer.byteLength(parsed.data) > config.maxMessageSize)
+        return answer(
+          res,
+          origin,
+          '413 Payload Too Large',
+          'too_large',
+          'commands exceed the message size limit',
+        );
+      emulation.deliver(parsed).then((outcome) => {
+        if (!aborted) answer(res, origin, STATUS[outcome], outcome);
+      });
+    });
+  });
+}

@@ -1,0 +1,219 @@
+/**
+ * HTTP-based transports for networks that block WebSocket, as the centrifuge
+ * client speaks them: SSE (`GET /connection/sse?cf_connect=<connect command>`)
+ * and HTTP-streaming (`POST /connection/http_stream`, the connect command as
+ * body). The response stays open and carries replies, pushes and pings; the
+ * client's later commands arrive as `POST /emulation` (emulation.ts).
+ */
+
+import { randomBytes } from 'node:crypto';
+import { readBody } from '../body.js';
+import type { Sink } from '../hub.js';
+import type { Metrics } from '../metrics.js';
+import type { Node } from '../node.js';
+import { Session } from '../session.js';
+import type { HttpResponse, TemplatedApp } from '../uws.js';
+import type { Admission } from './admission.js';
+import type { Emulation } from './emulation.js';
+
+type StreamTransport = 'sse' | 'http_stream';
+
+/** How each transport frames one reply or push. */
+const framing: Record<StreamTransport, { contentType: string; encode: (frame: string) => string }> = {
+  // Unnamed events: the client listens to `onmessage` only. Lines of one frame
+  // become `data:` lines of one event, which EventSource joins with `\n` again.
+  sse: {
+    contentType: 'text/event-stream',
+    encode: (frame) => `data: ${frame.replaceAll('\n', '\ndata: ')}\n\n`,
+  },
+  // Newline-delimited JSON: a line is processed once its `\n` arrives.
+  http_stream: { contentType: 'application/json', encode: (frame) => `${frame}\n` },
+};
+
+/** What a stream connection was closed with, for its session's accounting. */
+type Ended = (code: number, reason?: string) => void;
+
+/**
+ * One open HTTP response as a session's sink. When the socket cannot take
+ * more, frames wait in our own queue, so the backlog is known exactly: the
+ * session's once-a-second check disconnects past max_backpressure, and past
+ * four times that the stream is closed at once, as WebSocket's hard bound does.
+ */
+class StreamSink implements Sink {
+  /** Unguessable: whoever knows it can send commands as this connection. */
+  readonly emulationSession = randomBytes(18).toString('base64url');
+  private open = true;
+  private blocked = false;
+  private readonly queue: string[] = [];
+  private queued = 0;
+
+  constructor(
+    readonly transport: StreamTransport,
+    private readonly res: HttpResponse,
+    private readonly traffic: ReturnType<Metrics['traffic']>,
+    private readonly hardLimit: number,
+    private readonly ended: Ended,
+  ) {}
+
+  send(frame: string): boolean {
+    if (!this.open) return true;
+    const data = framing[this.transport].encode(frame);
+    const size = Buffer.byteLength(data);
+    this.traffic.messagesOut.inc();
+    this.traffic.bytesOut.inc(size);
+    if (!this.blocked) {
+      this.write(data);
+      return true;
+    }
+    if (this.queued + size > this.hardLimit) {
+      this.finish(3008, 'slow');
+      return false;
+    }
+    this.queue.push(data);
+    this.queued += size;
+    return true;
+  }
+
+  /** Sends what is queued and a disconnect push, then ends the response. */
+  close(code: number, reason: string): void {
+    if (!this.open) return;
+    const push = framing[this.transport].encode(JSON.stringify({ push: { disconnect: { code, reason } } }));
+    this.res.cork(() => {
+      for (const data of this.queue) this.res.write(data);
+      this.res.write(push);
+    });
+    this.finish(code);
+  }
+
+  bufferedAmount(): number {
+    return this.queued;
+  }
+
+  /** The client went away (uWS onAborted): the response must not be touched again. */
+  aborted(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.ended(1005);
+  }
+
+  private finish(code: number, reason?: string): void {
+    this.open = false;
+    this.queue.length = 0;
+    this.queued = 0;
+    this.res.cork(() => this.res.end());
+    this.ended(code, reason);
+  }
+
+  private write(data: string): void {
+    let ok = true;
+    this.res.cork(() => {
+      ok = this.res.write(data);
+    });
+    if (ok) return;
+    this.blocked = true;
+    this.res.onWritable(() => {
+      this.blocked = false;
+      while (this.queue.length > 0 && !this.blocked && this.open) {
+        const next = this.queue.shift()!;
+        this.queued -= Buffer.byteLength(next);
+        this.write(next);
+      }
+      return true;
+    });
+  }
+}
+
+/** CORS for cross-origin pages (the Origin already passed the allow-list). */
+export function corsHeaders(res: HttpResponse, origin: string): void {
+  if (origin === '') return;
+  res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
+}
+
+export function mountStreams(
+  app: TemplatedApp,
+  node: Node,
+  admission: Admission,
+  emulation: Emulation,
+): void {
+  const { config } = node;
+  const traffic = { sse: node.metrics.traffic('sse'), http_stream: node.metrics.traffic('http_stream') };
+
+  const badRequest = (res: HttpResponse, status: string, message: string) => {
+    res.cork(() => res.writeStatus(status).writeHeader('content-type', 'text/plain').end(message));
+  };
+
+  /** Opens the stream and hands the connect command to a new session. */
+  const start = (transport: StreamTransport, res: HttpResponse, origin: string, connect: string) => {
+    const sink = new StreamSink(
+      transport,
+      res,
+      traffic[transport],
+      config.maxBackpressure * 4,
+      (code, reason) => {
+        admission.closed(transport);
+        emulation.delete(sink.emulationSession);
+        session.closed(code, reason);
+      },
+    );
+    res.onAborted(() => sink.aborted());
+    res.cork(() => {
+      res
+        .writeStatus('200 OK')
+        .writeHeader('content-type', framing[transport].contentType)
+        .writeHeader('cache-control', 'no-cache, no-store')
+        .writeHeader('x-accel-buffering', 'no');
+      corsHeaders(res, origin);
+    });
+    admission.opened(transport);
+    // Created after the sink, which only calls back once the stream has ended.
+    const session = new Session(sink, node);
+    emulation.add(sink.emulationSession, session);
+    traffic[transport].messagesIn.inc();
+    traffic[transport].bytesIn.inc(Buffer.byteLength(connect));
+    session.handleFrame(connect);
+  };
+
+  app.post('/connection/http_stream', (res, req) => {
+    const origin = req.getHeader('origin');
+    const refusal = admission.refusal(origin);
+    if (refusal) return admission.refuse(res, 'http_stream', refusal);
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    readBody(res, config.maxMessageSize, (body) => {
+      if (aborted) return;
+      if (!body) return badRequest(res, '413 Payload Too Large', 'connect command too large');
+      start('http_stream', res, origin, body.toString('utf8'));
+    });
+  });
+
+  app.get('/connection/sse', (res, req) => {
+    const origin = req.getHeader('origin');
+    const refusal = admission.refusal(origin);
+    if (refusal) return admission.refuse(res, 'sse', refusal);
+    const connect = req.getQuery('cf_connect') ?? '';
+    if (connect === '') return badRequest(res, '400 Bad Request', 'cf_connect query parameter required');
+    if (Buffer.byteLength(connect) > config.maxMessageSize)
+      return badRequest(res, '413 Payload Too Large', 'connect command too large');
+    start('sse', res, origin, connect);
+  });
+
+  // Preflight of cross-origin POSTs with a JSON body (stream and emulation).
+  for (const path of ['/connection/http_stream', '/connection/sse', '/emulation']) {
+    app.options(path, (res, req) => {
+      const origin = req.getHeader('origin');
+      if (admission.refusal(origin)?.reason === 'origin_not_allowed')
+        return badRequest(res, '403 Forbidden', 'origin_not_allowed');
+      res.cork(() => {
+        res
+          .writeStatus('204 No Content')
+          .writeHeader('access-control-allow-methods', 'GET, POST, OPTIONS')
+          .writeHeader('access-control-allow-headers', 'content-type')
+          .writeHeader('access-control-max-age', '600');
+        corsHeaders(res, origin);
+        res.end();
+      });
+    });
+  }
+}

@@ -1,0 +1,499 @@
+/**
+ * charts/switchboard: helm lint, helm template for the defaults and every
+ * ci/*.yaml value set, every rendered manifest valid under the Kubernetes
+ * schemas, and what the README promises: the drain fits in the grace period,
+ * probes hit /readyz and /healthz on the internal port, no pod runs as root or
+ * can escalate, HAProxy discovers gateway pods by DNS without stickiness (its
+ * rendered config passes `haproxy -c`, and runs against three gateways found
+ * through a test DNS server), NATS's config passes `nats-server -t`,
+ * the values schema refuses bad values, and the dashboards and alert rules in
+ * the chart are copies of dashboards/.
+ */
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { envName, KEYS } from '../src/config.js';
+import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
+import { checkStates, exited, type Proc, run, serverStates } from './cluster.js';
+import { jobsInDashboards, REPO } from './compose.js';
+import { startDns } from './dns.js';
+import { freePort, MAIN, RawClient, SECRET, token, waitUntil } from './harness.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'switchboard-chart-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+const values = (file?: string) => {
+  const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
+  return file ? mergeValues(defaults, parse(readFileSync(file, 'utf8'))) : defaults;
+};
+
+function mergeValues(base: any, over: any): any {
+  if (
+    typeof base !== 'object' ||
+    base === null ||
+    Array.isArray(base) ||
+    typeof over !== 'object' ||
+    over === null
+  )
+    return over;
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = mergeValues(base[k], v);
+  return out;
+}
+
+const rendered = VALUE_SETS.map((set) => ({
+  ...set,
+  values: values(set.files[0]),
+  manifests: render({ files: set.files, apiVersions: MONITORING_APIS }),
+}));
+
+const podSpecs = (manifests: any[]) =>
+  manifests
+    .filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind))
+    .map((m) => ({ name: `${m.kind} ${m.metadata.name}`, spec: m.spec.template.spec }));
+
+const gatewayContainer = (manifests: any[]) =>
+  find(manifests, 'Deployment', '-gateway').spec.template.spec.containers.find(
+    (c: any) => c.name === 'gateway',
+  );
+
+/** Settings the chart sets itself, so values.schema.json leaves them out of gateway.config. */
+const CHART_SETS = [
+  'node_id',
+  'host',
+  'client_port',
+  'internal_port',
+  'grpc_port',
+  'broker',
+  'nats_url',
+  'token_hmac_secret_key',
+  'token_public_key',
+  'api_key',
+  'shutdown_timeout',
+  'embedded_services',
+];
+
+describe('charts/switchboard', () => {
+  test('helm lint passes for the defaults and every ci value set', () => {
+    for (const set of VALUE_SETS) {
+      const out = helm(['lint', CHART, '--strict', ...set.files.flatMap((f) => ['-f', f])]);
+      assert.match(out, /1 chart\(s\) linted, 0 chart\(s\) failed/, `${set.name}:\n${out}`);
+    }
+  });
+
+  test('every rendered manifest is valid under the Kubernetes schemas', async () => {
+    for (const { name, manifests } of rendered) {
+      assert.ok(manifests.length > 5, `${name}: rendered ${manifests.length} manifests`);
+      for (const manifest of manifests) await validateManifest(manifest);
+    }
+    // The check has teeth: a port given as a string of letters is refused.
+    const broken = structuredClone(find(rendered[0]!.manifests, 'Deployment', '-gateway'));
+    broken.spec.template.spec.containers[0].ports[0].containerPort = 'eight thousand';
+    await assert.rejects(validateManifest(broken), /containerPort must be integer/);
+  });
+
+  test('the drain fits: grace period > preStop + SWITCHBOARD_SHUTDOWN_TIMEOUT, with room to close NATS', () => {
+    for (const { name, values: v, manifests } of rendered) {
+      const pod = find(manifests, 'Deployment', '-gateway').spec.template.spec;
+      const gateway = gatewayContainer(manifests);
+      const preStop = gateway.lifecycle.preStop.exec.command;
+      assert.deepEqual(preStop.slice(0, 1), ['sleep'], name);
+      const sleep = Number(preStop[1]);
+      const drain = Number(envOf(gateway).SWITCHBOARD_SHUTDOWN_TIMEOUT);
+      assert.equal(sleep, v.gateway.preStopSleepSeconds, name);
+      assert.equal(drain, v.gateway.shutdownTimeoutSeconds, name);
+      assert.ok(pod.terminationGracePeriodSeconds >= sleep + drain + 5, `${name}: ${JSON.stringify(pod)}`);
+      // A rolling update adds a pod before draining one.
+      const strategy = find(manifests, 'Deployment', '-gateway').spec.strategy.rollingUpdate;
+      assert.equal(strategy.maxUnavailable, 0, name);
+    }
+    const minimal = rendered.find((r) => r.name === 'minimal-values.yaml')!;
+    assert.equal(
+      find(minimal.manifests, 'Deployment', '-gateway').spec.template.spec.terminationGracePeriodSeconds,
+      50,
+    );
+  });
+
+  test('our containers keep the image entrypoint (tini) and run entry points that the build produces', () => {
+    for (const { name, manifests } of rendered) {
+      for (const pod of podSpecs(manifests)) {
+        for (const c of pod.spec.containers.filter((c: any) => c.image.startsWith('switchboard:'))) {
+          assert.equal(c.command, undefined, `${name}: ${pod.name} keeps tini`);
+          assert.equal(c.args[0], 'node');
+          assert.ok(existsSync(join(REPO, c.args[1])), `${name}: ${c.args[1]}`);
+        }
+      }
+    }
+  });
+
+  test('probes: readiness /readyz, liveness and startup /healthz, on the internal port the gateway listens on', () => {
+    for (const { name, manifests } of rendered) {
+      const gateway = gatewayContainer(manifests);
+      const internal = gateway.ports.find((p: any) => p.name === 'internal').containerPort;
+      assert.equal(String(internal), envOf(gateway).SWITCHBOARD_INTERNAL_PORT, name);
+      assert.equal(String(KEYS.internal_port.default), envOf(gateway).SWITCHBOARD_INTERNAL_PORT, name);
+      assert.deepEqual(gateway.readinessProbe.httpGet, { path: '/readyz', port: 'internal' }, name);
+      assert.deepEqual(gateway.livenessProbe.httpGet, { path: '/healthz', port: 'internal' }, name);
+      assert.deepEqual(gateway.startupProbe.httpGet, { path: '/healthz', port: 'internal' }, name);
+      // Readiness reacts within seconds (HAProxy and Endpoints follow it); liveness is patient.
+      assert.ok(gateway.readinessProbe.periodSeconds * gateway.readinessProbe.failureThreshold <= 10, name);
+      assert.ok(gateway.livenessProbe.periodSeconds * gateway.livenessProbe.failureThreshold >= 20, name);
+      assert.ok(gateway.resources.requests.cpu && gateway.resources.limits.memory, `${name}: resources`);
+    }
+  });
+
+  test('no pod runs as root, writes its root filesystem, escalates or keeps a capability', () => {
+    for (const { name, manifests } of rendered) {
+      for (const pod of podSpecs(manifests)) {
+        const where = `${name}: ${pod.name}`;
+        assert.equal(pod.spec.securityContext.runAsNonRoot, true, where);
+        assert.ok(pod.spec.securityContext.runAsUser > 0, where);
+        assert.equal(pod.spec.automountServiceAccountToken, false, where);
+        for (const c of pod.spec.containers) {
+          assert.equal(c.securityContext.allowPrivilegeEscalation, false, `${where} ${c.name}`);
+          assert.equal(c.securityContext.readOnlyRootFilesystem, true, `${where} ${c.name}`);
+          assert.deepEqual(c.securityContext.capabilities.drop, ['ALL'], `${where} ${c.name}`);
+        }
+      }
+    }
+  });
+
+  test('gateway: HPA on CPU (and connections per pod when enabled), PDB, topology spread, NetworkPolicy', async () => {
+    const [defaults] = rendered;
+    const hpa = find(defaults!.manifests, 'HorizontalPodAutoscaler');
+    assert.deepEqual(
+      hpa.spec.metrics.map((m: any) => m.type),
+      ['Resource'],
+    );
+    assert.equal(hpa.spec.behavior.scaleDown.policies[0].value, 1);
+    const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
+    const pods = find(external.manifests, 'HorizontalPodAutoscaler').spec.metrics.find(
+      (m: any) => m.type === 'Pods',
+    );
+    assert.equal(pods.pods.metric.name, 'switchboard_connections');
+    assert.equal(pods.pods.target.averageValue, '8000');
+    // The metric the adapter serves is one the gateway exports.
+    assert.match(
+      readFileSync(join(REPO, 'services/gateway/src/metrics.ts'), 'utf8'),
+      /name: 'switchboard_connections',/,
+    );
+
+    const labels = find(defaults!.manifests, 'Deployment', '-gateway').spec.template.metadata.labels;
+    const selects = (selector: Record<string, string>) =>
+      Object.entries(selector).every(([k, v]) => labels[k] === v);
+    assert.ok(
+      selects(find(defaults!.manifests, 'PodDisruptionBudget', '-gateway').spec.selector.matchLabels),
+    );
+    const spread = find(defaults!.manifests, 'Deployment', '-gateway').spec.template.spec
+      .topologySpreadConstraints;
+    assert.deepEqual(
+      spread.map((s: any) => s.topologyKey),
+      ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'],
+    );
+    const policy = find(defaults!.manifests, 'NetworkPolicy', '-gateway');
+    assert.ok(selects(policy.spec.podSelector.matchLabels));
+    const client = policy.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'client'));
+    assert.equal(client.from[0].podSelector.matchLabels['app.kubernetes.io/component'], 'haproxy');
+
+    assert.throws(
+      () => render({ set: ['gateway.autoscaling.maxReplicas=50'] }),
+      /haproxy.maxGateways must be at least gateway.autoscaling.maxReplicas/,
+    );
+  });
+
+  test('HAProxy: leastconn over the headless Service by DNS, no stickiness; its config passes haproxy -c', () => {
+    const [defaults] = rendered;
+    const cfg: string = find(defaults!.manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+    const headless = find(defaults!.manifests, 'Service', '-gateway-pods');
+    assert.equal(headless.spec.clusterIP, 'None');
+    assert.equal(headless.spec.publishNotReadyAddresses, false);
+    assert.match(cfg, /^\s+balance leastconn$/m);
+    assert.ok(
+      cfg.includes(`server-template gw 1-30 ${headless.metadata.name}.rt.svc.cluster.local:8000`),
+      cfg,
+    );
+    assert.match(cfg, /option httpchk GET \/readyz/);
+    assert.match(cfg, /default-server check port 9000 /);
+    assert.doesNotMatch(cfg, /^\s*(cookie|stick|hash-type|balance source)/m);
+    const file = join(scratch, 'haproxy.cfg');
+    writeFileSync(file, cfg);
+    execFileSync('haproxy', ['-c', '-q', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+
+    // With HAProxy off, an Ingress sends clients to the gateways' client Service.
+    const ingress = rendered.find((r) => r.name === 'ingress-values.yaml')!;
+    assert.equal(ingress.manifests.filter((m) => String(m.metadata.name).includes('haproxy')).length, 0);
+    const rule = find(ingress.manifests, 'Ingress').spec.rules[0];
+    assert.equal(
+      rule.http.paths[0].backend.service.name,
+      find(ingress.manifests, 'Service', '-gateway').metadata.name,
+    );
+  });
+
+  test('the rendered HAProxy finds gateway pods through DNS (server-template), spreads clients by leastconn, drops a pod that leaves DNS', async (t) => {
+    const [defaults] = rendered;
+    const host = `${find(defaults!.manifests, 'Service', '-gateway-pods').metadata.name}.rt.svc.cluster.local`;
+    // Three "pods": gateways on 127.0.0.1..3 with the same ports, as pods have the same ports on their own IPs.
+    const [clientPort, internalPort, haproxyPort, statsPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const pods = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+    const procs: Proc[] = [];
+    const dns = await startDns();
+    t.after(async () => {
+      for (const proc of procs.reverse()) await proc.stop();
+      await dns.close();
+    });
+    for (const [i, ip] of pods.entries()) {
+      const proc = run(process.execPath, [MAIN], {
+        SWITCHBOARD_NODE_ID: `pod${i + 1}`,
+        SWITCHBOARD_HOST: ip,
+        SWITCHBOARD_CLIENT_PORT: String(clientPort),
+        SWITCHBOARD_INTERNAL_PORT: String(internalPort),
+        SWITCHBOARD_GRPC_PORT: '0',
+        SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET,
+        SWITCHBOARD_LOG_LEVEL: 'warn',
+      });
+      procs.push(proc);
+      await waitUntil(
+        async () => {
+          if (exited(proc)) throw new Error(`gateway on ${ip} exited:\n${proc.output()}`);
+          return (await fetch(`http://${ip}:${internalPort}/readyz`).catch(() => undefined))?.status === 200;
+        },
+        15_000,
+        () => `gateway on ${ip}`,
+      );
+    }
+    dns.set(host, pods);
+
+    // The rendered config, with only what a pod's network gives differently here: ports and the DNS server.
+    let cfg: string = find(defaults!.manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+    const replace = (from: string, to: string) => {
+      assert.ok(cfg.includes(from), `haproxy.cfg has ${from}`);
+      cfg = cfg.replace(from, to);
+    };
+    replace('parse-resolv-conf', `nameserver test 127.0.0.1:${dns.port}`);
+    replace('bind :8000', `bind 127.0.0.1:${haproxyPort}`);
+    replace('bind :8404', `bind 127.0.0.1:${statsPort}`);
+    replace('check port 9000', `check port ${internalPort}`);
+    replace(`${host}:8000`, `${host}:${clientPort}`);
+    const file = join(scratch, 'haproxy-live.cfg');
+    writeFileSync(file, cfg);
+    const haproxy = run('haproxy', ['-db', '-f', file]);
+    procs.push(haproxy);
+    const upServers = async () => {
+      const text = await fetch(`http://127.0.0.1:${statsPort}/metrics`).then(
+        (r) => r.text(),
+        () => '',
+      );
+      const [states, checks] = [serverStates(text), checkStates(text)];
+      return Object.keys(states).filter((s) => states[s] === 'UP' && checks[s] === 'L7OK').length;
+    };
+    await waitUntil(
+      async () => (await upServers()) === 3,
+      20_000,
+      () => `3 gateways UP in HAProxy:\n${haproxy.output()}`,
+    );
+
+    const clients: RawClient[] = [];
+    t.after(() => clients.forEach((c) => c.ws.close()));
+    for (let i = 0; i < 3; i++) {
+      const c = new RawClient(`ws://127.0.0.1:${haproxyPort}/connection/websocket`);
+      clients.push(c);
+      await c.open();
+      c.send({ id: 1, connect: { token: await token({ sub: `u${i}` }) } });
+      await c.expect((m) => m.id === 1 && m.connect);
+    }
+    const perPod = await Promise.all(
+      pods.map(async (ip) => {
+        const text = await (await fetch(`http://${ip}:${internalPort}/metrics`)).text();
+        return Number(/^switchboard_connections\{transport="websocket"\} (\d+)/m.exec(text)?.[1] ?? 0);
+      }),
+    );
+    assert.deepEqual(perPod, [1, 1, 1], 'leastconn: one client per gateway');
+
+    // A pod that leaves the headless Service (terminating, or scaled down) leaves HAProxy.
+    dns.set(host, pods.slice(0, 2));
+    await waitUntil(
+      async () => (await upServers()) === 2,
+      20_000,
+      () => `2 gateways UP after DNS dropped one:\n${haproxy.output()}`,
+    );
+  });
+
+  test('NATS: the own StatefulSet with JetStream on a volume (config passes nats-server -t), or an existing URL', () => {
+    const [defaults] = rendered;
+    const sts = find(defaults!.manifests, 'StatefulSet', '-nats');
+    assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '10Gi');
+    const conf: string = find(defaults!.manifests, 'ConfigMap', '-nats').data['nats.conf'];
+    assert.match(conf, /jetstream \{\n\s+store_dir: \/data/);
+    const file = join(scratch, 'nats.conf');
+    writeFileSync(file, conf);
+    execFileSync('nats-server', ['-c', file, '-t'], {
+      env: { ...process.env, POD_NAME: 'nats-0' },
+      stdio: 'pipe',
+    });
+    assert.equal(
+      envOf(gatewayContainer(defaults!.manifests)).SWITCHBOARD_NATS_URL,
+      `nats://${find(defaults!.manifests, 'Service', '-nats').metadata.name}:4222`,
+    );
+
+    const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
+    assert.equal(external.manifests.filter((m) => m.kind === 'StatefulSet').length, 0);
+    for (const name of ['-gateway', '-service-chat', '-service-store', '-service-jobs']) {
+      const env = envOf(find(external.manifests, 'Deployment', name).spec.template.spec.containers[0]);
+      assert.equal(env.SWITCHBOARD_NATS_URL, external.values.nats.url, name);
+      assert.equal(env.SWITCHBOARD_NATS_PREFIX, 'rt', name);
+    }
+    assert.throws(() => render({ set: ['nats.enabled=false'] }), /nats.url is required/);
+  });
+
+  test('keys: generated into a Secret, or taken from an existing one', () => {
+    const [defaults] = rendered;
+    const secret = find(defaults!.manifests, 'Secret', '-auth');
+    for (const key of ['token-hmac-secret-key', 'api-key'])
+      assert.ok(Buffer.from(secret.data[key], 'base64').length >= 32, key);
+    assert.equal(
+      envOf(gatewayContainer(defaults!.manifests)).SWITCHBOARD_API_KEY,
+      `secret:${secret.metadata.name}/api-key`,
+    );
+    const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
+    assert.equal(external.manifests.filter((m) => m.kind === 'Secret').length, 0);
+    assert.equal(
+      envOf(gatewayContainer(external.manifests)).SWITCHBOARD_API_KEY,
+      'secret:switchboard-keys/api-key',
+    );
+    const minimal = rendered.find((r) => r.name === 'minimal-values.yaml')!;
+    assert.equal(
+      Buffer.from(find(minimal.manifests, 'Secret').data['api-key'], 'base64').toString(),
+      'ci-api-key',
+    );
+  });
+
+  test('gateway.config takes exactly the settings the chart does not set itself, and they reach the environment', () => {
+    const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8'));
+    const allowed = Object.keys(schema.properties.gateway.properties.config.properties).sort();
+    assert.deepEqual(
+      allowed,
+      Object.keys(KEYS)
+        .filter((k) => !CHART_SETS.includes(k))
+        .sort(),
+    );
+    for (const { name, manifests } of rendered) {
+      const env = envOf(gatewayContainer(manifests));
+      for (const key of CHART_SETS.filter((k) => k !== 'embedded_services'))
+        assert.ok(envName(key) in env, `${name}: ${envName(key)}`);
+      for (const variable of Object.keys(env).filter((k) => k.startsWith('SWITCHBOARD_')))
+        assert.ok(
+          Object.keys(KEYS).some((k) => envName(k) === variable),
+          `${name}: ${variable} is a setting`,
+        );
+    }
+    const minimal = envOf(
+      gatewayContainer(rendered.find((r) => r.name === 'minimal-values.yaml')!.manifests),
+    );
+    assert.equal(minimal.SWITCHBOARD_ALLOW_ANONYMOUS, 'true');
+    assert.equal(JSON.parse(minimal.SWITCHBOARD_NAMESPACES!)[1].name, 'chat');
+    const ingress = envOf(
+      gatewayContainer(rendered.find((r) => r.name === 'ingress-values.yaml')!.manifests),
+    );
+    assert.equal(ingress.SWITCHBOARD_ALLOWED_ORIGINS, 'https://app.example.com,https://*.example.com');
+  });
+
+  test('values.schema.json refuses bad values with a message naming them', () => {
+    const refused: [string, RegExp][] = [
+      ['gateway.replicaCount=0', /replicaCount/],
+      ['gateway.config.bogus=1', /bogus/],
+      ['gateway.config.api_key=x', /api_key/],
+      ['gateway.config.max_connections=many', /max_connections/],
+      ['nats.url=http://nats:4222', /nats\/url/],
+      ['haproxy.service.type=Bogus', /service\/type/],
+      ['gatway.replicaCount=2', /gatway/],
+    ];
+    for (const [set, message] of refused) assert.throws(() => render({ set: [set] }), message, set);
+  });
+
+  test('monitoring objects only when the Prometheus Operator CRDs exist', () => {
+    const without = render();
+    assert.equal(without.filter((m) => m.apiVersion.startsWith('monitoring.coreos.com/')).length, 0);
+    const [defaults] = rendered;
+    const monitor = find(defaults!.manifests, 'ServiceMonitor');
+    assert.equal(monitor.spec.endpoints[0].port, 'internal');
+    // Exactly one Service (the API's) is scraped, else every gateway would be scraped twice.
+    const scraped = defaults!.manifests.filter(
+      (m) =>
+        m.kind === 'Service' &&
+        Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels[k] === v),
+    );
+    assert.deepEqual(
+      scraped.map((m) => m.metadata.name),
+      ['sb-switchboard-api'],
+    );
+    // Job names come from a label; they are the ones the dashboards and alert rules use.
+    const jobs = [
+      scraped[0].metadata.labels[monitor.spec.jobLabel],
+      ...defaults!.manifests
+        .filter((m) => m.kind === 'PodMonitor')
+        .map((pm) => {
+          const owner = defaults!.manifests.find(
+            (m) =>
+              ['Deployment', 'StatefulSet'].includes(m.kind) &&
+              Object.entries(pm.spec.selector.matchLabels).every(
+                ([k, v]) => m.spec.template.metadata.labels[k] === v,
+              ),
+          );
+          return owner.spec.template.metadata.labels[pm.spec.jobLabel];
+        }),
+    ].sort();
+    assert.deepEqual(jobs, ['haproxy', 'nats', 'switchboard']);
+    for (const job of jobsInDashboards()) assert.ok(jobs.includes(job), `dashboards/ select job="${job}"`);
+    assert.deepEqual(
+      defaults!.manifests
+        .filter((m) => m.kind === 'PodMonitor')
+        .map((m) => m.spec.podMetricsEndpoints[0].port)
+        .sort(),
+      ['metrics', 'stats'],
+    );
+  });
+
+  test('dashboards and alert rules in the chart are copies of dashboards/ (make chart-files)', () => {
+    const sources = join(REPO, 'dashboards/grafana');
+    const copies = join(CHART, 'files/dashboards');
+    const list = (dir: string) =>
+      existsSync(dir)
+        ? readdirSync(dir)
+            .filter((f) => f.endsWith('.json'))
+            .sort()
+        : [];
+    assert.deepEqual(list(copies), list(sources), 'run: make chart-files');
+    for (const file of list(sources))
+      assert.equal(
+        readFileSync(join(copies, file), 'utf8'),
+        readFileSync(join(sources, file), 'utf8'),
+        `${file}: run make chart-files`,
+      );
+    const alerts = join(REPO, 'dashboards/prometheus/alerts.yml');
+    const alertsCopy = join(CHART, 'files/alerts.yml');
+    assert.equal(existsSync(alertsCopy), existsSync(alerts), 'run: make chart-files');
+    if (existsSync(alerts)) assert.equal(readFileSync(alertsCopy, 'utf8'), readFileSync(alerts, 'utf8'));
+
+    const [defaults] = rendered;
+    const dashboards = defaults!.manifests.find(
+      (m) => m.kind === 'ConfigMap' && m.metadata.name.endsWith('-dashboards'),
+    );
+    assert.deepEqual(Object.keys(dashboards?.data ?? {}).sort(), list(sources));
+    if (dashboards) assert.equal(dashboards.metadata.labels.grafana_dashboard, '1');
+    const rule = defaults!.manifests.find((m) => m.kind === 'PrometheusRule');
+    assert.deepEqual(
+      rule?.spec.groups,
+      existsSync(alerts) ? parse(readFileSync(alerts, 'utf8')).groups : undefined,
+    );
+  });
+});

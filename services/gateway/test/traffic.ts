@@ -1,0 +1,94 @@
+/**
+ * Traffic for tests: subscribers that record what they got and how often
+ * they recovered, a steady publisher that remembers what was accepted, and a
+ * gateway's connection count from its own metrics.
+ */
+
+import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
+import { api, type Gateway, waitUntil } from './harness.js';
+
+export interface Subscriber {
+  sub: Subscription;
+  got: PublicationContext[];
+  /** How many resubscribes recovered missed publications. */
+  recoveries: number;
+}
+
+export async function subscribe(c: Centrifuge, channel: string): Promise<Subscriber> {
+  const sub = c.newSubscription(channel);
+  const result: Subscriber = { sub, got: [], recoveries: 0 };
+  sub.on('publication', (ctx) => result.got.push(ctx));
+  sub.on('subscribed', (ctx) => {
+    if (ctx.wasRecovering && ctx.recovered) result.recoveries++;
+  });
+  sub.subscribe();
+  await sub.ready(10_000);
+  return result;
+}
+
+/** Connections open on one gateway, from its own metrics. */
+export async function connectionsOn(gateway: Gateway, transport = 'websocket'): Promise<number> {
+  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
+  return Number(
+    new RegExp(`^switchboard_connections\\{transport="${transport}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0,
+  );
+}
+
+export const numbers = (got: PublicationContext[]) => got.map((p) => (p.data as { n: number }).n);
+
+/** Publishes n = 1, 2, ... through `via` every 10 ms until stopped; returns the accepted numbers. */
+export function publisher(via: () => Gateway, channel: string) {
+  const accepted: number[] = [];
+  let n = 0;
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const current = ++n;
+      const res = await api(via(), 'publish', { channel, data: { n: current } }).catch(() => undefined);
+      if (res?.body.result) accepted.push(current);
+      await new Promise((r) => setTimeout(r, 10)); // the publishing rate, not a synchronisation
+    }
+  })();
+  return {
+    accepted,
+    stop: async () => {
+      running = false;
+      await done;
+    },
+  };
+}
+
+/**
+ * SIGKILLs `gateways[victim]` while publishing to `channel` through another
+ * gateway, and resolves once every subscriber has as many publications as
+ * were accepted; returns the accepted numbers for the caller to compare.
+ */
+export async function killDuringTraffic(
+  gateways: Gateway[],
+  victim: number,
+  channel: string,
+  subscribers: Subscriber[],
+): Promise<number[]> {
+  const survivor = gateways[(victim + 1) % gateways.length]!;
+  const pub = publisher(() => survivor, channel);
+  await waitUntil(
+    () => subscribers.every((s) => s.got.length >= 10),
+    10_000,
+    () => 'traffic before the kill',
+  );
+  await gateways[victim]!.stop('SIGKILL');
+  const atKill = pub.accepted.length;
+  await waitUntil(
+    () => pub.accepted.length >= atKill + 30,
+    15_000,
+    () => 'traffic after the kill',
+  );
+  await pub.stop();
+  const total = pub.accepted.length;
+  await waitUntil(
+    () => subscribers.every((s) => s.got.length >= total),
+    20_000,
+    () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
+  );
+  return pub.accepted;
+}
