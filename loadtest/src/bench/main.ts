@@ -8,7 +8,7 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,6 +89,7 @@ async function main(): Promise<void> {
       profile: { type: 'boolean', default: false },
       levels: { type: 'string' },
       'channel-levels': { type: 'string' },
+      replot: { type: 'boolean', default: false },
     },
   });
   const quick = values.quick;
@@ -96,6 +97,15 @@ async function main(): Promise<void> {
   const kinds = values.servers.split(',').map((s) => s.trim()) as ServerKind[];
   for (const kind of kinds)
     if (!SERVERS.includes(kind)) throw new Error(`unknown server ${kind} (${SERVERS.join(', ')})`);
+  if (values.replot) {
+    // Draw the plot again from the results of an earlier run.
+    const earlier = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      results: ServerResult[];
+      latencies: LatencyResult[];
+    };
+    console.log(`plot: ${await renderPlot(earlier.results, earlier.latencies, join(out, 'growth'))}`);
+    return;
+  }
   const p = plan(quick);
   const counts = (text: string) => text.split(',').map((n) => Math.max(1, Math.floor(Number(n))));
   if (values.levels) p.levels = counts(values.levels);

@@ -41,9 +41,9 @@ function chart(title: string, xLabel: string, yLabel: string, series: Series[]):
     log ? Math.log(v / yMin) / Math.log(yMax / yMin) : (v - yMin) / (yMax - yMin);
   const y = (v: number) => PAD.top + h - yNorm(Math.max(v, yMin)) * h;
   const ticks = log
-    ? Array.from({ length: 20 }, (_, i) => 10 ** (Math.floor(Math.log10(yMin)) + i)).filter(
-        (t) => t >= yMin && t <= yMax,
-      )
+    ? Array.from({ length: 20 }, (_, i) => 10 ** (Math.floor(Math.log10(yMin)) + i))
+        .flatMap((decade) => [decade, 2 * decade, 5 * decade])
+        .filter((t) => t >= yMin && t <= yMax)
     : Array.from({ length: 5 }, (_, i) => (yMax * i) / 4);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="sans-serif" font-size="11">`,
