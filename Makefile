@@ -29,7 +29,7 @@ node_modules/.package-lock.json: package-lock.json
 install: node_modules/.package-lock.json
 
 build: install
-	npx tsc -b
+	npx tsc -b tsconfig.json loadtest loadtest/k6
 
 run: build
 	@echo "Switchboard (embedded): ws://localhost:8000/connection/websocket"
@@ -81,7 +81,7 @@ bench: build deps
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 
 clean:
-	npx tsc -b --clean
+	npx tsc -b --clean tsconfig.json loadtest loadtest/k6
 	rm -rf test-output
 
 # The image for the gateway and the example services (needs a Docker engine; not run by CI).
