@@ -31,7 +31,10 @@ let droppedAt = 0;
 
 export default function (): void {
   const remaining = end - Date.now();
-  if (remaining <= 0) return;
+  if (remaining <= 0) {
+    sleep(1); // the run is ending: no busy loop until k6 stops the VU
+    return;
+  }
   session({
     user: `re-${__VU}`,
     holdMs: remaining,
