@@ -1,17 +1,18 @@
 /**
  * How the figures grow with connections, channels and load: small SVG line
  * charts (own code, no charting library) in one HTML page, screenshotted to
- * PNG by headless Chromium.
+ * PNG by headless Chromium (the gateway tests' launcher).
  */
 
-import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { launchChromium } from '@switchboard/gateway/dist/test/browser-harness.js';
 import type { LatencyResult, ServerResult } from './measure.js';
 import { LABELS } from './servers.js';
 
-const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd'];
+/** Debian's Chromium, as the gateway's browser tests launch it. */
 const CHROMIUM = '/usr/bin/chromium';
+const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd'];
 const WIDTH = 460;
 const HEIGHT = 340;
 const PAD = { left: 70, right: 15, top: 40, bottom: 50 };
@@ -132,26 +133,18 @@ export async function renderPlot(
 ): Promise<string | undefined> {
   const svgs = charts(results, latencies).filter(Boolean);
   const html = `<!doctype html><html><body style="margin:0;display:flex;flex-wrap:wrap;width:${WIDTH * 2}px;background:white">${svgs.join('\n')}</body></html>`;
-  const htmlFile = resolve(`${base}.html`);
-  writeFileSync(htmlFile, html);
+  writeFileSync(resolve(`${base}.html`), html);
   if (!existsSync(CHROMIUM)) return undefined;
   const png = resolve(`${base}.png`);
-  execFileSync(
-    CHROMIUM,
-    [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--hide-scrollbars',
-      `--window-size=${WIDTH * 2},${HEIGHT * Math.ceil(svgs.length / 2)}`,
-      `--screenshot=${png}`,
-      `file://${htmlFile}`,
-    ],
-    { stdio: 'ignore', timeout: 60_000 },
-  );
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage({
+      viewport: { width: WIDTH * 2, height: HEIGHT * Math.ceil(svgs.length / 2) },
+    });
+    await page.setContent(html);
+    await page.screenshot({ path: png });
+  } finally {
+    await browser.close();
+  }
   return png;
 }
