@@ -1,7 +1,7 @@
 /**
  * Verifies JWT connection and subscription tokens: HS256 with a shared
  * secret, RS256/ES256 with a PEM public key or keys from a JWKS URL.
- * Signatures and registered claims via jose; our own claims in protocol.
+ * HS256 on node:crypto (hs256.ts), the others via jose; our own claims in protocol.
  */
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -22,6 +22,7 @@ import {
   SignJWT,
 } from 'jose';
 import type { Config } from './config.js';
+import { headerAlg, verifyHs256 } from './hs256.js';
 
 export type TokenCheck<T> = { ok: true; value: T } | { ok: false; expired: boolean; reason: string };
 
@@ -34,10 +35,12 @@ export class TokenVerifier {
   private readonly algorithms: string[] = [];
   private readonly resolveKey: KeyResolver;
   private readonly options: { audience?: string; issuer?: string };
+  private readonly hmacSecret: Buffer | undefined;
 
   /** `jwksOptions` tune the remote key set (cache age, refetch cooldown); jose's defaults otherwise. */
   constructor(settings: Config['token'], jwksOptions: RemoteJWKSetOptions = {}) {
     const secret = settings.hmacSecret ? new TextEncoder().encode(settings.hmacSecret) : undefined;
+    this.hmacSecret = secret ? Buffer.from(secret) : undefined;
     if (secret) this.algorithms.push('HS256');
     let publicKey: KeyObject | undefined;
     let publicAlg: string | undefined;
@@ -90,6 +93,11 @@ export class TokenVerifier {
     claims: (payload: JWTPayload, now: number) => ClaimsCheck<T>,
   ): Promise<TokenCheck<T>> {
     if (!this.enabled) return { ok: false, expired: false, reason: 'no token key configured' };
+    if (this.hmacSecret && headerAlg(token) === 'HS256') {
+      const now = Math.floor(Date.now() / 1000);
+      const checked = verifyHs256(token, this.hmacSecret, this.options, now);
+      return checked.ok ? claims(checked.payload, now) : checked;
+    }
     try {
       const { payload } = await jwtVerify(
         token,

