@@ -76,9 +76,11 @@ test: build lint deps
 
 # Benchmarks side by side with peers, not part of `make test`: servers pinned to
 # core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
+# Then the bytes on the wire per transport (WebSocket, HTTP-streaming, SSE, polling).
 BENCH_ARGS ?=
 bench: build deps
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
+	$(NODE) services/gateway/dist/bench/wire-bytes.js
 
 clean:
 	npx tsc -b --clean tsconfig.json loadtest loadtest/k6

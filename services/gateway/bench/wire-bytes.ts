@@ -274,7 +274,7 @@ const gateway = await startGateway({
 const browser = values['no-browser'] ? undefined : await launchChromium();
 try {
   console.log(
-    `${publications} publications of ${JSON.stringify(payload(1))}, then ${commands} client publishes and ${commands} RPCs; TCP payload bytes incl. HTTP headers and framing; ratio to WebSocket in brackets.`,
+    `${publications} publications of \`${JSON.stringify(payload(1))}\`, then ${commands} client publishes and ${commands} RPCs; TCP payload bytes incl. HTTP headers and framing; ratio to WebSocket in brackets.`,
   );
   const nodeRows = {} as Record<TransportName, Record<Phase, Counted>>;
   for (const t of TRANSPORTS)
