@@ -11,19 +11,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser-harness.js';
 import { type Dashboard, type Panel, panelsOf, substitute } from './dashboards.js';
 import { type PrometheusApi, prometheusApi, type RangeSeries } from './prometheus.js';
-
-export const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 const WIDTH = 1600;
 const ROW_HEIGHT = 36;
@@ -220,7 +210,7 @@ export async function renderDashboard(
   rateInterval?: string,
 ): Promise<string[]> {
   const { html, empty, height } = await dashboardHtml(dashboard, prometheus, range, rateInterval);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage({ viewport: { width: WIDTH, height: Math.ceil(height) } });
     await page.setContent(html);

@@ -30,6 +30,7 @@ class WebSocketSink implements TopicSink {
   send(frame: string): boolean {
     if (!this.open) return true;
     const status = this.ws.send(frame, false, false);
+    if (status === 2) this.overLimit = true;
     this.traffic.messagesOut.inc();
     this.traffic.bytesOut.inc(Buffer.byteLength(frame));
     return status !== 2;
@@ -41,6 +42,8 @@ class WebSocketSink implements TopicSink {
 
   /** Bytes queued at the last look; an abrupt close after a backlog was a slow consumer. */
   lastBuffered = 0;
+  /** A direct send hit the hard backpressure bound: uWS closes the socket next. */
+  overLimit = false;
 
   bufferedAmount(): number {
     this.lastBuffered = this.open ? this.ws.getBufferedAmount() : 0;
@@ -131,7 +134,8 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
       admission.closed('websocket');
       const data = ws.getUserData();
       if (data.sink) data.sink.open = false;
-      data.session?.closed(code, code === 1006 && (data.sink?.lastBuffered ?? 0) > 0 ? 'slow' : undefined);
+      const slow = code === 1006 && (data.sink?.overLimit || (data.sink?.lastBuffered ?? 0) > 0);
+      data.session?.closed(code, slow ? 'slow' : undefined);
     },
   });
 }
