@@ -13,14 +13,20 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createConnection, createServer, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
-import { Centrifuge } from 'centrifuge';
-import { EventSource } from 'eventsource';
+import type { Centrifuge } from 'centrifuge';
 import type { Browser } from 'playwright-core';
-import WebSocket from 'ws';
 import { launchChromium } from '../test/browser-harness.js';
-import { api, type Gateway, nextEvent, startGateway, token, waitUntil } from '../test/harness.js';
-
-type TransportName = 'websocket' | 'http_stream' | 'sse';
+import type { Transport } from '../src/metrics.js';
+import {
+  api,
+  endpointOf,
+  type Gateway,
+  nextEvent,
+  startGateway,
+  token,
+  transportClient,
+  waitUntil,
+} from '../test/harness.js';
 
 interface Counted {
   up: number;
@@ -71,17 +77,8 @@ interface Driver {
   disconnect(): Promise<void>;
 }
 
-function nodeDriver(base: string, transport: TransportName, jwt: string): Driver {
-  const endpoint =
-    transport === 'websocket'
-      ? `ws://${base}/connection/websocket`
-      : `http://${base}/connection/${transport}`;
-  const client = new Centrifuge([{ transport, endpoint }], {
-    websocket: WebSocket,
-    eventsource: EventSource,
-    emulationEndpoint: `http://${base}/emulation`,
-    token: jwt,
-  });
+function nodeDriver(base: string, transport: Transport, jwt: string): Driver {
+  const client = transportClient(base, [transport], { token: jwt });
   let sub: ReturnType<Centrifuge['newSubscription']> | undefined;
   let count = 0;
   return {
@@ -110,16 +107,13 @@ function nodeDriver(base: string, transport: TransportName, jwt: string): Driver
 async function browserDriver(
   browser: Browser,
   base: string,
-  transport: TransportName,
+  transport: Transport,
   jwt: string,
 ): Promise<Driver> {
   const page = await browser.newPage();
   await page.goto(`http://${base}/`);
   await page.waitForFunction(() => 'Centrifuge' in globalThis);
-  const endpoint =
-    transport === 'websocket'
-      ? `ws://${base}/connection/websocket`
-      : `http://${base}/connection/${transport}`;
+  const endpoint = endpointOf(base, transport);
   type Scripted = { client: Centrifuge; sub: ReturnType<Centrifuge['newSubscription']>; count: number };
   return {
     async connectAndSubscribe(channel) {
@@ -173,7 +167,7 @@ type Phase = keyof typeof PHASES;
 /** Runs the scenario with one client through a fresh counting proxy; bytes per phase. */
 async function measure(
   gateway: Gateway,
-  transport: TransportName,
+  transport: Transport,
   makeDriver: (base: string, jwt: string) => Promise<Driver> | Driver,
 ): Promise<Record<Phase, Counted>> {
   const proxy = await countingProxy(gateway.clientPort);
@@ -247,7 +241,7 @@ async function pollingBytesPerMessage(browser: Browser | undefined): Promise<num
 const TRANSPORTS = ['websocket', 'http_stream', 'sse'] as const;
 
 /** One Markdown table: bytes per item, ratio to WebSocket in brackets. */
-function table(title: string, rows: Record<TransportName, Record<Phase, Counted>>, polling: number): void {
+function table(title: string, rows: Record<Transport, Record<Phase, Counted>>, polling: number): void {
   const per = (c: Counted, n: number) => Math.round((c.up + c.down) / n);
   const ratio = (value: number, base: number) => `${value} (${(value / base).toFixed(1)}×)`;
   console.log(`\n**${title}**\n`);
@@ -259,7 +253,7 @@ function table(title: string, rows: Record<TransportName, Record<Phase, Counted>
     const poll = name === 'server → client publications' ? ratio(polling, base) : '';
     console.log(`| ${name} | ${cells.join(' | ')} | ${poll} |`);
   }
-  const total = (t: TransportName) => Object.values(rows[t]).reduce((sum, c) => sum + c.up + c.down, 0);
+  const total = (t: Transport) => Object.values(rows[t]).reduce((sum, c) => sum + c.up + c.down, 0);
   const cells = TRANSPORTS.map((t) =>
     t === 'websocket' ? `${total(t)}` : ratio(total(t), total('websocket')),
   );
@@ -276,7 +270,7 @@ try {
   console.log(
     `${publications} publications of \`${JSON.stringify(payload(1))}\`, then ${commands} client publishes and ${commands} RPCs; TCP payload bytes incl. HTTP headers and framing; ratio to WebSocket in brackets.`,
   );
-  const nodeRows = {} as Record<TransportName, Record<Phase, Counted>>;
+  const nodeRows = {} as Record<Transport, Record<Phase, Counted>>;
   for (const t of TRANSPORTS)
     nodeRows[t] = await measure(gateway, t, (base, jwt) => nodeDriver(base, t, jwt));
   table(
@@ -285,7 +279,7 @@ try {
     await pollingBytesPerMessage(undefined),
   );
   if (browser) {
-    const browserRows = {} as Record<TransportName, Record<Phase, Counted>>;
+    const browserRows = {} as Record<Transport, Record<Phase, Counted>>;
     for (const t of TRANSPORTS)
       browserRows[t] = await measure(gateway, t, (base, jwt) => browserDriver(browser, base, t, jwt));
     table(

@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { jwtVerify } from 'jose';
 import { signHs256 } from './auth.js';
-import { readBody } from './body.js';
+import { readBody } from './reply.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { originAllowed } from './transport/origin.js';

@@ -5,7 +5,7 @@
  * nothing falls between their history snapshot and the live stream.
  */
 
-import type { Metrics, Transport } from './metrics.js';
+import type { Metrics, Traffic, Transport } from './metrics.js';
 
 /** What the hub needs of a transport connection. */
 export interface Sink {
@@ -55,7 +55,7 @@ export class Hub<M extends HubMember = HubMember> {
   private readonly direct = new Map<string, Set<M>>();
   private subscriptionCount = 0;
 
-  private readonly traffic: ReturnType<Metrics['traffic']>;
+  private readonly traffic: Traffic;
 
   constructor(
     private readonly topics: Topics,

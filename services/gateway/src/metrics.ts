@@ -11,6 +11,14 @@ export type Transport = 'websocket' | 'sse' | 'http_stream';
 let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
 
+/** Frame and byte counters of one transport, each direction. */
+export interface Traffic {
+  messagesIn: Counter.Internal;
+  messagesOut: Counter.Internal;
+  bytesIn: Counter.Internal;
+  bytesOut: Counter.Internal;
+}
+
 export const JETSTREAM_OPERATIONS = ['append', 'last', 'read', 'purge', 'streams'] as const;
 export type JetStreamOperation = (typeof JETSTREAM_OPERATIONS)[number];
 export const KV_OPERATIONS = [
@@ -245,14 +253,21 @@ export class Metrics {
     for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
   }
 
-  /** Bandwidth counters of one transport, with labels bound once rather than per frame. */
-  traffic(transport: Transport) {
-    return {
-      messagesIn: this.messages.labels(transport, 'in'),
-      messagesOut: this.messages.labels(transport, 'out'),
-      bytesIn: this.bytes.labels(transport, 'in'),
-      bytesOut: this.bytes.labels(transport, 'out'),
-    };
+  private readonly trafficOf = new Map<Transport, Traffic>();
+
+  /** Bandwidth counters of one transport, with labels bound once rather than per frame or request. */
+  traffic(transport: Transport): Traffic {
+    let traffic = this.trafficOf.get(transport);
+    if (!traffic) {
+      traffic = {
+        messagesIn: this.messages.labels(transport, 'in'),
+        messagesOut: this.messages.labels(transport, 'out'),
+        bytesIn: this.bytes.labels(transport, 'in'),
+        bytesOut: this.bytes.labels(transport, 'out'),
+      };
+      this.trafficOf.set(transport, traffic);
+    }
+    return traffic;
   }
 }
 

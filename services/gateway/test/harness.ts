@@ -9,8 +9,10 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Centrifuge, type Options } from 'centrifuge';
+import { EventSource } from 'eventsource';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import type { Transport } from '../src/metrics.js';
 
 export const SECRET = 'test-secret-key-for-hs256';
 export const API_KEY = 'test-api-key';
@@ -143,6 +145,35 @@ export function client(gateway: Pick<Gateway, 'wsUrl'>, options: Partial<Options
     maxReconnectDelay: 300,
     ...options,
   });
+}
+
+/** The client URL of `transport` at host:port. */
+export function endpointOf(hostPort: string, transport: Transport): string {
+  return transport === 'websocket'
+    ? `ws://${hostPort}/connection/websocket`
+    : `http://${hostPort}/connection/${transport}`;
+}
+
+/**
+ * A centrifuge-js client trying `transports` in order at host:port, with what
+ * Node needs for each (ws, EventSource, the absolute `/emulation` URL); not yet connected.
+ */
+export function transportClient(
+  hostPort: string,
+  transports: Transport[],
+  options: Partial<Options> = {},
+): Centrifuge {
+  return new Centrifuge(
+    transports.map((transport) => ({ transport, endpoint: endpointOf(hostPort, transport) })),
+    {
+      websocket: WebSocket,
+      eventsource: EventSource,
+      emulationEndpoint: `http://${hostPort}/emulation`,
+      minReconnectDelay: 50,
+      maxReconnectDelay: 500,
+      ...options,
+    },
+  );
 }
 
 export async function api(

@@ -14,8 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Centrifuge } from 'centrifuge';
-import { EventSource } from 'eventsource';
+import type { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import type { Transport } from '../src/metrics.js';
 import { type Cluster, startCluster, startNats } from './cluster.js';
@@ -32,6 +31,7 @@ import {
   SECRET,
   startGateway,
   token,
+  transportClient,
   waitUntil,
 } from './harness.js';
 import { ALERT_TESTS_FILE, ALERTS_FILE, type Prometheus, startPrometheus } from './prometheus.js';
@@ -164,15 +164,8 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
 
   /** A client through HAProxy over `transport` (SSE and HTTP-streaming send commands to /emulation). */
   async function connected(user: string, transport: Transport = 'websocket'): Promise<Centrifuge> {
-    const base = `127.0.0.1:${cluster.haproxy.port}`;
-    const endpoint =
-      transport === 'websocket' ? cluster.haproxy.url : `http://${base}/connection/${transport}`;
-    const c = new Centrifuge([{ transport, endpoint }], {
-      websocket: WebSocket,
-      eventsource: EventSource,
-      emulationEndpoint: `http://${base}/emulation`,
+    const c = transportClient(`127.0.0.1:${cluster.haproxy.port}`, [transport], {
       token: await token({ sub: user }),
-      minReconnectDelay: 50,
       maxReconnectDelay: 300,
     });
     centrifuges.push(c);

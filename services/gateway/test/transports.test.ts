@@ -10,14 +10,20 @@
 import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { Centrifuge, type Options } from 'centrifuge';
-import { EventSource } from 'eventsource';
-import WebSocket from 'ws';
+import type { Centrifuge, Options } from 'centrifuge';
+import type { Transport } from '../src/metrics.js';
 import { type BlockingProxy, type Cluster, startBlockingProxy, startCluster } from './cluster.js';
-import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import {
+  api,
+  client,
+  type Gateway,
+  nextEvent,
+  startGateway,
+  token,
+  transportClient,
+  waitUntil,
+} from './harness.js';
 import { connectionsOn, killDuringTraffic, numbers, subscribe } from './traffic.js';
-
-type TransportName = 'websocket' | 'http_stream' | 'sse';
 
 const clients: Centrifuge[] = [];
 
@@ -25,23 +31,9 @@ after(() => {
   for (const c of clients) c.disconnect();
 });
 
-/** A centrifuge client trying `transports` in order against http://127.0.0.1:port. */
-function streamClient(port: number, transports: TransportName[], options: Partial<Options> = {}): Centrifuge {
-  const endpoint = (t: TransportName) =>
-    t === 'websocket'
-      ? `ws://127.0.0.1:${port}/connection/websocket`
-      : `http://127.0.0.1:${port}/connection/${t}`;
-  const c = new Centrifuge(
-    transports.map((transport) => ({ transport, endpoint: endpoint(transport) })),
-    {
-      websocket: WebSocket,
-      eventsource: EventSource,
-      emulationEndpoint: `http://127.0.0.1:${port}/emulation`,
-      minReconnectDelay: 50,
-      maxReconnectDelay: 500,
-      ...options,
-    },
-  );
+/** A client trying `transports` in order at 127.0.0.1:port, disconnected after the tests. */
+function streamClient(port: number, transports: Transport[], options: Partial<Options> = {}): Centrifuge {
+  const c = transportClient(`127.0.0.1:${port}`, transports, options);
   clients.push(c);
   return c;
 }

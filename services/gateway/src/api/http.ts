@@ -1,7 +1,7 @@
 /** Server API over HTTP: `POST /api/<method>` with a JSON body and the API key. */
 
 import { Errors } from '@switchboard/protocol';
-import { readBody } from '../body.js';
+import { readBody } from '../reply.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import { apiKeyFrom, apiKeyMatches } from './key.js';

@@ -5,6 +5,7 @@
 
 import type { Metrics, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
+import { replyText } from '../reply.js';
 import type { HttpResponse } from '../uws.js';
 import { originAllowed } from './origin.js';
 
@@ -35,9 +36,7 @@ export class Admission {
   /** Answers a refused request with its status and counts it. */
   refuse(res: HttpResponse, transport: Transport, refusal: Refusal): void {
     this.metrics.connects.inc({ transport, outcome: 'rejected', reason: refusal.reason });
-    res.cork(() => {
-      res.writeStatus(refusal.status).writeHeader('content-type', 'text/plain').end(refusal.reason);
-    });
+    replyText(res, refusal.status, refusal.reason);
   }
 
   opened(transport: Transport): void {

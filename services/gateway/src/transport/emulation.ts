@@ -8,12 +8,11 @@
 
 import { type EmulationRequest, parseEmulationRequest, type Subjects } from '@switchboard/protocol';
 import { type Bus, NoResponders } from '@switchboard/sdk';
-import { readBody } from '../body.js';
+import { readBody, replyText } from '../reply.js';
 import type { Node } from '../node.js';
 import type { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
-import { originAllowed } from './origin.js';
-import { corsHeaders } from './stream.js';
+import { corsHeaders, originAllowed } from './origin.js';
 
 /** Where a request's commands went: `unknown` makes the client reconnect (404). */
 export type EmulationOutcome = 'local' | 'routed' | 'unknown' | 'unavailable';
@@ -90,12 +89,7 @@ export function mountEmulation(app: TemplatedApp, node: Node, emulation: Emulati
   const limit = config.maxMessageSize + 1024;
   const answer = (res: HttpResponse, origin: string, status: string, outcome: string, body = '') => {
     metrics.emulationRequests.inc({ outcome });
-    res.cork(() => {
-      res.writeStatus(status);
-      corsHeaders(res, origin);
-      if (body) res.writeHeader('content-type', 'text/plain');
-      res.end(body);
-    });
+    replyText(res, status, body, corsHeaders(origin));
   };
 
   app.post('/emulation', (res, req) => {

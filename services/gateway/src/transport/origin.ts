@@ -1,4 +1,4 @@
-/** Origin allow-list for browser connections. Pure. */
+/** Origin allow-list and CORS headers for browser connections. Pure. */
 
 /**
  * Whether a request with this Origin header may connect. No header means a
@@ -19,4 +19,9 @@ export function originAllowed(origin: string, allowList: readonly string[]): boo
       o.startsWith(scheme) && o.endsWith(domain) && !o.slice(scheme.length, -domain.length).includes('/')
     );
   });
+}
+
+/** CORS headers for a cross-origin page whose Origin passed the allow-list; none for same-origin or non-browser requests. */
+export function corsHeaders(origin: string): Record<string, string> {
+  return origin === '' ? {} : { 'access-control-allow-origin': origin, vary: 'origin' };
 }

@@ -7,14 +7,15 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { readBody } from '../body.js';
+import { readBody, replyText } from '../reply.js';
 import type { Sink } from '../hub.js';
-import type { Metrics } from '../metrics.js';
+import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import type { Admission } from './admission.js';
 import type { Emulation } from './emulation.js';
+import { corsHeaders, originAllowed } from './origin.js';
 
 type StreamTransport = 'sse' | 'http_stream';
 
@@ -50,7 +51,7 @@ class StreamSink implements Sink {
   constructor(
     readonly transport: StreamTransport,
     private readonly res: HttpResponse,
-    private readonly traffic: ReturnType<Metrics['traffic']>,
+    private readonly traffic: Traffic,
     private readonly hardLimit: number,
     private readonly ended: Ended,
   ) {}
@@ -123,12 +124,6 @@ class StreamSink implements Sink {
   }
 }
 
-/** CORS for cross-origin pages (the Origin already passed the allow-list). */
-export function corsHeaders(res: HttpResponse, origin: string): void {
-  if (origin === '') return;
-  res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
-}
-
 export function mountStreams(
   app: TemplatedApp,
   node: Node,
@@ -136,18 +131,13 @@ export function mountStreams(
   emulation: Emulation,
 ): void {
   const { config } = node;
-  const traffic = { sse: node.metrics.traffic('sse'), http_stream: node.metrics.traffic('http_stream') };
-
-  const badRequest = (res: HttpResponse, status: string, message: string) => {
-    res.cork(() => res.writeStatus(status).writeHeader('content-type', 'text/plain').end(message));
-  };
 
   /** Opens the stream and hands the connect command to a new session. */
   const start = (transport: StreamTransport, res: HttpResponse, origin: string, connect: string) => {
     const sink = new StreamSink(
       transport,
       res,
-      traffic[transport],
+      node.metrics.traffic(transport),
       config.maxBackpressure * 4,
       (code, reason) => {
         admission.closed(transport);
@@ -162,14 +152,15 @@ export function mountStreams(
         .writeHeader('content-type', framing[transport].contentType)
         .writeHeader('cache-control', 'no-cache, no-store')
         .writeHeader('x-accel-buffering', 'no');
-      corsHeaders(res, origin);
+      for (const [name, value] of Object.entries(corsHeaders(origin))) res.writeHeader(name, value);
     });
     admission.opened(transport);
     // Created after the sink, which only calls back once the stream has ended.
     const session = new Session(sink, node);
     emulation.add(sink.emulationSession, session);
-    traffic[transport].messagesIn.inc();
-    traffic[transport].bytesIn.inc(Buffer.byteLength(connect));
+    const traffic = node.metrics.traffic(transport);
+    traffic.messagesIn.inc();
+    traffic.bytesIn.inc(Buffer.byteLength(connect));
     session.handleFrame(connect);
   };
 
@@ -183,7 +174,7 @@ export function mountStreams(
     });
     readBody(res, config.maxMessageSize, (body) => {
       if (aborted) return;
-      if (!body) return badRequest(res, '413 Payload Too Large', 'connect command too large');
+      if (!body) return replyText(res, '413 Payload Too Large', 'connect command too large');
       start('http_stream', res, origin, body.toString('utf8'));
     });
   });
@@ -193,9 +184,9 @@ export function mountStreams(
     const refusal = admission.refusal(origin);
     if (refusal) return admission.refuse(res, 'sse', refusal);
     const connect = req.getQuery('cf_connect') ?? '';
-    if (connect === '') return badRequest(res, '400 Bad Request', 'cf_connect query parameter required');
+    if (connect === '') return replyText(res, '400 Bad Request', 'cf_connect query parameter required');
     if (Buffer.byteLength(connect) > config.maxMessageSize)
-      return badRequest(res, '413 Payload Too Large', 'connect command too large');
+      return replyText(res, '413 Payload Too Large', 'connect command too large');
     start('sse', res, origin, connect);
   });
 
@@ -203,16 +194,13 @@ export function mountStreams(
   for (const path of ['/connection/http_stream', '/connection/sse', '/emulation']) {
     app.options(path, (res, req) => {
       const origin = req.getHeader('origin');
-      if (admission.refusal(origin)?.reason === 'origin_not_allowed')
-        return badRequest(res, '403 Forbidden', 'origin_not_allowed');
-      res.cork(() => {
-        res
-          .writeStatus('204 No Content')
-          .writeHeader('access-control-allow-methods', 'GET, POST, OPTIONS')
-          .writeHeader('access-control-allow-headers', 'content-type')
-          .writeHeader('access-control-max-age', '600');
-        corsHeaders(res, origin);
-        res.end();
+      if (!originAllowed(origin, config.allowedOrigins))
+        return replyText(res, '403 Forbidden', 'origin_not_allowed');
+      replyText(res, '204 No Content', '', {
+        'access-control-allow-methods': 'GET, POST, OPTIONS',
+        'access-control-allow-headers': 'content-type',
+        'access-control-max-age': '600',
+        ...corsHeaders(origin),
       });
     });
   }

@@ -5,7 +5,7 @@
  */
 
 import type { Topics, TopicSink } from '../hub.js';
-import type { Metrics } from '../metrics.js';
+import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import { type TemplatedApp, uws, type WebSocket } from '../uws.js';
@@ -15,8 +15,6 @@ interface SocketData {
   session?: Session;
   sink?: WebSocketSink;
 }
-
-type Traffic = ReturnType<Metrics['traffic']>;
 
 class WebSocketSink implements TopicSink {
   readonly transport = 'websocket';

@@ -1,4 +1,7 @@
-/** Request bodies on uWS: collected up to a limit, copied out of uWS's reused buffers. */
+/**
+ * Plain HTTP exchanges on uWS: request bodies collected up to a limit (copied
+ * out of uWS's reused buffers) and short text answers.
+ */
 
 import type { HttpResponse } from './uws.js';
 
@@ -20,5 +23,20 @@ export function readBody(res: HttpResponse, limit: number, done: (body: Buffer |
     }
     chunks.push(Buffer.from(chunk.slice(0)));
     if (last) done(Buffer.concat(chunks));
+  });
+}
+
+/** Answers with a status, extra headers and a plain-text body (may be empty); corked, so safe after an await. */
+export function replyText(
+  res: HttpResponse,
+  status: string,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  res.cork(() => {
+    res.writeStatus(status);
+    for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
+    if (text !== '') res.writeHeader('content-type', 'text/plain');
+    res.end(text);
   });
 }
