@@ -13,7 +13,7 @@ import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { type Cluster, startCluster, startNats } from './cluster.js';
 import { api, client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
-import { connectionsOn, killDuringTraffic, numbers, publisher, subscribe } from './traffic.js';
+import { connectionsOn, finishTraffic, killDuringTraffic, numbers, publisher, subscribe } from './traffic.js';
 
 const clients: Centrifuge[] = [];
 
@@ -233,18 +233,7 @@ describe('failures under steady publishing', () => {
       20_000,
       () => 'gateways ready again',
     );
-    const before = pub.accepted.length;
-    await waitUntil(
-      () => pub.accepted.length >= before + 20,
-      15_000,
-      () => 'traffic after the restart',
-    );
-    await pub.stop();
-    await waitUntil(
-      () => subscribers.every((s) => s.got.length >= pub.accepted.length),
-      20_000,
-      () => `all ${pub.accepted.length} delivered: ${subscribers.map((s) => s.got.length).join(',')}`,
-    );
+    await finishTraffic(pub, subscribers, 20, 'the restart');
     for (const s of subscribers) assert.deepEqual(numbers(s.got), pub.accepted);
   });
 });

@@ -12,7 +12,7 @@ import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { type Cluster, startCluster } from './cluster.js';
 import { type Gateway, nextEvent, token, waitUntil } from './harness.js';
-import { connectionsOn, numbers, publisher, subscribe } from './traffic.js';
+import { connectionsOn, finishTraffic, numbers, publisher, subscribe } from './traffic.js';
 
 const SHUTDOWN_TIMEOUT = 4;
 const CLIENTS = 15;
@@ -125,19 +125,7 @@ test(
       () => 'every client back on the surviving gateways',
     );
     assert.ok(!alive(victim));
-    const atReturn = pub.accepted.length;
-    await waitUntil(
-      () => pub.accepted.length >= atReturn + 30,
-      10_000,
-      () => 'traffic after the drain',
-    );
-    await pub.stop();
-    const accepted = pub.accepted;
-    await waitUntil(
-      () => viewers.every((v) => v.got.length >= accepted.length),
-      15_000,
-      () => `all ${accepted.length} delivered: ${viewers.map((v) => v.got.length).join(',')}`,
-    );
+    const accepted = await finishTraffic(pub, viewers, 30, 'the drain');
     for (const v of viewers) {
       assert.deepEqual(numbers(v.got), accepted, 'every accepted publication once, in order');
       const offsets = v.got.map((p) => p.offset);

@@ -58,6 +58,35 @@ export function publisher(via: () => Gateway, channel: string) {
   };
 }
 
+export type Publisher = ReturnType<typeof publisher>;
+
+/**
+ * After a disruption: lets `pub` get `more` publications accepted, stops it,
+ * and resolves once every subscriber has as many as were accepted (what they
+ * are is the caller's to compare); returns the accepted numbers.
+ */
+export async function finishTraffic(
+  pub: Publisher,
+  subscribers: { got: unknown[] }[],
+  more = 30,
+  what = 'the disruption',
+): Promise<number[]> {
+  const from = pub.accepted.length;
+  await waitUntil(
+    () => pub.accepted.length >= from + more,
+    15_000,
+    () => `traffic after ${what}`,
+  );
+  await pub.stop();
+  const total = pub.accepted.length;
+  await waitUntil(
+    () => subscribers.every((s) => s.got.length >= total),
+    20_000,
+    () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
+  );
+  return pub.accepted;
+}
+
 /**
  * SIGKILLs `gateways[victim]` while publishing to `channel` through another
  * gateway, and resolves once every subscriber has as many publications as
@@ -77,18 +106,5 @@ export async function killDuringTraffic(
     () => 'traffic before the kill',
   );
   await gateways[victim]!.stop('SIGKILL');
-  const atKill = pub.accepted.length;
-  await waitUntil(
-    () => pub.accepted.length >= atKill + 30,
-    15_000,
-    () => 'traffic after the kill',
-  );
-  await pub.stop();
-  const total = pub.accepted.length;
-  await waitUntil(
-    () => subscribers.every((s) => s.got.length >= total),
-    20_000,
-    () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
-  );
-  return pub.accepted;
+  return finishTraffic(pub, subscribers, 30, 'the kill');
 }
