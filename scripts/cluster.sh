@@ -180,6 +180,7 @@ up() {
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
       SWITCHBOARD_API_KEY="$API_KEY" \
       SWITCHBOARD_DEMO="$DEMO" \
+      SWITCHBOARD_TRUSTED_PROXIES="${SWITCHBOARD_TRUSTED_PROXIES:-127.0.0.1}" \
       start "$name" "$NODE" services/gateway/dist/src/main.js
   done
   for name in "${GATEWAYS[@]}"; do

@@ -38,6 +38,8 @@ export const SWITCHBOARD_BENCH_ENV = {
     { name: '', allow_subscribe_for_client: true, allow_publish_for_client: true },
   ]),
   SWITCHBOARD_COMMANDS_PER_SECOND: '10000000',
+  // Thousands of clients from one address: the per-IP connect limit is off for the bench.
+  SWITCHBOARD_CONNECTS_PER_IP_PER_SECOND: '0',
   SWITCHBOARD_EMBEDDED_SERVICES: '',
   SWITCHBOARD_MAX_CONNECTIONS_PER_USER: '0',
 };

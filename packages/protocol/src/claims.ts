@@ -40,6 +40,9 @@ function subject(payload: Payload): ClaimsCheck<string> {
 }
 
 export function connectionClaims(payload: Payload, now: number): ClaimsCheck<ConnectionClaims> {
+  // A subscription token (it names its channel) never opens a connection, as in Centrifugo.
+  if (payload.channel !== undefined)
+    return { ok: false, expired: false, reason: 'a subscription token is not a connection token' };
   const sub = subject(payload);
   if (!sub.ok) return sub;
   const exp = expiry(payload, now);

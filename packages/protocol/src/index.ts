@@ -6,3 +6,5 @@ export * from './types.js';
 export * from './subject.js';
 export * from './service.js';
 export * from './emulation.js';
+export * from './json.js';
+export * from './pattern.js';

@@ -3,12 +3,16 @@
  * commands separated by newlines; `{}` alone is a pong.
  */
 
+import { Errors, type ProtocolError } from './codes.js';
+import { DEFAULT_JSON_MAX_DEPTH, nestedDeeperThan } from './json.js';
 import { type Command, METHODS, type Method } from './types.js';
 
 export type ParsedLine =
   | { ok: true; command: Command }
   /** The command had a valid id but a method this server does not know: answer 104, keep the connection. */
   | { ok: false; kind: 'unknown_method'; id: number; detail: string }
+  /** A well-formed command the server refuses to take (its data nests too deep): answer the error, keep the connection. */
+  | { ok: false; kind: 'refused'; id: number; error: ProtocolError }
   /** Not JSON, not an object, missing id or invalid fields: the connection is closed with 3501. */
   | { ok: false; kind: 'bad_request'; detail: string };
 
@@ -88,7 +92,14 @@ const validators: Record<Method, Validator> = {
 
 const methodSet = new Set<string>(METHODS);
 
-export function parseLine(line: string): ParsedLine {
+/** What a frame may hold: `maxDepth` bounds the nesting of a whole command, data included. */
+export interface FrameLimits {
+  maxDepth: number;
+}
+
+const DEFAULT_LIMITS: FrameLimits = { maxDepth: DEFAULT_JSON_MAX_DEPTH };
+
+export function parseLine(line: string, limits: FrameLimits = DEFAULT_LIMITS): ParsedLine {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -119,18 +130,23 @@ export function parseLine(line: string): ParsedLine {
   if (!isObj(body)) return { ok: false, kind: 'bad_request', detail: `${m} must be an object` };
   const err = validators[m](body);
   if (err) return { ok: false, kind: 'bad_request', detail: `${m}: ${err}` };
+  // Checked once here, so that whatever stores or re-encodes the data later can rely on the bound.
+  if (nestedDeeperThan(value, limits.maxDepth)) {
+    const error = { ...Errors.badRequest, message: `data nested deeper than ${limits.maxDepth}` };
+    return { ok: false, kind: 'refused', id, error };
+  }
   return { ok: true, command: { id, method: m, body } as unknown as Command };
 }
 
 /** Splits a frame into lines and parses each; blank lines are skipped. */
-export function parseFrame(frame: string): ParsedLine[] {
+export function parseFrame(frame: string, limits: FrameLimits = DEFAULT_LIMITS): ParsedLine[] {
   const out: ParsedLine[] = [];
   let start = 0;
   while (start <= frame.length) {
     let end = frame.indexOf('\n', start);
     if (end === -1) end = frame.length;
     const line = frame.slice(start, end).trim();
-    if (line.length > 0) out.push(parseLine(line));
+    if (line.length > 0) out.push(parseLine(line, limits));
     start = end + 1;
   }
   return out;

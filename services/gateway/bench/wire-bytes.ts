@@ -263,6 +263,8 @@ function table(title: string, rows: Record<Transport, Record<Phase, Counted>>, p
 // The command rate limit would throttle the scripted client; bytes are what is measured here.
 const gateway = await startGateway({
   SWITCHBOARD_COMMANDS_PER_SECOND: '100000',
+  SWITCHBOARD_CONNECTS_PER_IP_PER_SECOND: '0',
+  SWITCHBOARD_EMULATION_REQUESTS_PER_IP_PER_SECOND: '0',
   SWITCHBOARD_ALLOWED_ORIGINS: '*',
 });
 const browser = values['no-browser'] ? undefined : await launchChromium();

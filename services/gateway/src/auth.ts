@@ -9,6 +9,7 @@ import {
   type ClaimsCheck,
   type ConnectionClaims,
   connectionClaims,
+  nestedDeeperThan,
   type SubscriptionClaims,
   subscriptionClaims,
 } from '@switchboard/protocol';
@@ -36,9 +37,11 @@ export class TokenVerifier {
   private readonly resolveKey: KeyResolver;
   private readonly options: { audience?: string; issuer?: string };
   private readonly hmacSecret: Buffer | undefined;
+  private readonly maxDepth: number;
 
   /** `jwksOptions` tune the remote key set (cache age, refetch cooldown); jose's defaults otherwise. */
   constructor(settings: Config['token'], jwksOptions: RemoteJWKSetOptions = {}) {
+    this.maxDepth = settings.maxDepth;
     const secret = settings.hmacSecret ? new TextEncoder().encode(settings.hmacSecret) : undefined;
     this.hmacSecret = secret ? Buffer.from(secret) : undefined;
     if (secret) this.algorithms.push('HS256');
@@ -93,10 +96,15 @@ export class TokenVerifier {
     claims: (payload: JWTPayload, now: number) => ClaimsCheck<T>,
   ): Promise<TokenCheck<T>> {
     if (!this.enabled) return { ok: false, expired: false, reason: 'no token key configured' };
+    // Claims reach history, presence and services: the same nesting bound as client data.
+    const bounded = (payload: JWTPayload, now: number): TokenCheck<T> =>
+      nestedDeeperThan(payload, this.maxDepth)
+        ? { ok: false, expired: false, reason: `claims nested deeper than ${this.maxDepth}` }
+        : claims(payload, now);
     if (this.hmacSecret && headerAlg(token) === 'HS256') {
       const now = Math.floor(Date.now() / 1000);
       const checked = verifyHs256(token, this.hmacSecret, this.options, now);
-      return checked.ok ? claims(checked.payload, now) : checked;
+      return checked.ok ? bounded(checked.payload, now) : checked;
     }
     try {
       const { payload } = await jwtVerify(
@@ -108,7 +116,7 @@ export class TokenVerifier {
         },
         { ...this.options, algorithms: this.algorithms },
       );
-      return claims(payload, Math.floor(Date.now() / 1000));
+      return bounded(payload, Math.floor(Date.now() / 1000));
     } catch (err) {
       if (err instanceof errors.JWTExpired) return { ok: false, expired: true, reason: 'token expired' };
       return { ok: false, expired: false, reason: (err as Error).message };

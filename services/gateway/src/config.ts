@@ -7,6 +7,8 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { DEFAULT_JSON_MAX_DEPTH } from '@switchboard/protocol';
+import { proxyList } from './transport/client-address.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
 export const EMBEDDED_SERVICE_NAMES = ['chat', 'store', 'jobs'];
@@ -248,6 +250,31 @@ export const KEYS = {
     doc: 'Bytes queued for a slow client before it is disconnected with 3008 `slow` (checked each second); a burst past 4x this closes it at once.',
   },
   channel_max_length: { kind: 'int', default: 255, doc: 'Longest channel name accepted.' },
+  json_max_depth: {
+    kind: 'int',
+    default: DEFAULT_JSON_MAX_DEPTH,
+    doc: 'Deepest nesting of objects and arrays accepted in a client command or a server API request, data included (error 107 beyond, nothing stored); messages from services and other gateways get 8 levels more for their envelopes.',
+  },
+  trusted_proxies: {
+    kind: 'list',
+    default: [],
+    doc: 'Comma-separated addresses or CIDR ranges of proxies (HAProxy) whose `X-Forwarded-For` names the client for per-IP limits and logs; from anyone else the header is ignored.',
+  },
+  connects_per_ip_per_second: {
+    kind: 'int',
+    default: 50,
+    doc: 'New connections (WebSocket upgrades, SSE and HTTP-streaming opens) one client IP may start per second, burst of the same size (IPv6: per /64); beyond, HTTP 429. 0 turns it off (only where a proxy hides client IPs and `SWITCHBOARD_TRUSTED_PROXIES` cannot be set).',
+  },
+  emulation_requests_per_ip_per_second: {
+    kind: 'int',
+    default: 500,
+    doc: '`POST /emulation` requests one client IP may send per second, burst of the same size; beyond, HTTP 429. 0 turns it off.',
+  },
+  demo_tokens_per_ip_per_second: {
+    kind: 'int',
+    default: 2,
+    doc: '`POST /demo/token` requests one client IP may send per second, burst of 10; beyond, HTTP 429. 0 turns it off.',
+  },
   history_max_publications: {
     kind: 'int',
     default: 1000,
@@ -292,7 +319,15 @@ export interface Config {
   embeddedServices: string[];
   logLevel: string;
   logConnectionSample: number;
-  token: { hmacSecret: string; publicKey: string; jwksUrl: string; audience: string; issuer: string };
+  token: {
+    hmacSecret: string;
+    publicKey: string;
+    jwksUrl: string;
+    audience: string;
+    issuer: string;
+    /** Nesting bound of claims (`info`, `meta`): the same as client data. */
+    maxDepth: number;
+  };
   allowAnonymous: boolean;
   demo: boolean;
   apiKey: string;
@@ -308,6 +343,11 @@ export interface Config {
   commandsPerSecond: number;
   maxBackpressure: number;
   channelMaxLength: number;
+  jsonMaxDepth: number;
+  trustedProxies: string[];
+  connectsPerIpPerSecond: number;
+  emulationRequestsPerIpPerSecond: number;
+  demoTokensPerIpPerSecond: number;
   historyMaxPublications: number;
   shutdownTimeout: number;
   namespaces: Map<string, NamespaceOptions>;
@@ -428,8 +468,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
+  if ((v.json_max_depth as number) < 4) throw new ConfigError('SWITCHBOARD_JSON_MAX_DEPTH must be at least 4');
   if ((v.commands_per_second as number) < 1)
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
+  try {
+    proxyList(v.trusted_proxies as string[]);
+  } catch (err) {
+    throw new ConfigError(`SWITCHBOARD_TRUSTED_PROXIES: ${(err as Error).message}`);
+  }
   let publicKey = v.token_public_key as string;
   if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
   return {
@@ -461,6 +507,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       jwksUrl: v.token_jwks_url as string,
       audience: v.token_audience as string,
       issuer: v.token_issuer as string,
+      maxDepth: v.json_max_depth as number,
     },
     allowAnonymous: v.allow_anonymous as boolean,
     demo: v.demo as boolean,
@@ -477,6 +524,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     commandsPerSecond: v.commands_per_second as number,
     maxBackpressure: v.max_backpressure as number,
     channelMaxLength: v.channel_max_length as number,
+    jsonMaxDepth: v.json_max_depth as number,
+    trustedProxies: v.trusted_proxies as string[],
+    connectsPerIpPerSecond: v.connects_per_ip_per_second as number,
+    emulationRequestsPerIpPerSecond: v.emulation_requests_per_ip_per_second as number,
+    demoTokensPerIpPerSecond: v.demo_tokens_per_ip_per_second as number,
     historyMaxPublications: v.history_max_publications as number,
     shutdownTimeout: v.shutdown_timeout as number,
     namespaces: namespaces(v.namespaces),

@@ -10,11 +10,15 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { parseJson } from '@switchboard/protocol';
 import { jwtVerify } from 'jose';
 import { signHs256 } from './auth.js';
-import { readBody } from './reply.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { readBody } from './reply.js';
+import { IpLimit } from './transport/admission.js';
+import type { ClientAddress } from './transport/client-address.js';
 import { originAllowed } from './transport/origin.js';
 import type { HttpResponse, TemplatedApp } from './uws.js';
 
@@ -23,6 +27,8 @@ export const DEMO_TOKEN_TTL = 600;
 /** Largest request body accepted: a name or a token. */
 const MAX_BODY = 4096;
 const MAX_NAME = 32;
+/** A page load asks once or twice; ten at once from one address is a script. */
+const DEMO_BURST = 10;
 
 type Answer = { status: string; body: Record<string, unknown> };
 
@@ -93,7 +99,13 @@ function respond(res: HttpResponse, { status, body }: Answer): void {
 }
 
 /** Mounts `POST /demo/token` when the demo is on and tokens can be signed; otherwise the path stays a 404. */
-export function mountDemoTokens(app: TemplatedApp, config: Config, log: Logger): void {
+export function mountDemoTokens(
+  app: TemplatedApp,
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+  address: ClientAddress,
+): void {
   if (!config.demo) return;
   if (!config.token.hmacSecret) {
     log.warn(
@@ -105,6 +117,7 @@ export function mountDemoTokens(app: TemplatedApp, config: Config, log: Logger):
     'SWITCHBOARD_DEMO is on: POST /demo/token gives a connection token to anyone who asks; never in production',
   );
   const tokens = new DemoTokens(config);
+  const perIp = new IpLimit(address, metrics, 'demo_token', config.demoTokensPerIpPerSecond, DEMO_BURST);
   app.post('/demo/token', (res, req) => {
     let aborted = false;
     res.onAborted(() => {
@@ -113,16 +126,13 @@ export function mountDemoTokens(app: TemplatedApp, config: Config, log: Logger):
     // A page on another site must not mint tokens through a visitor's browser.
     if (!originAllowed(req.getHeader('origin'), config.allowedOrigins))
       return respond(res, fail('403 Forbidden', 'origin not allowed'));
+    if (!perIp.allows(res, req)) return respond(res, fail('429 Too Many Requests', 'too many requests'));
     readBody(res, MAX_BODY, (body) => {
       if (aborted) return;
       if (!body) return respond(res, fail('413 Payload Too Large', 'request body too large'));
-      let request: unknown;
-      try {
-        request = JSON.parse(body.toString('utf8'));
-      } catch {
-        return respond(res, fail('400 Bad Request', 'malformed JSON'));
-      }
-      tokens.answer(request).then(
+      const request = parseJson(body.toString('utf8'), config.jsonMaxDepth);
+      if (!request.ok) return respond(res, fail('400 Bad Request', request.reason));
+      tokens.answer(request.value).then(
         (answer) => {
           if (!aborted) respond(res, answer);
         },

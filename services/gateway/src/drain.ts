@@ -36,10 +36,15 @@ export async function disconnectClients(
 }
 
 /**
- * Runs `stop`, exiting with 0 when it is done and with 1 when it fails or
+ * Runs `stop`, exiting with `code` (0) when it is done and with 1 when it fails or
  * outlasts `timeoutMs` (a hung NATS drain must not outlive the grace period).
  */
-export function exitAfter(stop: () => Promise<void>, timeoutMs: number, onTimeout: () => void): void {
+export function exitAfter(
+  stop: () => Promise<void>,
+  timeoutMs: number,
+  onTimeout: () => void,
+  code = 0,
+): void {
   const deadline = setTimeout(() => {
     onTimeout();
     process.exit(1);
@@ -47,7 +52,7 @@ export function exitAfter(stop: () => Promise<void>, timeoutMs: number, onTimeou
   stop().then(
     () => {
       clearTimeout(deadline);
-      process.exit(0);
+      process.exit(code);
     },
     () => process.exit(1),
   );

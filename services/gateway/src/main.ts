@@ -4,7 +4,7 @@
  * metrics, HTTP API), gRPC API. SIGTERM/SIGINT drain (see drain.ts) and exit.
  */
 
-import { Subjects } from '@switchboard/protocol';
+import { ENVELOPE_DEPTH, Subjects } from '@switchboard/protocol';
 import { type Bus, LocalBus, NatsBus } from '@switchboard/sdk';
 import { serveApiOnBus } from './api/bus.js';
 import { startGrpcServer } from './api/grpc.js';
@@ -13,6 +13,7 @@ import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { installCrashPolicy } from './crash.js';
 import { mountDemoTokens } from './demo.js';
 import { disconnectClients, exitAfter } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
@@ -29,6 +30,7 @@ import type { Registry } from './registry/registry.js';
 import { type Session, startSessionTicker } from './session.js';
 import { mountStatic } from './static.js';
 import { Admission } from './transport/admission.js';
+import { ClientAddress } from './transport/client-address.js';
 import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
 import { mountWebSocket, topicsOf } from './transport/websocket.js';
@@ -58,7 +60,14 @@ function infrastructure(
       bus: new LocalBus(),
     };
   }
-  const broker = new NatsBroker(config.nats, config.namespaces, config.nodeId, log, metrics);
+  const broker = new NatsBroker(
+    config.nats,
+    config.namespaces,
+    config.nodeId,
+    { maxDepth: config.jsonMaxDepth + ENVELOPE_DEPTH, patternMaxLength: 2 * config.channelMaxLength },
+    log,
+    metrics,
+  );
   const registry = new NatsRegistry(
     () => broker.connection,
     broker.subjects,
@@ -107,6 +116,7 @@ export async function startGateway(config: Config) {
       embeddedHandler(() => node),
       config.serviceTimeout,
       metrics,
+      config.jsonMaxDepth + ENVELOPE_DEPTH,
     ),
     tokens,
   });
@@ -120,12 +130,13 @@ export async function startGateway(config: Config) {
     config.broker === 'memory'
       ? await startEmbeddedServices(config.embeddedServices as EmbeddedService[], bus, config.nats.prefix)
       : undefined;
-  const admission = new Admission(node);
+  const address = new ClientAddress(config.trustedProxies);
+  const admission = new Admission(node, address);
   mountWebSocket(clientApp, node, admission);
   mountStreams(clientApp, node, admission, emulation);
-  mountEmulation(clientApp, node, emulation);
+  mountEmulation(clientApp, node, emulation, address);
   mountStatic(clientApp);
-  mountDemoTokens(clientApp, config, log);
+  mountDemoTokens(clientApp, config, log, metrics, address);
   clientApp.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
@@ -175,10 +186,10 @@ async function main() {
   const gateway = await startGateway(config);
   let stopping = false;
   const { log } = gateway.node;
-  const stop = (signal: string) => {
+  const stop = (why: string, code = 0) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal, timeout: config.shutdownTimeout }, 'shutting down');
+    log.info({ why, timeout: config.shutdownTimeout }, 'shutting down');
     exitAfter(
       () =>
         gateway.stop().then(
@@ -190,10 +201,12 @@ async function main() {
         ),
       config.shutdownTimeout * 1000,
       () => log.error('shutdown outlasted SWITCHBOARD_SHUTDOWN_TIMEOUT: exiting now'),
+      code,
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  installCrashPolicy(log, gateway.node.metrics, (code) => stop('uncaught exception', code));
 }
 
 main().catch((err) => {

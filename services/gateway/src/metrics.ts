@@ -246,11 +246,40 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly handlerErrors = new Counter({
+    name: 'switchboard_handler_errors_total',
+    help: 'Errors caught at the last line of a handler (http_api, grpc, emulation, broker, survey, session, ...): answered with code 100 and logged; a bug or a hostile peer.',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
+  readonly invalidMessages = new Counter({
+    name: 'switchboard_invalid_messages_total',
+    help: 'Messages from NATS or a backend service dropped or refused as malformed or nested too deep, by source (channel, history, control, survey, service, api_bus).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimited = new Counter({
+    name: 'switchboard_rate_limited_total',
+    help: 'Requests shed by a per-IP limit (connect, emulation, demo_token), answered with HTTP 429.',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
+  readonly uncaughtErrors = new Counter({
+    name: 'switchboard_uncaught_errors_total',
+    help: 'Errors that reached the process last resort, by kind (unhandled_rejection: logged, serving goes on; uncaught_exception: logged, then a drain and exit).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_' });
     // Known error series start at 0, so that rate() and alerts see the first failure.
     for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.inc({ operation: op }, 0);
     for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
+    for (const kind of ['unhandled_rejection', 'uncaught_exception']) this.uncaughtErrors.inc({ kind }, 0);
   }
 
   private readonly trafficOf = new Map<Transport, Traffic>();

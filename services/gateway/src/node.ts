@@ -8,7 +8,11 @@
 import {
   type ChannelName,
   type ClientInfo,
+  compilePattern,
+  ENVELOPE_DEPTH,
   Errors,
+  type FrameLimits,
+  matchesPattern,
   type ProtocolError,
   type Publication,
   parseChannel,
@@ -64,6 +68,10 @@ export class Node {
   readonly handler: BackendHandler;
   readonly tokens: TokenVerifier;
   readonly startedAt = Date.now();
+  /** The bound every client frame is parsed with. */
+  readonly frameLimits: FrameLimits;
+  /** The nesting bound of messages from services and other gateways: client data plus our envelopes. */
+  readonly internalDepth: number;
   /** Last offset seen per channel with local subscribers, to notice gaps. */
   private readonly lastSeen = new Map<string, StreamPosition>();
   draining = false;
@@ -79,6 +87,8 @@ export class Node {
     this.registry = parts.registry;
     this.handler = parts.handler;
     this.tokens = parts.tokens;
+    this.frameLimits = { maxDepth: this.config.jsonMaxDepth };
+    this.internalDepth = this.config.jsonMaxDepth + ENVELOPE_DEPTH;
   }
 
   async start(): Promise<void> {
@@ -185,14 +195,18 @@ export class Node {
     return client ? sessions.filter((s) => s.client === client) : sessions;
   }
 
-  /** Local channels with subscribers and their counts, optionally filtered by a `*` pattern. */
+  /**
+   * Local channels with subscribers and their counts, optionally filtered by
+   * a `*` pattern (linear-time matching: no pattern can stall the loop). A Map
+   * turned into entries, so that a channel named `__proto__` is listed too.
+   */
   channels(pattern?: string): Record<string, { num_clients: number }> {
-    const re = pattern ? new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`) : undefined;
-    const out: Record<string, { num_clients: number }> = {};
+    const compiled = pattern ? compilePattern(pattern) : undefined;
+    const out = new Map<string, { num_clients: number }>();
     for (const [channel, members] of this.hub.channels()) {
-      if (!re || re.test(channel)) out[channel] = { num_clients: members.size };
+      if (!compiled || matchesPattern(compiled, channel)) out.set(channel, { num_clients: members.size });
     }
-    return out;
+    return Object.fromEntries(out);
   }
 
   /** This gateway's registry entry. */
@@ -209,8 +223,4 @@ export class Node {
       process: { rss: mem.rss, heap_used: mem.heapUsed },
     };
   }
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -8,6 +8,7 @@
 
 import {
   Errors,
+  parseJsonBytes,
   type ProtocolError,
   type PublishDecision,
   type ServiceOperation,
@@ -86,8 +87,33 @@ export const SERVICE_UNAVAILABLE: ProtocolError = {
 };
 export const SERVICE_TIMEOUT: ProtocolError = { code: 100, message: 'service timeout', temporary: true };
 
+/** A service answered with something that is not a reply: the client gets 100, the service's owners a metric. */
+export const INVALID_REPLY: ProtocolError = { code: 100, message: 'invalid service reply', temporary: true };
+
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A service's reply, checked as hostile input: bounded JSON, and an error
+ * (if any) with a numeric code in the client error range and a string message.
+ */
+function serviceReply<T>(raw: Uint8Array, maxDepth: number): ServiceReply<T> | undefined {
+  const parsed = parseJsonBytes(raw, maxDepth);
+  if (!parsed.ok || !isObject(parsed.value)) return undefined;
+  const reply = parsed.value;
+  if (!('error' in reply)) {
+    return reply.result === undefined || isObject(reply.result) ? (reply as ServiceReply<T>) : undefined;
+  }
+  const error = reply.error;
+  if (!isObject(error) || !Number.isInteger(error.code) || typeof error.message !== 'string') return undefined;
+  const code = error.code as number;
+  if (code < 0 || code > 4999) return undefined;
+  const checked: ProtocolError = { code, message: error.message.slice(0, 256) };
+  if (error.temporary === true) checked.temporary = true;
+  return { error: checked };
+}
 
 export class Backend implements BackendHandler {
   constructor(
@@ -97,6 +123,8 @@ export class Backend implements BackendHandler {
     private readonly local: LocalHandler,
     private readonly timeoutMs: number,
     private readonly metrics: Metrics,
+    /** Nesting bound of service replies: what a client may send plus envelopes. */
+    private readonly maxDepth: number,
   ) {}
 
   subscribe(ctx: CallContext, namespace: string, channel: string, data: unknown) {
@@ -141,7 +169,11 @@ export class Backend implements BackendHandler {
         encoder.encode(JSON.stringify(req)),
         this.timeoutMs,
       );
-      const reply = JSON.parse(decoder.decode(raw)) as ServiceReply<T>;
+      const reply = serviceReply<T>(raw, this.maxDepth);
+      if (!reply) {
+        this.metrics.invalidMessages.inc({ source: 'service' });
+        return fail(INVALID_REPLY);
+      }
       return 'error' in reply ? fail(reply.error) : { ok: true, value: reply.result ?? ({} as T) };
     } catch (err) {
       if (err instanceof NoResponders) return fail(SERVICE_UNAVAILABLE);

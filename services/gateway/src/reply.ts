@@ -40,3 +40,8 @@ export function replyText(
     res.end(text);
   });
 }
+
+/** The socket peer's address as text (IPv4, or IPv6 without brackets). Call it before any await. */
+export function remoteAddress(res: HttpResponse): string {
+  return Buffer.from(res.getRemoteAddressAsText()).toString();
+}

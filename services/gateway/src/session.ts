@@ -88,25 +88,35 @@ export class Session implements HubMember {
 
   handleFrame(frame: string): void {
     if (this.state === 'closed') return;
-    for (const line of parseFrame(frame)) {
-      if (!line.ok) {
-        if (line.kind === 'bad_request') {
-          this.node.log.debug({ client: this.client, detail: line.detail }, 'bad request');
-          this.disconnect(Disconnects.badRequest, 'bad_request');
-          return;
-        }
-        this.send({ id: line.id, error: Errors.methodNotFound });
-        continue;
+    for (const line of parseFrame(frame, this.node.frameLimits)) {
+      if (!line.ok && line.kind === 'bad_request') {
+        this.node.log.debug({ client: this.client, detail: line.detail }, 'bad request');
+        this.disconnect(Disconnects.badRequest, 'bad_request');
+        return;
       }
-      const command = line.command;
-      if (command.method === 'pong') {
+      // Every line pays, known or not; a pong is never refused (that would drop an
+      // honest client for no pong) but counts towards a sustained flood.
+      const allowed = this.takeToken();
+      if (this.isClosed() || this.closeReason !== undefined) return;
+      if (line.ok && line.command.method === 'pong') {
         this.pongDueAt = 0;
         continue;
       }
-      if (!this.takeToken()) {
-        if (command.id > 0) this.send({ id: command.id, error: Errors.tooManyRequests });
+      const id = line.ok ? line.command.id : line.id;
+      if (!allowed) {
+        if (id > 0) this.send({ id, error: Errors.tooManyRequests });
         continue;
       }
+      if (!line.ok) {
+        const error = line.kind === 'unknown_method' ? Errors.methodNotFound : line.error;
+        this.node.metrics.commandErrors.inc({
+          method: line.kind === 'unknown_method' ? 'unknown' : 'refused',
+          code: String(error.code),
+        });
+        if (id > 0) this.send({ id, error });
+        continue;
+      }
+      const command = line.command;
       this.queue = this.queue.then(() => this.run(command));
     }
   }
@@ -186,7 +196,9 @@ export class Session implements HubMember {
     }
     for (const [channel, sub] of this.subs) {
       if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt + config.expiredCloseDelay)
-        void this.serverUnsubscribe(channel, Unsubscribes.expired);
+        this.serverUnsubscribe(channel, Unsubscribes.expired).catch((err) =>
+          this.node.log.warn({ err, channel }, 'ending an expired subscription failed'),
+        );
     }
     return buffered;
   }
@@ -200,9 +212,7 @@ export class Session implements HubMember {
     if (this.subs.has(channel)) return Errors.alreadySubscribed;
     const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0 });
     if (isError(result)) return result;
-    this.send({ push: { channel, subscribe: result } });
-    this.activate(channel);
-    return undefined;
+    return this.deliverSubscribed(channel, { push: { channel, subscribe: result } });
   }
 
   async serverUnsubscribe(channel: string, code: Disconnect = Unsubscribes.serverUnsubscribe): Promise<void> {
@@ -334,7 +344,7 @@ export class Session implements HubMember {
     // HTTP-based transports: where the client's `/emulation` requests must go.
     if (this.sink.emulationSession)
       Object.assign(result, { session: this.sink.emulationSession, node: config.nodeId });
-    const subs: Record<string, SubscribeResult> = {};
+    const subs: Record<string, SubscribeResult> = Object.create(null);
     for (const channel of channels) {
       const resolved = this.node.resolve(channel);
       if (isError(resolved) || this.subs.has(channel) || this.subs.size >= config.maxChannelsPerConnection) {
@@ -344,13 +354,19 @@ export class Session implements HubMember {
         );
         continue;
       }
-      const sub = await this.subscribeCore(resolved, { recovery: req.subs?.[channel], expiresAt: 0 });
+      const recovery = req.subs && Object.hasOwn(req.subs, channel) ? req.subs[channel] : undefined;
+      const sub = await this.subscribeCore(resolved, { recovery, expiresAt: 0 });
       if (!isError(sub)) subs[channel] = sub;
     }
     if (Object.keys(subs).length > 0) result.subs = subs;
     if (this.state !== 'connected') return undefined;
     // The reply goes out first, then what arrived for the server-side subscriptions meanwhile.
-    this.send({ id, connect: result });
+    const frame = this.encode({ id, connect: result });
+    if (frame === undefined) {
+      this.disconnect(Disconnects.serverError, 'internal');
+      return undefined;
+    }
+    this.sendFrame(frame);
     metrics.connectDuration.observe({ transport: this.sink.transport }, (Date.now() - this.openedAt) / 1000);
     for (const channel of Object.keys(subs)) this.activate(channel);
     return undefined;
@@ -395,8 +411,22 @@ export class Session implements HubMember {
       rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
     });
     if (isError(result)) return result;
-    this.send({ id, subscribe: result });
-    this.activate(req.channel);
+    return this.deliverSubscribed(req.channel, { id, subscribe: result });
+  }
+
+  /**
+   * Sends a subscribe reply or push and goes live; a reply that cannot be
+   * encoded undoes the subscription (no half state: no hub entry, no presence),
+   * and the client gets error 100.
+   */
+  private async deliverSubscribed(channel: string, reply: Reply): Promise<ProtocolError | undefined> {
+    const frame = this.encode(reply);
+    if (frame === undefined) {
+      await this.unsubscribeCore(channel);
+      return Errors.internal;
+    }
+    this.sendFrame(frame);
+    this.activate(channel);
     return undefined;
   }
 
@@ -622,9 +652,30 @@ export class Session implements HubMember {
     return ctx;
   }
 
-  private send(reply: Reply): void {
+  /**
+   * Encodes a reply or push; undefined when it cannot be (data the edge
+   * bounds never gets there, so this is a bug or a hostile peer: logged, counted).
+   */
+  private encode(reply: Reply): string | undefined {
+    try {
+      return JSON.stringify(reply);
+    } catch (err) {
+      this.node.log.error({ err, client: this.client }, 'reply cannot be encoded');
+      this.node.metrics.handlerErrors.inc({ where: 'session' });
+      return undefined;
+    }
+  }
+
+  private sendFrame(frame: string): void {
     if (this.state === 'closed') return;
-    if (!this.sink.send(JSON.stringify(reply))) this.disconnect(Disconnects.slow, 'slow');
+    if (!this.sink.send(frame)) this.disconnect(Disconnects.slow, 'slow');
+  }
+
+  /** Sends a reply or push; one that cannot be encoded becomes error 100 for a reply with an id. */
+  private send(reply: Reply): void {
+    const frame = this.encode(reply);
+    if (frame !== undefined) this.sendFrame(frame);
+    else if ((reply.id ?? 0) > 0) this.sendFrame(JSON.stringify({ id: reply.id, error: Errors.internal }));
   }
 
   /** Token bucket of commands_per_second; sustained excess (a second's worth refused) disconnects. */

@@ -23,7 +23,7 @@ import { client, type Gateway, nextEvent, startGateway, token } from './harness.
 const SECRET = 'unit-test-hs256-secret';
 
 function settings(overrides: Partial<Config['token']> = {}): Config['token'] {
-  return { hmacSecret: '', publicKey: '', jwksUrl: '', audience: '', issuer: '', ...overrides };
+  return { hmacSecret: '', publicKey: '', jwksUrl: '', audience: '', issuer: '', maxDepth: 64, ...overrides };
 }
 
 function rsaKeys() {

@@ -59,7 +59,14 @@ describe('defaults', () => {
     assert.equal(c.logLevel, 'info');
     assert.equal(c.allowAnonymous, false);
     assert.equal(c.apiKey, '');
-    assert.deepEqual(c.token, { hmacSecret: '', publicKey: '', jwksUrl: '', audience: '', issuer: '' });
+    assert.deepEqual(c.token, {
+      hmacSecret: '',
+      publicKey: '',
+      jwksUrl: '',
+      audience: '',
+      issuer: '',
+      maxDepth: 64,
+    });
     assert.deepEqual(c.allowedOrigins, ['http://localhost:8000', 'http://127.0.0.1:8000']);
   });
 
@@ -138,6 +145,7 @@ describe('environment overrides', () => {
       jwksUrl: 'https://idp/jwks',
       audience: 'aud',
       issuer: 'iss',
+      maxDepth: 64,
     });
     assert.deepEqual(c.allowedOrigins, ['https://a.example.com', 'https://*.b.com']);
     assert.equal(c.logLevel, 'debug');

@@ -54,6 +54,9 @@ export async function startGateway(env: Record<string, string> = {}, timeoutMs =
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET,
       SWITCHBOARD_API_KEY: API_KEY,
       SWITCHBOARD_LOG_LEVEL: 'warn',
+      // Every test client comes from 127.0.0.1: the per-IP limits are tested where they are meant.
+      SWITCHBOARD_CONNECTS_PER_IP_PER_SECOND: '0',
+      SWITCHBOARD_EMULATION_REQUESTS_PER_IP_PER_SECOND: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

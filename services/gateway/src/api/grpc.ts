@@ -16,6 +16,7 @@ import {
   type HistoryResult,
   type PresenceResult,
   type Publication,
+  parseJsonBytes,
 } from '@switchboard/protocol';
 import type { Node } from '../node.js';
 import { API_MAX_BODY } from './http.js';
@@ -33,17 +34,13 @@ type Msg = Record<string, unknown>;
 /** A `bytes` field whose content is not JSON: answered as a bad request. */
 class BadJson extends Error {}
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** `{[field]: value}` for a `bytes` field holding JSON text; `{}` when it is empty. */
-function json(req: Msg, field: string): Msg {
+/** `{[field]: value}` for a `bytes` field holding JSON text (nested at most `depth`); `{}` when it is empty. */
+function json(req: Msg, field: string, depth: number): Msg {
   const bytes = req[field];
   if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0) return {};
-  try {
-    return { [field]: JSON.parse(utf8.decode(bytes)) };
-  } catch {
-    throw new BadJson(`${field} must hold valid UTF-8 JSON text`);
-  }
+  const parsed = parseJsonBytes(bytes, depth);
+  if (!parsed.ok) throw new BadJson(`${field} must hold valid UTF-8 JSON text (${parsed.reason})`);
+  return { [field]: parsed.value };
 }
 
 const jsonBytes = (value: unknown): Buffer =>
@@ -57,10 +54,10 @@ const tags = (req: Msg): Msg =>
 const present = (req: Msg, field: string): Msg => (req[field] != null ? { [field]: req[field] } : {});
 
 /** Requests whose decoded message is not already the JSON params shape. */
-const toParams: Partial<Record<ApiMethod, (req: Msg) => Msg>> = {
-  publish: (r) => ({ channel: r.channel, ...json(r, 'data'), ...tags(r) }),
-  broadcast: (r) => ({ channels: r.channels, ...json(r, 'data'), ...tags(r) }),
-  subscribe: (r) => ({ user: r.user, channel: r.channel, client: r.client, ...json(r, 'info') }),
+const toParams: Partial<Record<ApiMethod, (req: Msg, depth: number) => Msg>> = {
+  publish: (r, d) => ({ channel: r.channel, ...json(r, 'data', d), ...tags(r) }),
+  broadcast: (r, d) => ({ channels: r.channels, ...json(r, 'data', d), ...tags(r) }),
+  subscribe: (r, d) => ({ user: r.user, channel: r.channel, client: r.client, ...json(r, 'info', d) }),
   disconnect: (r) => ({ user: r.user, client: r.client, ...present(r, 'disconnect') }),
   history: (r) => ({ channel: r.channel, limit: r.limit, reverse: r.reverse, ...present(r, 'since') }),
 };
@@ -110,12 +107,14 @@ function handler(node: Node, method: ApiMethod): grpc.handleUnaryCall<Msg, unkno
     }
     let response: ApiResponse;
     try {
-      response = await callApi(node, method, toParams[method]?.(call.request) ?? call.request);
+      const depth = node.config.jsonMaxDepth;
+      response = await callApi(node, method, toParams[method]?.(call.request, depth) ?? call.request);
       const convert = fromResult[method];
       if ('result' in response && convert) response = { result: convert(response.result as never) };
     } catch (err) {
       if (!(err instanceof BadJson)) {
         node.log.error({ err, method }, 'grpc api call failed');
+        node.metrics.handlerErrors.inc({ where: 'grpc' });
         count('error');
         callback({ code: grpc.status.INTERNAL, details: Errors.internal.message });
         return;

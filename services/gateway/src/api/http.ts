@@ -1,6 +1,6 @@
 /** Server API over HTTP: `POST /api/<method>` with a JSON body and the API key. */
 
-import { Errors } from '@switchboard/protocol';
+import { Errors, parseJson } from '@switchboard/protocol';
 import { readBody } from '../reply.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
@@ -10,17 +10,33 @@ import { type ApiResponse, callApi, isApiMethod } from './methods.js';
 /** Largest API request body accepted. */
 export const API_MAX_BODY = 4 * 1024 * 1024;
 
+const INTERNAL = JSON.stringify({ error: { code: Errors.internal.code, message: Errors.internal.message } });
+
 function respond(
   res: HttpResponse,
   status: string,
   body: ApiResponse | { error: { code: number; message: string } },
+  onEncodeError: (err: unknown) => void = () => undefined,
 ) {
+  let text: string;
+  try {
+    text = JSON.stringify(body);
+  } catch (err) {
+    onEncodeError(err);
+    status = '500 Internal Server Error';
+    text = INTERNAL;
+  }
   res.cork(() => {
-    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
+    res.writeStatus(status).writeHeader('content-type', 'application/json').end(text);
   });
 }
 
 export function mountHttpApi(app: TemplatedApp, node: Node): void {
+  const depth = node.config.jsonMaxDepth;
+  const failed = (err: unknown) => {
+    node.metrics.handlerErrors.inc({ where: 'http_api' });
+    node.log.error({ err }, 'http api call failed');
+  };
   app.post('/api/:method', (res, req) => {
     const method = req.getParameter(0) ?? '';
     const key = apiKeyFrom(req.getHeader('x-api-key'), req.getHeader('authorization'));
@@ -52,20 +68,25 @@ export function mountHttpApi(app: TemplatedApp, node: Node): void {
           error: { code: Errors.badRequest.code, message: 'request body too large' },
         });
       }
-      let params: unknown;
-      try {
-        const text = body.toString('utf8');
-        params = text.trim() === '' ? {} : JSON.parse(text);
-      } catch {
+      const text = body.toString('utf8');
+      const parsed = text.trim() === '' ? { ok: true as const, value: {} } : parseJson(text, depth);
+      if (!parsed.ok) {
         count('error');
         return respond(res, '400 Bad Request', {
-          error: { code: Errors.badRequest.code, message: 'malformed JSON' },
+          error: { code: Errors.badRequest.code, message: parsed.reason },
         });
       }
-      callApi(node, method, params).then((response) => {
-        count('error' in response ? 'error' : 'ok');
-        if (!aborted) respond(res, '200 OK', response);
-      });
+      // Every call ends in an answer: a failure past callApi's own catch is a 500 with code 100.
+      callApi(node, method, parsed.value)
+        .then((response) => {
+          count('error' in response ? 'error' : 'ok');
+          if (!aborted) respond(res, '200 OK', response, failed);
+        })
+        .catch((err: unknown) => {
+          failed(err);
+          count('error');
+          if (!aborted) respond(res, '500 Internal Server Error', { error: Errors.internal });
+        });
     });
   });
 }

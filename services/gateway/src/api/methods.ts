@@ -4,7 +4,13 @@
  * `{error: {code, message}}`.
  */
 
-import { type Disconnect, Disconnects, Errors, type ProtocolError } from '@switchboard/protocol';
+import {
+  type Disconnect,
+  Disconnects,
+  Errors,
+  nestedDeeperThan,
+  type ProtocolError,
+} from '@switchboard/protocol';
 import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel } from '../node.js';
 
 export type ApiResponse = { result: unknown } | { error: ProtocolError };
@@ -187,6 +193,8 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
   channels: async (node, p) => {
     const gateways = (await node.registry.gateways()).length;
     const pattern = str(p, 'pattern', false) || undefined;
+    if (pattern && pattern.length > 2 * node.config.channelMaxLength)
+      throw bad(`pattern longer than ${2 * node.config.channelMaxLength}`);
     return { channels: await node.broker.channels(pattern, Math.max(gateways, 1)) };
   },
 
@@ -206,6 +214,11 @@ export function isApiMethod(method: string): method is ApiMethod {
 export async function callApi(node: Node, method: ApiMethod, params: unknown): Promise<ApiResponse> {
   if (typeof params !== 'object' || params === null || Array.isArray(params)) {
     return { error: { code: Errors.badRequest.code, message: 'request body must be a JSON object' } };
+  }
+  // The same bound as client data, checked before anything is stored or sent on.
+  if (nestedDeeperThan(params, node.config.jsonMaxDepth)) {
+    const message = `request nested deeper than ${node.config.jsonMaxDepth}`;
+    return { error: { code: Errors.badRequest.code, message } };
   }
   try {
     return { result: await handlers[method](node, params as Params) };

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import {
   type ClientInfo,
   namespaceOf,
+  parseJsonBytes,
   type Publication,
   type StreamPosition,
   Subjects,
@@ -44,10 +45,15 @@ import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, rec
 import type { Logger } from '../log.js';
 import { counted, type JetStreamOperation, type Metrics } from '../metrics.js';
 import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
-
-/** What travels on a live subject (and is stored in history for publications). */
-type Envelope =
-  { t: 'pub'; pub: Publication; skip?: string; ts: number } | { t: 'join' | 'leave'; info: ClientInfo };
+import {
+  addChannelCounts,
+  channelCounts,
+  type PubEnvelope,
+  readControl,
+  readEnvelope,
+  readStored,
+  readSurvey,
+} from './envelope.js';
 
 type Stored = Publication & { offset: number };
 
@@ -102,6 +108,8 @@ export class NatsBroker implements Broker {
     private readonly settings: NatsSettings,
     private readonly namespaces: Map<string, NamespaceOptions>,
     private readonly nodeId: string,
+    /** Bounds of what other gateways send: nesting (client data plus envelopes), survey pattern length. */
+    private readonly limits: { maxDepth: number; patternMaxLength: number },
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
@@ -129,18 +137,15 @@ export class NatsBroker implements Broker {
     nc.subscribe(this.subjects.control, {
       callback: (err, msg) => {
         if (err) return this.log.warn({ err }, 'control subscription failed');
-        try {
-          events.control(msg.json<ControlMessage>());
-        } catch (error) {
-          this.log.warn({ err: error }, 'malformed control message dropped');
-        }
+        const message = this.decode(msg.data, 'control', readControl);
+        if (message) this.guard('control', () => events.control(message));
       },
     });
     nc.subscribe(this.subjects.survey, {
       callback: (err, msg) => {
         if (err) return;
-        const { pattern } = msg.json<{ pattern?: string }>();
-        msg.respond(encode(events.channels(pattern)));
+        const survey = this.decode(msg.data, 'survey', (v) => readSurvey(v, this.limits.patternMaxLength));
+        if (survey) this.guard('survey', () => msg.respond(encode(events.channels(survey.pattern))));
       },
     });
     await nc.flush();
@@ -168,6 +173,27 @@ export class NatsBroker implements Broker {
         // Whatever was published while we were away never reached us: let subscribers recover it.
         this.events?.reconnected();
       }
+    }
+  }
+
+  /** Bounded JSON of a message from the bus, checked by `read`; undefined (counted, logged) when it is not ours. */
+  private decode<T>(data: Uint8Array, source: string, read: (value: unknown) => T | undefined): T | undefined {
+    const parsed = parseJsonBytes(data, this.limits.maxDepth);
+    const value = parsed.ok ? read(parsed.value) : undefined;
+    if (value === undefined) {
+      this.metrics.invalidMessages.inc({ source });
+      this.log.warn({ source, reason: parsed.ok ? 'unexpected shape' : parsed.reason }, 'invalid message dropped');
+    }
+    return value;
+  }
+
+  /** Runs a handler of a bus message: nothing it throws may escape into the NATS client. */
+  private guard(where: string, run: () => void): void {
+    try {
+      run();
+    } catch (err) {
+      this.metrics.handlerErrors.inc({ where: `broker_${where}` });
+      this.log.error({ err, where }, 'bus message handler failed');
     }
   }
 
@@ -238,7 +264,7 @@ export class NatsBroker implements Broker {
   private async append(
     ns: string,
     channel: string,
-    envelope: Extract<Envelope, { t: 'pub' }>,
+    envelope: PubEnvelope,
   ): Promise<StreamPosition> {
     const subject = this.subjects.history(ns, channel);
     for (let attempt = 1; attempt <= APPEND_ATTEMPTS; attempt++) {
@@ -279,7 +305,9 @@ export class NatsBroker implements Broker {
       last_by_subj: this.subjects.history(ns, channel),
     });
     if (!msg) return undefined;
-    const envelope = msg.json<Extract<Envelope, { t: 'pub' }>>();
+    const envelope = this.decode(msg.data, 'history', readStored);
+    // Not ours (someone wrote to the history subject): its offset is unknown, so nothing is appended after it.
+    if (!envelope) throw new Error(`the last history entry of ${channel} is malformed`);
     return { seq: msg.seq, offset: envelope.pub.offset ?? 0, epoch: envelope.pub.epoch ?? '' };
   }
 
@@ -297,18 +325,17 @@ export class NatsBroker implements Broker {
   }
 
   async channels(pattern: string | undefined, gateways: number): Promise<ChannelCounts> {
-    const merged: ChannelCounts = {};
+    const merged = new Map<string, number>();
     const replies = await this.connection.requestMany(this.subjects.survey, encode({ pattern }), {
       strategy: 'count',
       maxMessages: gateways,
       maxWait: SURVEY_WAIT_MS,
     });
     for await (const reply of replies) {
-      for (const [channel, { num_clients }] of Object.entries(reply.json<ChannelCounts>())) {
-        merged[channel] = { num_clients: (merged[channel]?.num_clients ?? 0) + num_clients };
-      }
+      const parsed = parseJsonBytes(reply.data, this.limits.maxDepth);
+      if (!parsed.ok || !addChannelCounts(merged, parsed.value)) this.metrics.invalidMessages.inc({ source: 'survey' });
     }
-    return merged;
+    return channelCounts(merged);
   }
 
   async subscribe(channel: string): Promise<void> {
@@ -317,18 +344,16 @@ export class NatsBroker implements Broker {
     const sub = nc.subscribe(this.subjects.live(namespaceOf(channel), channel), {
       callback: (err, msg) => {
         if (err) return this.log.warn({ err, channel }, 'channel subscription failed');
-        let envelope: Envelope;
-        try {
-          envelope = msg.json<Envelope>();
-        } catch {
-          return this.log.warn({ channel }, 'malformed message on a channel subject dropped');
-        }
+        const envelope = this.decode(msg.data, 'channel', readEnvelope);
+        if (!envelope) return;
         const events = this.events!;
-        if (envelope.t === 'pub') {
-          this.metrics.publishToDeliver.observe((Date.now() - envelope.ts) / 1000);
-          events.publication(channel, envelope.pub, envelope.skip);
-        } else if (envelope.t === 'join') events.join(channel, envelope.info);
-        else if (envelope.t === 'leave') events.leave(channel, envelope.info);
+        this.guard('channel', () => {
+          if (envelope.t === 'pub') {
+            this.metrics.publishToDeliver.observe((Date.now() - envelope.ts) / 1000);
+            events.publication(channel, envelope.pub, envelope.skip);
+          } else if (envelope.t === 'join') events.join(channel, envelope.info);
+          else events.leave(channel, envelope.info);
+        });
       },
     });
     this.live.set(channel, sub);
@@ -364,8 +389,8 @@ export class NatsBroker implements Broker {
       const consumer = await this.js!.consumers.get(stream, name);
       const limit = this.namespaces.get(ns)?.history_size ?? 0;
       for await (const msg of await consumer.fetch({ max_messages: limit, expires: 2000 })) {
-        const envelope = msg.json<Extract<Envelope, { t: 'pub' }>>();
-        if (envelope.pub.epoch === last.epoch)
+        const envelope = this.decode(msg.data, 'history', readStored);
+        if (envelope && envelope.pub.epoch === last.epoch)
           items.push({ ...envelope.pub, offset: envelope.pub.offset ?? 0 });
         if (msg.seq >= last.seq) break;
       }

@@ -5,31 +5,64 @@
 
 import type { Metrics, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
-import { replyText } from '../reply.js';
-import type { HttpResponse } from '../uws.js';
+import { RateLimiter } from '../ratelimit.js';
+import { remoteAddress, replyText } from '../reply.js';
+import type { HttpRequest, HttpResponse } from '../uws.js';
+import { type ClientAddress, limitKey } from './client-address.js';
 import { originAllowed } from './origin.js';
 
 export interface Refusal {
   status: string;
-  reason: 'origin_not_allowed' | 'shutdown' | 'gateway_limit';
+  reason: 'origin_not_allowed' | 'shutdown' | 'gateway_limit' | 'ip_rate_limit';
+}
+
+export type IpLimitName = 'connect' | 'emulation' | 'demo_token';
+
+/** A per-client-IP rate limit of one kind of request (a reconnect storm or a flood from one address is shed). */
+export class IpLimit {
+  private readonly limiter: RateLimiter;
+
+  constructor(
+    private readonly address: ClientAddress,
+    private readonly metrics: Metrics,
+    private readonly name: IpLimitName,
+    perSecond: number,
+    burst = perSecond,
+  ) {
+    this.limiter = new RateLimiter(perSecond, burst);
+  }
+
+  /** Whether this request's client may go on; a refusal is counted. Call before any await. */
+  allows(res: HttpResponse, req: HttpRequest): boolean {
+    const client = this.address.of(remoteAddress(res), req.getHeader('x-forwarded-for'));
+    if (this.limiter.take(limitKey(client))) return true;
+    this.metrics.rateLimited.inc({ limit: this.name });
+    return false;
+  }
 }
 
 export class Admission {
   private readonly open = new Map<Transport, number>();
   private total = 0;
   private readonly metrics: Metrics;
+  private readonly connects: IpLimit;
 
-  constructor(private readonly node: Node) {
+  constructor(
+    private readonly node: Node,
+    address: ClientAddress,
+  ) {
     this.metrics = node.metrics;
+    this.connects = new IpLimit(address, node.metrics, 'connect', node.config.connectsPerIpPerSecond);
   }
 
-  /** Why a new connection from `origin` is refused now, or undefined to let it in. */
-  refusal(origin: string): Refusal | undefined {
-    if (!originAllowed(origin, this.node.config.allowedOrigins))
+  /** Why a new connection is refused now, or undefined to let it in. Call before any await. */
+  refusal(res: HttpResponse, req: HttpRequest): Refusal | undefined {
+    if (!originAllowed(req.getHeader('origin'), this.node.config.allowedOrigins))
       return { status: '403 Forbidden', reason: 'origin_not_allowed' };
     if (this.node.draining) return { status: '503 Service Unavailable', reason: 'shutdown' };
     if (this.total >= this.node.config.maxConnections)
       return { status: '503 Service Unavailable', reason: 'gateway_limit' };
+    if (!this.connects.allows(res, req)) return { status: '429 Too Many Requests', reason: 'ip_rate_limit' };
     return undefined;
   }
 

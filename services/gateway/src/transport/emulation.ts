@@ -12,10 +12,12 @@ import { readBody, replyText } from '../reply.js';
 import type { Node } from '../node.js';
 import type { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
+import { IpLimit } from './admission.js';
+import type { ClientAddress } from './client-address.js';
 import { corsHeaders, originAllowed } from './origin.js';
 
 /** Where a request's commands went: `unknown` makes the client reconnect (404). */
-export type EmulationOutcome = 'local' | 'routed' | 'unknown' | 'unavailable';
+export type EmulationOutcome = 'local' | 'routed' | 'unknown' | 'unavailable' | 'failed';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -81,10 +83,17 @@ const STATUS: Record<EmulationOutcome, string> = {
   routed: '204 No Content',
   unknown: '404 Not Found',
   unavailable: '503 Service Unavailable',
+  failed: '500 Internal Server Error',
 };
 
-export function mountEmulation(app: TemplatedApp, node: Node, emulation: Emulation): void {
+export function mountEmulation(
+  app: TemplatedApp,
+  node: Node,
+  emulation: Emulation,
+  address: ClientAddress,
+): void {
   const { config, metrics } = node;
+  const perIp = new IpLimit(address, metrics, 'emulation', config.emulationRequestsPerIpPerSecond);
   // Room for the session and node ids around a full-size command frame.
   const limit = config.maxMessageSize + 1024;
   const answer = (res: HttpResponse, origin: string, status: string, outcome: string, body = '') => {
@@ -100,6 +109,8 @@ export function mountEmulation(app: TemplatedApp, node: Node, emulation: Emulati
     });
     if (!originAllowed(origin, config.allowedOrigins))
       return answer(res, origin, '403 Forbidden', 'origin_not_allowed', 'origin_not_allowed');
+    if (!perIp.allows(res, req))
+      return answer(res, origin, '429 Too Many Requests', 'ip_rate_limit', 'too many requests');
     readBody(res, limit, (body) => {
       if (aborted) return;
       if (!body)
@@ -114,9 +125,17 @@ export function mountEmulation(app: TemplatedApp, node: Node, emulation: Emulati
           'too_large',
           'commands exceed the message size limit',
         );
-      emulation.deliver(parsed).then((outcome) => {
-        if (!aborted) answer(res, origin, STATUS[outcome], outcome);
-      });
+      // Every request ends in an answer, whatever happened to its commands.
+      emulation
+        .deliver(parsed)
+        .catch((err: unknown): EmulationOutcome => {
+          metrics.handlerErrors.inc({ where: 'emulation' });
+          node.log.error({ err }, 'emulation request failed');
+          return 'failed';
+        })
+        .then((outcome) => {
+          if (!aborted) answer(res, origin, STATUS[outcome], outcome);
+        });
     });
   });
 }

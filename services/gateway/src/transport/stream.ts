@@ -166,7 +166,7 @@ export function mountStreams(
 
   app.post('/connection/http_stream', (res, req) => {
     const origin = req.getHeader('origin');
-    const refusal = admission.refusal(origin);
+    const refusal = admission.refusal(res, req);
     if (refusal) return admission.refuse(res, 'http_stream', refusal);
     let aborted = false;
     res.onAborted(() => {
@@ -181,7 +181,7 @@ export function mountStreams(
 
   app.get('/connection/sse', (res, req) => {
     const origin = req.getHeader('origin');
-    const refusal = admission.refusal(origin);
+    const refusal = admission.refusal(res, req);
     if (refusal) return admission.refuse(res, 'sse', refusal);
     const connect = req.getQuery('cf_connect') ?? '';
     if (connect === '') return replyText(res, '400 Bad Request', 'cf_connect query parameter required');

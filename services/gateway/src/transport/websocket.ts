@@ -4,6 +4,7 @@
  * off: it costs CPU and memory per connection for small JSON frames.
  */
 
+import { Disconnects } from '@switchboard/protocol';
 import type { Topics, TopicSink } from '../hub.js';
 import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
@@ -61,7 +62,17 @@ class WebSocketSink implements TopicSink {
   }
 }
 
-const decoder = new TextDecoder();
+/** Text frames are checked by uWS; binary frames must be UTF-8 JSON too. */
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The largest frame uWS reads to its end. Up to it, an oversized message gets
+ * our 1009 close (the client stops reconnecting); a frame declaring more is
+ * cut at its header by uWS without a close frame (1006), since reading it
+ * would hold that much memory. Memory held for a connection's partial frame
+ * is what the peer has actually sent, and the pong deadline bounds how long.
+ */
+export const WEBSOCKET_READ_CEILING = 16 * 1024 * 1024;
 
 /** Topic fan-out through the uWS app, for the hub. */
 export function topicsOf(app: TemplatedApp): Topics {
@@ -83,7 +94,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
   app.ws<SocketData>('/connection/websocket', {
     // uWS drops oversized frames without a close frame; it gets headroom so that
     // our own check below answers with 1009 and a reason instead.
-    maxPayloadLength: config.maxMessageSize * 4,
+    maxPayloadLength: Math.max(config.maxMessageSize * 4, WEBSOCKET_READ_CEILING),
     // The session disconnects clients past max_backpressure with 3008 at its
     // once-a-second check; this hard bound (4x) closes at once when a burst
     // outruns that check, so nothing is ever buffered without limit.
@@ -94,7 +105,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
     compression: uws.DISABLED,
 
     upgrade: (res, req, context) => {
-      const refusal = admission.refusal(req.getHeader('origin'));
+      const refusal = admission.refusal(res, req);
       if (refusal) return admission.refuse(res, 'websocket', refusal);
       res.upgrade<SocketData>(
         {},
@@ -120,10 +131,18 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
         session?.disconnect(MESSAGE_TOO_BIG, 'message_size');
         return;
       }
+      let frame: string;
       try {
-        session?.handleFrame(decoder.decode(message));
+        frame = decoder.decode(message);
+      } catch {
+        session?.disconnect(Disconnects.badRequest, 'bad_request');
+        return;
+      }
+      try {
+        session?.handleFrame(frame);
       } catch (err) {
         log.error({ err, client: session?.client }, 'frame handling failed');
+        metrics.handlerErrors.inc({ where: 'websocket' });
         ws.end(3004, 'internal server error');
       }
     },

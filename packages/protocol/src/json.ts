@@ -1,0 +1,69 @@
+/**
+ * Bounded JSON: every JSON text that arrives from outside (client frames,
+ * server API bodies, service replies, NATS messages) is parsed here, so that
+ * everything later (JSON.stringify for history, recovery, the API, gRPC)
+ * can rely on a nesting bound. JSON.parse itself is not recursive in V8, but
+ * JSON.stringify and most code walking a value are: an array nested 6,000
+ * deep overflows the stack when it is encoded again.
+ */
+
+/** Default nesting bound of client and API data (`SWITCHBOARD_JSON_MAX_DEPTH`). */
+export const DEFAULT_JSON_MAX_DEPTH = 64;
+
+/**
+ * Levels our own envelopes add around data (a NATS publication envelope, a
+ * history or service reply): messages between parts of Switchboard are
+ * checked against the data bound plus this.
+ */
+export const ENVELOPE_DEPTH = 8;
+
+/**
+ * Whether `value` nests objects and arrays deeper than `maxDepth` (a bare
+ * scalar is depth 0, `[]` and `{}` are 1). Iterative, so it cannot overflow
+ * the stack itself, and it stops at the first level too deep.
+ */
+export function nestedDeeperThan(value: unknown, maxDepth: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: unknown[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const node = stack.pop() as object;
+    const depth = depths.pop()!;
+    if (depth > maxDepth) return true;
+    const children = Array.isArray(node) ? node : Object.values(node);
+    for (const child of children) {
+      if (typeof child === 'object' && child !== null) {
+        stack.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return false;
+}
+
+export type JsonParse = { ok: true; value: unknown } | { ok: false; reason: string };
+
+/** JSON.parse that refuses malformed text and values nested deeper than `maxDepth`. */
+export function parseJson(text: string, maxDepth: number): JsonParse {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'malformed JSON' };
+  }
+  if (nestedDeeperThan(value, maxDepth)) return { ok: false, reason: `JSON nested deeper than ${maxDepth}` };
+  return { ok: true, value };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** parseJson of bytes that must be valid UTF-8 (NATS payloads, gRPC `bytes` fields). */
+export function parseJsonBytes(bytes: Uint8Array, maxDepth: number): JsonParse {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { ok: false, reason: 'not UTF-8' };
+  }
+  return parseJson(text, maxDepth);
+}

@@ -1,0 +1,92 @@
+/**
+ * What gateways send each other over NATS, and the checks every such message
+ * passes before it is used: anyone who can publish on the bus (until NATS
+ * permissions say otherwise) is a hostile peer. Pure, no I/O.
+ */
+
+import type { ClientInfo, Publication } from '@switchboard/protocol';
+import type { ChannelCounts, ControlMessage } from './broker.js';
+
+/** What travels on a live subject (and is stored in history for publications). */
+export type Envelope =
+  | { t: 'pub'; pub: Publication; skip?: string; ts: number }
+  | { t: 'join' | 'leave'; info: ClientInfo };
+
+export type PubEnvelope = Extract<Envelope, { t: 'pub' }>;
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const optionalString = (v: unknown) => v === undefined || typeof v === 'string';
+const isOffset = (v: unknown) => v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
+
+function isClientInfo(v: unknown): v is ClientInfo {
+  return isObj(v) && typeof v.user === 'string' && typeof v.client === 'string';
+}
+
+function isPublication(v: unknown): v is Publication {
+  if (!isObj(v) || !('data' in v)) return false;
+  if (!isOffset(v.offset) || !optionalString(v.epoch)) return false;
+  if (v.info !== undefined && !isClientInfo(v.info)) return false;
+  if (v.tags !== undefined && (!isObj(v.tags) || !Object.values(v.tags).every((t) => typeof t === 'string')))
+    return false;
+  return true;
+}
+
+/** A live-subject or history message, or undefined when it is not one of ours. */
+export function readEnvelope(v: unknown): Envelope | undefined {
+  if (!isObj(v)) return undefined;
+  if (v.t === 'pub') {
+    if (!isPublication(v.pub) || !optionalString(v.skip) || typeof v.ts !== 'number') return undefined;
+    return v as PubEnvelope;
+  }
+  if (v.t === 'join' || v.t === 'leave') return isClientInfo(v.info) ? (v as Envelope) : undefined;
+  return undefined;
+}
+
+/** A stored history entry: a publication envelope. */
+export function readStored(v: unknown): PubEnvelope | undefined {
+  const envelope = readEnvelope(v);
+  return envelope?.t === 'pub' ? envelope : undefined;
+}
+
+/** A control message (server API action), or undefined when it is malformed. */
+export function readControl(v: unknown): ControlMessage | undefined {
+  if (!isObj(v) || typeof v.user !== 'string' || !optionalString(v.client)) return undefined;
+  if (v.op === 'subscribe' || v.op === 'unsubscribe')
+    return typeof v.channel === 'string' ? (v as ControlMessage) : undefined;
+  if (v.op === 'disconnect') {
+    const code = v.code;
+    if (!Number.isInteger(code) || (code as number) < 3000 || (code as number) > 4999) return undefined;
+    return typeof v.reason === 'string' ? (v as ControlMessage) : undefined;
+  }
+  return undefined;
+}
+
+/** A survey request: the optional channel pattern, if it is a string no longer than `maxLength`. */
+export function readSurvey(v: unknown, maxLength: number): { pattern: string | undefined } | undefined {
+  if (!isObj(v)) return undefined;
+  if (v.pattern === undefined || v.pattern === null) return { pattern: undefined };
+  if (typeof v.pattern !== 'string' || v.pattern.length > maxLength) return undefined;
+  return { pattern: v.pattern };
+}
+
+/**
+ * Adds one gateway's survey answer into `into` (a Map, so that a channel
+ * named `__proto__` is a channel like any other); false when the answer is malformed.
+ */
+export function addChannelCounts(into: Map<string, number>, v: unknown): boolean {
+  if (!isObj(v)) return false;
+  const entries = Object.entries(v);
+  for (const [, counts] of entries) {
+    if (!isObj(counts) || !Number.isSafeInteger(counts.num_clients) || (counts.num_clients as number) < 0)
+      return false;
+  }
+  for (const [channel, counts] of entries)
+    into.set(channel, (into.get(channel) ?? 0) + ((counts as Obj).num_clients as number));
+  return true;
+}
+
+export function channelCounts(counts: Map<string, number>): ChannelCounts {
+  return Object.fromEntries([...counts].map(([channel, n]) => [channel, { num_clients: n }]));
+}
