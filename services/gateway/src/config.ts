@@ -468,7 +468,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
-  if ((v.json_max_depth as number) < 4) throw new ConfigError('SWITCHBOARD_JSON_MAX_DEPTH must be at least 4');
+  if ((v.json_max_depth as number) < 4)
+    throw new ConfigError('SWITCHBOARD_JSON_MAX_DEPTH must be at least 4');
   if ((v.commands_per_second as number) < 1)
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
   try {

@@ -17,7 +17,11 @@ import type { Metrics } from './metrics.js';
 /** Exit code after an uncaught exception (EX_SOFTWARE). */
 export const CRASH_EXIT_CODE = 70;
 
-export function installCrashPolicy(log: Logger, metrics: Metrics, drainAndExit: (code: number) => void): void {
+export function installCrashPolicy(
+  log: Logger,
+  metrics: Metrics,
+  drainAndExit: (code: number) => void,
+): void {
   process.on('unhandledRejection', (reason) => {
     metrics.uncaughtErrors.inc({ kind: 'unhandled_rejection' });
     log.error({ err: reason }, 'unhandled promise rejection (a bug): logged, serving goes on');

@@ -107,7 +107,8 @@ function serviceReply<T>(raw: Uint8Array, maxDepth: number): ServiceReply<T> | u
     return reply.result === undefined || isObject(reply.result) ? (reply as ServiceReply<T>) : undefined;
   }
   const error = reply.error;
-  if (!isObject(error) || !Number.isInteger(error.code) || typeof error.message !== 'string') return undefined;
+  if (!isObject(error) || !Number.isInteger(error.code) || typeof error.message !== 'string')
+    return undefined;
   const code = error.code as number;
   if (code < 0 || code > 4999) return undefined;
   const checked: ProtocolError = { code, message: error.message.slice(0, 256) };

@@ -270,3 +270,17 @@ export async function rawConnect(
   await raw.expect((m) => m.id === 1);
   return raw;
 }
+
+/** A gateway's metric, summed over the series whose labels contain every `k="v"` of `labels`. */
+export async function metric(
+  gateway: Pick<Gateway, 'internalUrl'>,
+  name: string,
+  labels: string[] = [],
+): Promise<number> {
+  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .filter((l) => labels.every((p) => l.includes(p)))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}

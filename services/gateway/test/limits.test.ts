@@ -7,7 +7,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { api, type Gateway, RawClient, rawConnect, startGateway, token, waitUntil } from './harness.js';
+import {
+  api,
+  type Gateway,
+  metric,
+  RawClient,
+  rawConnect,
+  startGateway,
+  token,
+  waitUntil,
+} from './harness.js';
 
 let gateway: Gateway;
 const raws: RawClient[] = [];
@@ -38,14 +47,6 @@ function open(headers: Record<string, string> = {}) {
   const raw = new RawClient(gateway.wsUrl, headers);
   raws.push(raw);
   return raw;
-}
-
-async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
-  const line = text
-    .split('\n')
-    .find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
-  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 /** Status code of a refused WebSocket upgrade. */
@@ -194,7 +195,7 @@ describe('bad input and limits', () => {
     assert.equal(await upgradeStatus({ Origin: 'https://app.example.com' }), 101);
     assert.equal(await upgradeStatus({ Origin: 'https://www.example.org' }), 101);
     assert.equal(await upgradeStatus({}), 101);
-    assert.ok((await metric('switchboard_connects_total', 'reason="origin_not_allowed"')) >= 2);
+    assert.ok((await metric(gateway, 'switchboard_connects_total', ['reason="origin_not_allowed"'])) >= 2);
   });
 
   test('the server API refuses wrong keys, unknown methods, bad JSON and bad parameters', async () => {

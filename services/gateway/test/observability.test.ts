@@ -25,6 +25,7 @@ import {
   client,
   freePort,
   type Gateway,
+  metric,
   nextEvent,
   RawClient,
   rawConnect,
@@ -82,16 +83,6 @@ const NATS_EXPORTER = spawnSync('prometheus-nats-exporter', ['-version']).error 
 const MAY_BE_EMPTY: { pattern: RegExp; why: string }[] = NATS_EXPORTER
   ? []
   : [{ pattern: /gnatsd_/, why: 'needs prometheus-nats-exporter, not installed' }];
-
-/** A gateway's metric, summed over the series whose labels contain every `k="v"` of `labels`. */
-async function metric(gateway: Gateway, name: string, labels: string[] = []): Promise<number> {
-  const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .filter((l) => labels.every((p) => l.includes(p)))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
 
 describe('dashboards and alert rules against a live cluster under traffic', () => {
   let cluster: Cluster;

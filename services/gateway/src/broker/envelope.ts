@@ -9,8 +9,7 @@ import type { ChannelCounts, ControlMessage } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
 export type Envelope =
-  | { t: 'pub'; pub: Publication; skip?: string; ts: number }
-  | { t: 'join' | 'leave'; info: ClientInfo };
+  { t: 'pub'; pub: Publication; skip?: string; ts: number } | { t: 'join' | 'leave'; info: ClientInfo };
 
 export type PubEnvelope = Extract<Envelope, { t: 'pub' }>;
 

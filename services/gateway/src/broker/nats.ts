@@ -177,12 +177,19 @@ export class NatsBroker implements Broker {
   }
 
   /** Bounded JSON of a message from the bus, checked by `read`; undefined (counted, logged) when it is not ours. */
-  private decode<T>(data: Uint8Array, source: string, read: (value: unknown) => T | undefined): T | undefined {
+  private decode<T>(
+    data: Uint8Array,
+    source: string,
+    read: (value: unknown) => T | undefined,
+  ): T | undefined {
     const parsed = parseJsonBytes(data, this.limits.maxDepth);
     const value = parsed.ok ? read(parsed.value) : undefined;
     if (value === undefined) {
       this.metrics.invalidMessages.inc({ source });
-      this.log.warn({ source, reason: parsed.ok ? 'unexpected shape' : parsed.reason }, 'invalid message dropped');
+      this.log.warn(
+        { source, reason: parsed.ok ? 'unexpected shape' : parsed.reason },
+        'invalid message dropped',
+      );
     }
     return value;
   }
@@ -261,11 +268,7 @@ export class NatsBroker implements Broker {
   }
 
   /** Appends with the channel's next offset; retries when another gateway appended first. */
-  private async append(
-    ns: string,
-    channel: string,
-    envelope: PubEnvelope,
-  ): Promise<StreamPosition> {
+  private async append(ns: string, channel: string, envelope: PubEnvelope): Promise<StreamPosition> {
     const subject = this.subjects.history(ns, channel);
     for (let attempt = 1; attempt <= APPEND_ATTEMPTS; attempt++) {
       const last = this.positions.get(channel) ?? (await this.lastStored(ns, channel));
@@ -333,7 +336,8 @@ export class NatsBroker implements Broker {
     });
     for await (const reply of replies) {
       const parsed = parseJsonBytes(reply.data, this.limits.maxDepth);
-      if (!parsed.ok || !addChannelCounts(merged, parsed.value)) this.metrics.invalidMessages.inc({ source: 'survey' });
+      if (!parsed.ok || !addChannelCounts(merged, parsed.value))
+        this.metrics.invalidMessages.inc({ source: 'survey' });
     }
     return channelCounts(merged);
   }
