@@ -21,6 +21,18 @@ function failure<T>(r: ClaimsCheck<T>): { expired: boolean; reason: string } {
 }
 
 describe('connectionClaims', () => {
+  test('a subscription token (it names a channel) is no connection token', () => {
+    assert.match(
+      failure(connectionClaims({ sub: '42', channel: 'chat:1' }, NOW)).reason,
+      /subscription token/,
+    );
+    assert.match(failure(connectionClaims({ sub: '42', channel: '' }, NOW)).reason, /subscription token/);
+  });
+
+  test('a connection token (no channel) is no subscription token', () => {
+    assert.match(failure(subscriptionClaims({ sub: '42' }, NOW)).reason, /channel claim is required/);
+  });
+
   test('minimal payload: anonymous user, no expiry, no channels', () => {
     const c: ConnectionClaims = value(connectionClaims({}, NOW));
     assert.deepEqual(c, { user: '', expiresAt: 0, channels: [] });

@@ -326,3 +326,27 @@ describe('parseFrame', () => {
     assert.deepEqual(parseFrame('{}'), [{ ok: true, command: { id: 0, method: 'pong' } }]);
   });
 });
+
+describe('parseLine: the nesting bound', () => {
+  const publish = (depth: number) =>
+    `{"id":9,"publish":{"channel":"c","data":${'['.repeat(depth)}${']'.repeat(depth)}}}`;
+
+  test('a command nested within the bound parses; one level more is refused with 107, keeping the id', () => {
+    assert.equal(parseLine(publish(6), { maxDepth: 8 }).ok, true);
+    const refused = parseLine(publish(7), { maxDepth: 8 });
+    assert.equal(refused.ok, false);
+    assert.equal((refused as { kind: string }).kind, 'refused');
+    assert.equal((refused as { id: number }).id, 9);
+    assert.equal((refused as { error: { code: number } }).error.code, 107);
+  });
+
+  test('the default bound is 64 and depth far past it does not overflow the stack', () => {
+    assert.equal(parseLine(publish(62)).ok, true);
+    assert.equal((parseLine(publish(63)) as { kind: string }).kind, 'refused');
+    assert.equal((parseLine(publish(100_000)) as { kind: string }).kind, 'refused');
+  });
+
+  test('malformed commands stay bad requests whatever their depth', () => {
+    badRequest(`${'['.repeat(5000)}${']'.repeat(5000)}`, /JSON object/);
+  });
+});
