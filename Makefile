@@ -8,7 +8,7 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench fuzz
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
@@ -20,6 +20,7 @@ help:
 	@echo "make images  build the container image (docker build; IMAGE=switchboard:dev)"
 	@echo "make chart   lint and render the Helm chart (pinned helm in .tools/bin)"
 	@echo "make chart-files     copy dashboards/ into the chart (after changing a dashboard or alert rule)"
+	@echo "make fuzz    the fuzz suites with many more samples and a random seed (FUZZ_RUNS, FUZZ_SEED to replay)"
 	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run)"
 
 # npm ci only when the lock file changed since the last install.
@@ -73,6 +74,15 @@ cluster-down:
 
 test: build lint deps
 	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js loadtest/dist/test/*.test.js))
+
+# The fuzz suites of `make test` (a fixed seed, a few hundred samples there) for
+# long runs: a random seed unless FUZZ_SEED replays one, FUZZ_RUNS samples.
+FUZZ_RUNS ?= 20000
+FUZZ_SEED ?= $(shell echo $$RANDOM$$RANDOM)
+fuzz: build deps
+	@echo "fuzz: FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) (replay a failure with the same FUZZ_SEED)"
+	FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) $(NODE) --test --test-reporter=spec \
+	  packages/protocol/dist/test/fuzz.test.js services/gateway/dist/test/fuzz.test.js
 
 # Benchmarks side by side with peers, not part of `make test`: servers pinned to
 # core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
