@@ -3,6 +3,8 @@
  * transports): `{"session": ..., "node": ..., "data": "<newline-joined commands>"}`.
  */
 
+import { parseJson } from './json.js';
+
 export interface EmulationRequest {
   /** The stream's emulation session id, from its connect reply. */
   session: string;
@@ -15,14 +17,11 @@ export interface EmulationRequest {
 /** Ids and node names are short; anything longer is not ours. */
 const MAX_ID_LENGTH = 256;
 
-/** Parses and checks an emulation body; a string is the reason it was refused. */
+/** Parses and checks an emulation body (a flat object: nothing nests deeper than 2); a string is the reason it was refused. */
 export function parseEmulationRequest(text: string): EmulationRequest | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return 'malformed JSON';
-  }
+  const parsed = parseJson(text, 2);
+  if (!parsed.ok) return parsed.reason;
+  const value = parsed.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'body must be an object';
   const { session, node, data } = value as Record<string, unknown>;
   if (typeof session !== 'string' || session === '' || session.length > MAX_ID_LENGTH)

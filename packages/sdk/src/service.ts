@@ -7,7 +7,10 @@
 
 import { randomUUID } from 'node:crypto';
 import {
+  DEFAULT_JSON_MAX_DEPTH,
+  ENVELOPE_DEPTH,
   Errors,
+  parseJsonBytes,
   type ProtocolError,
   type PublishDecision,
   type RpcAnswer,
@@ -65,7 +68,6 @@ type PublishHandler = (
 type RpcHandler = (req: ServiceRequest) => unknown;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const encode = (value: unknown) => encoder.encode(JSON.stringify(value));
 
 export class Service {
@@ -119,7 +121,7 @@ export class Service {
     const serve = (operation: ServiceOperation, answer: (req: ServiceRequest) => Promise<unknown>) =>
       this.stops.push(
         this.bus.serve(this.subjects.service(this.namespace, operation), queue, async (data) =>
-          encode(await reply(() => answer(JSON.parse(decoder.decode(data)) as ServiceRequest))),
+          encode(await reply(() => answer(request(data)))),
         ),
       );
     serve('subscribe', async (req) => this.subscribeHandler(withChannel(req)));
@@ -196,10 +198,32 @@ export class Service {
 
   private async api<T>(method: string, params: unknown): Promise<T> {
     const raw = await this.bus.request(this.subjects.api(method), encode(params), this.timeoutMs);
-    const answer = JSON.parse(decoder.decode(raw)) as ServiceReply<T>;
+    const parsed = parseJsonBytes(raw, BUS_DEPTH);
+    if (!parsed.ok)
+      throw new ApiCallError({ ...Errors.internal, message: `invalid API reply: ${parsed.reason}` });
+    const answer = parsed.value as ServiceReply<T>;
     if ('error' in answer) throw new ApiCallError(answer.error);
     return answer.result;
   }
+}
+
+/**
+ * Nesting bound of what arrives on the bus: the gateways' default client data
+ * bound plus envelopes (a gateway with a higher SWITCHBOARD_JSON_MAX_DEPTH
+ * forwards deeper data; its services then refuse it with 107).
+ */
+const BUS_DEPTH = DEFAULT_JSON_MAX_DEPTH + ENVELOPE_DEPTH;
+
+/** A gateway's request, checked: bounded JSON, an object naming client and user. */
+function request(data: Uint8Array): ServiceRequest {
+  const parsed = parseJsonBytes(data, BUS_DEPTH);
+  const value = parsed.ok ? parsed.value : undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ServiceError(Errors.badRequest.code, parsed.ok ? 'request must be an object' : parsed.reason);
+  const { client, user } = value as Record<string, unknown>;
+  if (typeof client !== 'string' || typeof user !== 'string')
+    throw new ServiceError(Errors.badRequest.code, 'request must name client and user');
+  return value as ServiceRequest;
 }
 
 function withChannel(req: ServiceRequest): ServiceRequest & { channel: string } {

@@ -75,6 +75,7 @@ function infrastructure(
     config.presenceTtl,
     log,
     metrics,
+    config.jsonMaxDepth + ENVELOPE_DEPTH,
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;

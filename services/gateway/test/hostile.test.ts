@@ -121,6 +121,21 @@ describe('defect 1: deeply nested data is refused at the edge, nothing stored', 
   });
 });
 
+describe('channel names at their edge', () => {
+  test('255 characters pass, 256 are refused with 107; subject characters never pass', async () => {
+    const raw = await connect('long-names');
+    await subscribe(raw, 2, `chat:${'n'.repeat(250)}`);
+    raw.send({ id: 3, subscribe: { channel: `chat:${'n'.repeat(251)}` } });
+    assert.equal((await raw.expect((m) => m.id === 3)).error.code, 107);
+    let id = 4;
+    for (const channel of ['chat:a b', 'chat:a*', 'chat:>', 'chat:é', 'chat:a\u0000']) {
+      raw.send({ id, subscribe: { channel } });
+      assert.equal((await raw.expect((m) => m.id === id)).error.code, 107, channel);
+      id++;
+    }
+  });
+});
+
 describe('defect 2: every command pays the rate limit, known or not', () => {
   test('10,000 unknown methods in 5 frames get 111 and then 3013, not 10,000 answers', async () => {
     const raw = await connect('flooder');

@@ -19,7 +19,7 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const optionalString = (v: unknown) => v === undefined || typeof v === 'string';
 const isOffset = (v: unknown) => v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
 
-function isClientInfo(v: unknown): v is ClientInfo {
+export function isClientInfo(v: unknown): v is ClientInfo {
   return isObj(v) && typeof v.user === 'string' && typeof v.client === 'string';
 }
 

@@ -4,10 +4,17 @@
  * the entries of a gateway that died expire within one TTL.
  */
 
-import { type ClientInfo, encodeToken, type ServiceEntry, type Subjects } from '@switchboard/protocol';
+import {
+  type ClientInfo,
+  encodeToken,
+  parseJsonBytes,
+  type ServiceEntry,
+  type Subjects,
+} from '@switchboard/protocol';
 import { type KV, Kvm } from '@nats-io/kv';
 import { openOrCreate } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { isClientInfo } from '../broker/envelope.js';
 import type { Logger } from '../log.js';
 import { counted, type KvOperation, type Metrics } from '../metrics.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
@@ -31,6 +38,8 @@ export class NatsRegistry implements Registry {
     private readonly ttlSeconds: number,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Nesting bound of entries (presence carries client info from tokens): client data plus envelopes. */
+    private readonly maxDepth: number,
   ) {
     this.gatewayKey = encodeToken(nodeId);
   }
@@ -68,11 +77,11 @@ export class NatsRegistry implements Registry {
   }
 
   async gateways(): Promise<GatewayEntry[]> {
-    return this.values<GatewayEntry>(this.gatewaysKv!, '*');
+    return this.values(this.gatewaysKv!, '*', isGatewayEntry);
   }
 
   async services(): Promise<ServiceEntry[]> {
-    return this.values<ServiceEntry>(this.servicesKv!, '*.*');
+    return this.values(this.servicesKv!, '*.*', isServiceEntry);
   }
 
   private key(channel: string, client: string): string {
@@ -92,7 +101,7 @@ export class NatsRegistry implements Registry {
   }
 
   async presence(channel: string): Promise<Record<string, ClientInfo>> {
-    const infos = await this.values<ClientInfo>(this.presenceKv!, `${encodeToken(channel)}.*`);
+    const infos = await this.values(this.presenceKv!, `${encodeToken(channel)}.*`, isClientInfo);
     return Object.fromEntries(infos.map((info) => [info.client, info]));
   }
 
@@ -100,15 +109,23 @@ export class NatsRegistry implements Registry {
     return statsOf(Object.values(await this.presence(channel)));
   }
 
-  private values<T>(kv: KV, filter: string): Promise<T[]> {
-    return this.counted('read', () => this.read<T>(kv, filter));
+  private values<T>(kv: KV, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
+    return this.counted('read', () => this.read(kv, filter, check));
   }
 
-  private async read<T>(kv: KV, filter: string): Promise<T[]> {
+  /** The live entries under `filter`; one not of the expected shape (anyone can write the bucket) is skipped and counted. */
+  private async read<T>(kv: KV, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
     const keys: string[] = [];
     for await (const key of await kv.keys(filter)) keys.push(key);
     const entries = await Promise.all(keys.map((key) => kv.get(key)));
-    return entries.flatMap((e) => (e && e.operation === 'PUT' && e.value.length > 0 ? [e.json<T>()] : []));
+    const values: T[] = [];
+    for (const e of entries) {
+      if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
+      const parsed = parseJsonBytes(e.value, this.maxDepth);
+      if (parsed.ok && check(parsed.value)) values.push(parsed.value);
+      else this.metrics.invalidMessages.inc({ source: 'registry' });
+    }
+    return values;
   }
 
   async close(): Promise<void> {
@@ -120,4 +137,15 @@ export class NatsRegistry implements Registry {
     ]);
     this.own.clear();
   }
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function isGatewayEntry(v: unknown): v is GatewayEntry {
+  return isObj(v) && typeof v.uid === 'string' && typeof v.num_clients === 'number';
+}
+
+function isServiceEntry(v: unknown): v is ServiceEntry {
+  return isObj(v) && typeof v.namespace === 'string' && typeof v.instance === 'string';
 }
