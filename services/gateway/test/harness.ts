@@ -57,6 +57,7 @@ export async function startGateway(env: Record<string, string> = {}, timeoutMs =
       // Every test client comes from 127.0.0.1: the per-IP limits are tested where they are meant.
       SWITCHBOARD_CONNECTS_PER_IP_PER_SECOND: '0',
       SWITCHBOARD_EMULATION_REQUESTS_PER_IP_PER_SECOND: '0',
+      SWITCHBOARD_DEMO_TOKENS_PER_IP_PER_SECOND: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -283,4 +284,35 @@ export async function metric(
     .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
     .filter((l) => labels.every((p) => l.includes(p)))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+/** The raw clients of one test file's gateway, all ended by `terminate()` after the tests. */
+export class RawClients {
+  private readonly all: RawClient[] = [];
+
+  constructor(private readonly gateway: () => Gateway) {}
+
+  /** Connected with a token for `user`, the connect reply received. */
+  async connect(user: string, headers: Record<string, string> = {}): Promise<RawClient> {
+    const raw = await rawConnect(this.gateway(), user, headers);
+    this.all.push(raw);
+    return raw;
+  }
+
+  /** Opening, nothing sent yet. */
+  open(headers: Record<string, string> = {}): RawClient {
+    const raw = new RawClient(this.gateway().wsUrl, headers);
+    this.all.push(raw);
+    return raw;
+  }
+
+  /** Keeps `raw` to be ended with the others. */
+  add(raw: RawClient): RawClient {
+    this.all.push(raw);
+    return raw;
+  }
+
+  terminate(): void {
+    for (const raw of this.all) raw.ws.terminate();
+  }
 }

@@ -17,6 +17,7 @@ import {
   metric,
   nextEvent,
   RawClient,
+  RawClients,
   rawConnect,
   startGateway,
   token,
@@ -24,7 +25,7 @@ import {
 } from './harness.js';
 
 let gateway: Gateway;
-const raws: RawClient[] = [];
+const raws = new RawClients(() => gateway);
 const cleanups: (() => void)[] = [];
 
 before(async () => {
@@ -32,22 +33,13 @@ before(async () => {
 });
 
 after(async () => {
-  for (const r of raws) r.ws.terminate();
+  raws.terminate();
   for (const stop of cleanups) stop();
   await gateway.stop();
 });
 
-async function connect(user: string): Promise<RawClient> {
-  const raw = await rawConnect(gateway, user);
-  raws.push(raw);
-  return raw;
-}
-
-function open(url = gateway.wsUrl, headers: Record<string, string> = {}): RawClient {
-  const raw = new RawClient(url, headers);
-  raws.push(raw);
-  return raw;
-}
+const connect = (user: string) => raws.connect(user);
+const open = () => raws.open();
 
 /** An array nested `n` deep: `[[[...]]]`. */
 const nested = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
@@ -204,7 +196,7 @@ describe('defect 3: each token kind only for its own use', () => {
     const strict = await startGateway({ SWITCHBOARD_NAMESPACES: namespaces });
     try {
       const raw = await rawConnect(strict, 'eve');
-      raws.push(raw);
+      raws.add(raw);
       const connection = await token({ sub: 'eve' });
       raw.send({ id: 2, subscribe: { channel: 'private:x', token: connection } });
       assert.equal((await raw.expect((m) => m.id === 2)).error.code, 103);

@@ -12,14 +12,14 @@ import {
   type Gateway,
   metric,
   RawClient,
-  rawConnect,
+  RawClients,
   startGateway,
   token,
   waitUntil,
 } from './harness.js';
 
 let gateway: Gateway;
-const raws: RawClient[] = [];
+const raws = new RawClients(() => gateway);
 
 before(async () => {
   gateway = await startGateway({
@@ -33,21 +33,12 @@ before(async () => {
 });
 
 after(async () => {
-  for (const r of raws) r.ws.terminate();
+  raws.terminate();
   await gateway.stop();
 });
 
-async function connect(user: string, headers: Record<string, string> = {}) {
-  const raw = await rawConnect(gateway, user, headers);
-  raws.push(raw);
-  return raw;
-}
-
-function open(headers: Record<string, string> = {}) {
-  const raw = new RawClient(gateway.wsUrl, headers);
-  raws.push(raw);
-  return raw;
-}
+const connect = (user: string, headers: Record<string, string> = {}) => raws.connect(user, headers);
+const open = (headers: Record<string, string> = {}) => raws.open(headers);
 
 /** Status code of a refused WebSocket upgrade. */
 async function upgradeStatus(headers: Record<string, string> = {}, url = gateway.wsUrl): Promise<number> {
