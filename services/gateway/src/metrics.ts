@@ -30,6 +30,30 @@ export const KV_OPERATIONS = [
 ] as const;
 export type KvOperation = (typeof KV_OPERATIONS)[number];
 
+/** Where a handler's last-line catch may count an error (`switchboard_handler_errors_total{where}`). */
+export const HANDLER_PLACES = [
+  'http_api',
+  'grpc',
+  'emulation',
+  'session',
+  'websocket',
+  'broker_channel',
+  'broker_control',
+  'broker_survey',
+] as const;
+/** What sends the messages `switchboard_invalid_messages_total{source}` counts. */
+export const MESSAGE_SOURCES = [
+  'channel',
+  'history',
+  'control',
+  'survey',
+  'service',
+  'api_bus',
+  'registry',
+] as const;
+export const IP_LIMITS = ['connect', 'emulation', 'demo_token'] as const;
+export type IpLimitName = (typeof IP_LIMITS)[number];
+
 export class Metrics {
   readonly registry = new Registry();
 
@@ -280,6 +304,9 @@ export class Metrics {
     for (const op of JETSTREAM_OPERATIONS) this.jetstreamErrors.inc({ operation: op }, 0);
     for (const op of KV_OPERATIONS) this.kvErrors.inc({ operation: op }, 0);
     for (const kind of ['unhandled_rejection', 'uncaught_exception']) this.uncaughtErrors.inc({ kind }, 0);
+    for (const where of HANDLER_PLACES) this.handlerErrors.inc({ where }, 0);
+    for (const source of MESSAGE_SOURCES) this.invalidMessages.inc({ source }, 0);
+    for (const limit of IP_LIMITS) this.rateLimited.inc({ limit }, 0);
   }
 
   private readonly trafficOf = new Map<Transport, Traffic>();

@@ -3,7 +3,7 @@
  * and the per-gateway connection limit, which counts every transport.
  */
 
-import type { Metrics, Transport } from '../metrics.js';
+import type { IpLimitName, Metrics, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
 import { RateLimiter } from '../ratelimit.js';
 import { remoteAddress, replyText } from '../reply.js';
@@ -15,8 +15,6 @@ export interface Refusal {
   status: string;
   reason: 'origin_not_allowed' | 'shutdown' | 'gateway_limit' | 'ip_rate_limit';
 }
-
-export type IpLimitName = 'connect' | 'emulation' | 'demo_token';
 
 /** A per-client-IP rate limit of one kind of request (a reconnect storm or a flood from one address is shed). */
 export class IpLimit {
