@@ -16,7 +16,7 @@ import { signHs256 } from './auth.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { readBody } from './reply.js';
+import { bodyText, readBody } from './reply.js';
 import { IpLimit } from './transport/admission.js';
 import type { ClientAddress } from './transport/client-address.js';
 import { originAllowed } from './transport/origin.js';
@@ -130,7 +130,11 @@ export function mountDemoTokens(
     readBody(res, MAX_BODY, (body) => {
       if (aborted) return;
       if (!body) return respond(res, fail('413 Payload Too Large', 'request body too large'));
-      const request = parseJson(body.toString('utf8'), config.jsonMaxDepth);
+      const text = bodyText(body);
+      const request =
+        text === undefined
+          ? { ok: false as const, reason: 'not UTF-8' }
+          : parseJson(text, config.jsonMaxDepth);
       if (!request.ok) return respond(res, fail('400 Bad Request', request.reason));
       tokens.answer(request.value).then(
         (answer) => {

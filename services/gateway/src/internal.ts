@@ -2,6 +2,7 @@
 
 import { mountHttpApi } from './api/http.js';
 import type { Node } from './node.js';
+import { replyText } from './reply.js';
 import { type TemplatedApp, uws } from './uws.js';
 
 export function createInternalApp(node: Node): TemplatedApp {
@@ -26,12 +27,18 @@ export function createInternalApp(node: Node): TemplatedApp {
     res.onAborted(() => {
       aborted = true;
     });
-    node.metrics.registry.metrics().then((text) => {
-      if (aborted) return;
-      res.cork(() => {
-        res.writeHeader('content-type', node.metrics.registry.contentType).end(text);
-      });
-    });
+    node.metrics.registry.metrics().then(
+      (text) => {
+        if (aborted) return;
+        res.cork(() => {
+          res.writeHeader('content-type', node.metrics.registry.contentType).end(text);
+        });
+      },
+      (err: unknown) => {
+        node.log.error({ err }, 'metrics collection failed');
+        if (!aborted) replyText(res, '500 Internal Server Error', 'metrics collection failed\n');
+      },
+    );
   });
   mountHttpApi(app, node);
   app.any('/*', (res) => {

@@ -37,9 +37,11 @@ export const HANDLER_PLACES = [
   'emulation',
   'session',
   'websocket',
+  'stream',
   'broker_channel',
   'broker_control',
   'broker_survey',
+  'broker_reconnect',
 ] as const;
 /** What sends the messages `switchboard_invalid_messages_total{source}` counts. */
 export const MESSAGE_SOURCES = [

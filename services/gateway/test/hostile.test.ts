@@ -128,6 +128,31 @@ describe('channel names at their edge', () => {
   });
 });
 
+describe('encoding: only UTF-8 text gets in', () => {
+  const invalid = Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]);
+
+  test('a binary frame that is not UTF-8 closes with 3501', async () => {
+    const raw = await connect('bytes');
+    raw.ws.send(invalid);
+    assert.equal((await raw.closed()).code, 3501);
+  });
+
+  test('HTTP bodies that are not UTF-8 get 400: API, emulation, HTTP-streaming connect', async () => {
+    const post = (url: string, headers: Record<string, string> = {}) =>
+      fetch(url, { method: 'POST', headers, body: invalid });
+    const apiRes = await post(`${gateway.internalUrl}/api/info`, { 'X-API-Key': 'test-api-key' });
+    assert.equal(apiRes.status, 400);
+    assert.deepEqual(await apiRes.json(), { error: { code: 107, message: 'request body is not UTF-8' } });
+    const base = `http://127.0.0.1:${gateway.clientPort}`;
+    const emulation = await post(`${base}/emulation`);
+    assert.equal(emulation.status, 400);
+    assert.equal(await emulation.text(), 'body is not UTF-8');
+    const stream = await post(`${base}/connection/http_stream`);
+    assert.equal(stream.status, 400);
+    assert.equal(await stream.text(), 'connect command is not UTF-8');
+  });
+});
+
 describe('defect 2: every command pays the rate limit, known or not', () => {
   test('10,000 unknown methods in 5 frames get 111 and then 3013, not 10,000 answers', async () => {
     const raw = await connect('flooder');

@@ -1,7 +1,7 @@
 /** Server API over HTTP: `POST /api/<method>` with a JSON body and the API key. */
 
 import { Errors, parseJson } from '@switchboard/protocol';
-import { readBody } from '../reply.js';
+import { bodyText, readBody } from '../reply.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import { apiKeyFrom, apiKeyMatches } from './key.js';
@@ -68,8 +68,13 @@ export function mountHttpApi(app: TemplatedApp, node: Node): void {
           error: { code: Errors.badRequest.code, message: 'request body too large' },
         });
       }
-      const text = body.toString('utf8');
-      const parsed = text.trim() === '' ? { ok: true as const, value: {} } : parseJson(text, depth);
+      const text = bodyText(body);
+      const parsed =
+        text === undefined
+          ? { ok: false as const, reason: 'request body is not UTF-8' }
+          : text.trim() === ''
+            ? { ok: true as const, value: {} }
+            : parseJson(text, depth);
       if (!parsed.ok) {
         count('error');
         return respond(res, '400 Bad Request', {

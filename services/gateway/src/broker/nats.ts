@@ -171,7 +171,7 @@ export class NatsBroker implements Broker {
         this.positions.clear();
         this.setConnected(true);
         // Whatever was published while we were away never reached us: let subscribers recover it.
-        this.events?.reconnected();
+        this.guard('reconnect', () => this.events?.reconnected());
       }
     }
   }

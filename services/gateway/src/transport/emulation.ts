@@ -8,7 +8,7 @@
 
 import { type EmulationRequest, parseEmulationRequest, type Subjects } from '@switchboard/protocol';
 import { type Bus, NoResponders } from '@switchboard/sdk';
-import { readBody, replyText } from '../reply.js';
+import { bodyText, readBody, replyText } from '../reply.js';
 import type { Node } from '../node.js';
 import type { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
@@ -115,7 +115,8 @@ export function mountEmulation(
       if (aborted) return;
       if (!body)
         return answer(res, origin, '413 Payload Too Large', 'too_large', 'emulation request too large');
-      const parsed = parseEmulationRequest(body.toString('utf8'));
+      const text = bodyText(body);
+      const parsed = text === undefined ? 'body is not UTF-8' : parseEmulationRequest(text);
       if (typeof parsed === 'string') return answer(res, origin, '400 Bad Request', 'bad_request', parsed);
       if (Buffer.byteLength(parsed.data) > config.maxMessageSize)
         return answer(

@@ -7,7 +7,8 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { readBody, replyText } from '../reply.js';
+import { Disconnects } from '@switchboard/protocol';
+import { bodyText, readBody, replyText } from '../reply.js';
 import type { Sink } from '../hub.js';
 import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
@@ -161,7 +162,13 @@ export function mountStreams(
     const traffic = node.metrics.traffic(transport);
     traffic.messagesIn.inc();
     traffic.bytesIn.inc(Buffer.byteLength(connect));
-    session.handleFrame(connect);
+    try {
+      session.handleFrame(connect);
+    } catch (err) {
+      node.log.error({ err, client: session.client }, 'stream connect failed');
+      node.metrics.handlerErrors.inc({ where: 'stream' });
+      sink.close(Disconnects.serverError.code, Disconnects.serverError.reason);
+    }
   };
 
   app.post('/connection/http_stream', (res, req) => {
@@ -175,7 +182,9 @@ export function mountStreams(
     readBody(res, config.maxMessageSize, (body) => {
       if (aborted) return;
       if (!body) return replyText(res, '413 Payload Too Large', 'connect command too large');
-      start('http_stream', res, origin, body.toString('utf8'));
+      const connect = bodyText(body);
+      if (connect === undefined) return replyText(res, '400 Bad Request', 'connect command is not UTF-8');
+      start('http_stream', res, origin, connect);
     });
   });
 
