@@ -17,26 +17,30 @@ export const DEFAULT_JSON_MAX_DEPTH = 64;
  */
 export const ENVELOPE_DEPTH = 8;
 
+/** The largest nesting bound that may be configured: the check recurses at most this deep. */
+export const MAX_JSON_DEPTH_BOUND = 1000;
+
 /**
  * Whether `value` nests objects and arrays deeper than `maxDepth` (a bare
- * scalar is depth 0, `[]` and `{}` are 1). Iterative, so it cannot overflow
- * the stack itself, and it stops at the first level too deep.
+ * scalar is depth 0, `[]` and `{}` are 1). It recurses no deeper than
+ * `maxDepth + 1` levels whatever the value holds, so it cannot overflow the
+ * stack, and it allocates nothing on the way (it runs on every command).
  */
 export function nestedDeeperThan(value: unknown, maxDepth: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  const stack: unknown[] = [value];
-  const depths: number[] = [1];
-  while (stack.length > 0) {
-    const node = stack.pop() as object;
-    const depth = depths.pop()!;
-    if (depth > maxDepth) return true;
-    const children = Array.isArray(node) ? node : Object.values(node);
-    for (const child of children) {
-      if (typeof child === 'object' && child !== null) {
-        stack.push(child);
-        depths.push(depth + 1);
-      }
-    }
+  return typeof value === 'object' && value !== null && deeper(value, maxDepth - 1);
+}
+
+/** `node` is an object or array at a level with `left` more levels allowed below it. */
+function deeper(node: object, left: number): boolean {
+  if (left < 0) return true;
+  if (Array.isArray(node)) {
+    for (const child of node)
+      if (typeof child === 'object' && child !== null && deeper(child, left - 1)) return true;
+    return false;
+  }
+  for (const key in node) {
+    const child = (node as Record<string, unknown>)[key];
+    if (typeof child === 'object' && child !== null && deeper(child, left - 1)) return true;
   }
   return false;
 }

@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { DEFAULT_JSON_MAX_DEPTH } from '@switchboard/protocol';
+import { DEFAULT_JSON_MAX_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
 import { proxyList } from './transport/client-address.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
@@ -253,7 +253,7 @@ export const KEYS = {
   json_max_depth: {
     kind: 'int',
     default: DEFAULT_JSON_MAX_DEPTH,
-    doc: 'Deepest nesting of objects and arrays accepted in a client command or a server API request, data included (error 107 beyond, nothing stored); messages from services and other gateways get 8 levels more for their envelopes.',
+    doc: 'Deepest nesting of objects and arrays accepted in a client command or a server API request, data included (error 107 beyond, nothing stored; 4 to 1000); messages from services and other gateways get 8 levels more for their envelopes.',
   },
   trusted_proxies: {
     kind: 'list',
@@ -468,8 +468,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
-  if ((v.json_max_depth as number) < 4)
-    throw new ConfigError('SWITCHBOARD_JSON_MAX_DEPTH must be at least 4');
+  const depth = v.json_max_depth as number;
+  if (depth < 4 || depth > MAX_JSON_DEPTH_BOUND)
+    throw new ConfigError(`SWITCHBOARD_JSON_MAX_DEPTH must be from 4 to ${MAX_JSON_DEPTH_BOUND}`);
   if ((v.commands_per_second as number) < 1)
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
   try {

@@ -188,6 +188,19 @@ describe('bad values give a ConfigError naming the env var', () => {
     });
   }
 
+  test('the nesting bound from 4 to 1000, trusted proxies as addresses or CIDR ranges', () => {
+    for (const bad of ['3', '1001']) configError({ SWITCHBOARD_JSON_MAX_DEPTH: bad }, /from 4 to 1000/);
+    assert.equal(loadConfig({ SWITCHBOARD_JSON_MAX_DEPTH: '1000' }).jsonMaxDepth, 1000);
+    configError(
+      { SWITCHBOARD_TRUSTED_PROXIES: '10.0.0.0/8,haproxy' },
+      /SWITCHBOARD_TRUSTED_PROXIES: "haproxy"/,
+    );
+    assert.deepEqual(loadConfig({ SWITCHBOARD_TRUSTED_PROXIES: '10.0.0.0/8, ::1' }).trustedProxies, [
+      '10.0.0.0/8',
+      '::1',
+    ]);
+  });
+
   test('another int key is named too', () => {
     configError({ SWITCHBOARD_MAX_MESSAGE_SIZE: 'big' }, /SWITCHBOARD_MAX_MESSAGE_SIZE/);
   });
