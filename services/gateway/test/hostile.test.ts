@@ -23,6 +23,7 @@ import {
   token,
   waitUntil,
 } from './harness.js';
+import { apiClient } from './grpc-client.js';
 
 let gateway: Gateway;
 const raws = new RawClients(() => gateway);
@@ -153,6 +154,27 @@ describe('encoding: only UTF-8 text gets in', () => {
   });
 });
 
+describe('server API body size at its edge', () => {
+  test('4 MiB pass the size check, one byte more gets 413', async () => {
+    const body = (size: number) => {
+      const head = '{"channel":"chat:size","data":"';
+      const tail = '"}';
+      return `${head}${'s'.repeat(size - head.length - tail.length)}${tail}`;
+    };
+    const post = (text: string) =>
+      fetch(`${gateway.internalUrl}/api/publish`, {
+        method: 'POST',
+        headers: { 'X-API-Key': 'test-api-key' },
+        body: text,
+      });
+    const at = await post(body(4 * 1024 * 1024));
+    assert.equal(at.status, 200);
+    const over = await post(body(4 * 1024 * 1024 + 1));
+    assert.equal(over.status, 413);
+    assert.deepEqual(await over.json(), { error: { code: 107, message: 'request body too large' } });
+  });
+});
+
 describe('defect 2: every command pays the rate limit, known or not', () => {
   test('10,000 unknown methods in 5 frames get 111 and then 3013, not 10,000 answers', async () => {
     const raw = await connect('flooder');
@@ -276,6 +298,13 @@ describe('defects 5 and 6: the channels API', () => {
     assert.deepEqual(all.body.result.channels.__proto__, { num_clients: 1 });
     const matched = await api(gateway, 'channels', { pattern: '__*' });
     assert.deepEqual(Object.keys(matched.body.result.channels), ['__proto__']);
+    const grpcApi = apiClient(gateway.grpcPort);
+    try {
+      const viaGrpc = await grpcApi.call('Channels', { pattern: '__*' });
+      assert.deepEqual(Object.keys(viaGrpc.result.channels), ['__proto__']);
+    } finally {
+      grpcApi.close();
+    }
   });
 
   test('a pattern of many stars against a long channel answers at once', async () => {
