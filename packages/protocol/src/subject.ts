@@ -74,6 +74,11 @@ export class Subjects {
     };
   }
 
+  /** JetStream's advisory that one of this deployment's history streams elected a leader. */
+  get leaderElected(): string {
+    return `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${this.prefix.toUpperCase()}_HIST_*`;
+  }
+
   /** Name of a namespace's history stream (stream names allow no `.`, `*`, `>`). */
   historyStream(namespace: string): string {
     return `${this.prefix.toUpperCase()}_HIST_${encodeToken(namespace)}`;

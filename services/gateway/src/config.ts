@@ -130,6 +130,16 @@ export const KEYS = {
     default: 'sb',
     doc: 'Prefix of every NATS subject, stream and KV bucket of this deployment.',
   },
+  nats_replicas: {
+    kind: 'int',
+    default: 0,
+    doc: 'Replicas of the history streams and KV buckets (presence, registry) in a JetStream cluster; 0 picks 3 when `SWITCHBOARD_NATS_URL` names three or more servers, else 1. Existing streams are scaled to it at start-up.',
+  },
+  publish_timeout: {
+    kind: 'int',
+    default: 15000,
+    doc: 'Milliseconds a publish to a channel with history may take while NATS changes leaders or reconnects: appends are retried (idempotently) until then, and only then answered with error 100 (temporary).',
+  },
   nats_user: { kind: 'string', default: '', doc: 'NATS user name (with `SWITCHBOARD_NATS_PASSWORD`).' },
   nats_password: { kind: 'string', default: '', doc: 'NATS password.' },
   nats_token: { kind: 'string', default: '', doc: 'NATS authentication token.' },
@@ -297,6 +307,8 @@ export type Key = keyof typeof KEYS;
 export interface NatsSettings {
   servers: string[];
   prefix: string;
+  /** Replicas of streams and KV buckets, resolved (never 0). */
+  replicas: number;
   user: string;
   password: string;
   token: string;
@@ -316,6 +328,7 @@ export interface Config {
   nats: NatsSettings;
   presenceTtl: number;
   serviceTimeout: number;
+  publishTimeout: number;
   embeddedServices: string[];
   logLevel: string;
   logConnectionSample: number;
@@ -465,6 +478,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
+  if ((v.nats_replicas as number) > 5) throw new ConfigError('SWITCHBOARD_NATS_REPLICAS must be at most 5');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
@@ -490,6 +504,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nats: {
       servers: v.nats_url as string[],
       prefix: v.nats_prefix as string,
+      replicas: (v.nats_replicas as number) || ((v.nats_url as string[]).length >= 3 ? 3 : 1),
       user: v.nats_user as string,
       password: v.nats_password as string,
       token: v.nats_token as string,
@@ -500,6 +515,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     presenceTtl: v.presence_ttl as number,
     serviceTimeout: v.service_timeout as number,
+    publishTimeout: v.publish_timeout as number,
     embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
     logConnectionSample: v.log_connection_sample as number,

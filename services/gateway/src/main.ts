@@ -67,6 +67,7 @@ function infrastructure(
     { maxDepth: config.jsonMaxDepth + ENVELOPE_DEPTH, patternMaxLength: 2 * config.channelMaxLength },
     log,
     metrics,
+    config.publishTimeout,
   );
   const registry = new NatsRegistry(
     () => broker.connection,
@@ -75,7 +76,7 @@ function infrastructure(
     config.presenceTtl,
     log,
     metrics,
-    config.jsonMaxDepth + ENVELOPE_DEPTH,
+    { maxDepth: config.jsonMaxDepth + ENVELOPE_DEPTH, replicas: config.nats.replicas },
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;

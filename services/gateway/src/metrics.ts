@@ -42,6 +42,7 @@ export const HANDLER_PLACES = [
   'broker_control',
   'broker_survey',
   'broker_reconnect',
+  'broker_leader',
 ] as const;
 /** What sends the messages `switchboard_invalid_messages_total{source}` counts. */
 export const MESSAGE_SOURCES = [
@@ -272,6 +273,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly jetstreamRetries = new Counter({
+    name: 'switchboard_jetstream_retries_total',
+    help: 'History appends tried again, by reason: race (another gateway took the offset) or unavailable (no stream leader yet, a leader change, NATS reconnecting).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly leaderChanges = new Counter({
+    name: 'switchboard_jetstream_leader_changes_total',
+    help: 'History streams that elected a new leader (a NATS server lost or restarted): positions of local channels are checked after each.',
+    registers: [this.registry],
+  });
+
+  readonly staleReads = new Counter({
+    name: 'switchboard_stale_history_reads_total',
+    help: 'History reads answered behind what this gateway already delivered (a replica catching up during a leader change), read again.',
+    registers: [this.registry],
+  });
+
   readonly handlerErrors = new Counter({
     name: 'switchboard_handler_errors_total',
     help: 'Errors caught at the last line of a handler (http_api, grpc, emulation, broker, survey, session, ...): answered with code 100 and logged; a bug or a hostile peer.',
@@ -309,6 +329,7 @@ export class Metrics {
     for (const where of HANDLER_PLACES) this.handlerErrors.inc({ where }, 0);
     for (const source of MESSAGE_SOURCES) this.invalidMessages.inc({ source }, 0);
     for (const limit of IP_LIMITS) this.rateLimited.inc({ limit }, 0);
+    for (const reason of ['race', 'unavailable']) this.jetstreamRetries.inc({ reason }, 0);
   }
 
   private readonly trafficOf = new Map<Transport, Traffic>();

@@ -13,6 +13,7 @@ import {
   Errors,
   type FrameLimits,
   matchesPattern,
+  namespaceOf,
   type ProtocolError,
   type Publication,
   parseChannel,
@@ -20,9 +21,9 @@ import {
   Unsubscribes,
 } from '@switchboard/protocol';
 import type { TokenVerifier } from './auth.js';
-import type { Broker, ControlMessage } from './broker/broker.js';
+import { type Broker, type ControlMessage, HistoryUnavailable } from './broker/broker.js';
 import type { Config, NamespaceOptions } from './config.js';
-import type { HistoryLimits } from './history.js';
+import type { HistoryLimits, Recovery } from './history.js';
 import type { Hub } from './hub.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -32,8 +33,15 @@ import type { Session } from './session.js';
 
 export const VERSION = '0.1.0';
 
+/** How long a read that is behind this gateway's own deliveries is tried again. */
+const STALE_READ_PATIENCE_MS = 3000;
+/** How long after a stream's leader change its channels' positions are checked. */
+const POSITION_CHECK_DELAY_MS = 1000;
+
 /** While the broker is down nothing is accepted that it could not deliver; clients retry. */
 export const BROKER_UNAVAILABLE: ProtocolError = { ...Errors.internal, message: 'broker unavailable' };
+/** History could not be written within `publish_timeout` (no stream leader): nothing was stored, try again. */
+export const HISTORY_UNAVAILABLE: ProtocolError = { ...Errors.internal, message: 'history unavailable' };
 
 export interface ResolvedChannel {
   name: ChannelName;
@@ -103,6 +111,10 @@ export class Node {
       reconnected: () => {
         for (const channel of [...this.hub.channels()].map(([name]) => name)) this.resync(channel);
       },
+      leaderChanged: (namespace) => {
+        // Republishes in flight arrive first; then whatever the stream holds beyond them was missed.
+        setTimeout(() => this.verifyPositions(namespace), POSITION_CHECK_DELAY_MS).unref();
+      },
     });
     await this.registry.start(() => this.describe());
   }
@@ -110,11 +122,14 @@ export class Node {
   /**
    * Fans a publication out, watching the channel's offsets: a gap means this
    * gateway missed something (broker outage, dropped messages), so its
-   * subscribers are sent to recover from history instead of silently skipping.
+   * subscribers are sent to recover from history instead of silently skipping;
+   * an offset seen already is dropped.
    */
   private deliver(channel: string, pub: Publication, skipClient?: string): void {
     if (pub.offset !== undefined) {
       const last = this.lastSeen.get(channel);
+      // Seen already (a stream republished it again after a leader change): never deliver twice.
+      if (last && last.epoch === (pub.epoch ?? '') && pub.offset <= last.offset) return;
       this.lastSeen.set(channel, { offset: pub.offset, epoch: pub.epoch ?? '' });
       if (last && last.epoch === (pub.epoch ?? '') && pub.offset > last.offset + 1) {
         this.log.warn({ channel, expected: last.offset + 1, got: pub.offset }, 'publication gap: resync');
@@ -122,6 +137,62 @@ export class Node {
       }
     }
     this.hub.broadcast(channel, JSON.stringify({ push: { channel, pub } }), pub.offset, skipClient);
+  }
+
+  /**
+   * Compares the stream position of each local channel of `namespace` with the
+   * last publication delivered here; subscribers of a channel behind it
+   * recover (a quiet channel would otherwise never show the gap).
+   */
+  private async verifyPositions(namespace: string): Promise<void> {
+    for (const [channel] of [...this.hub.channels()]) {
+      const last = this.lastSeen.get(channel);
+      if (!last || namespaceOf(channel) !== namespace) continue;
+      const position = await this.broker.position(channel).catch(() => undefined);
+      if (position && (position.epoch !== last.epoch || position.offset > last.offset)) {
+        this.log.warn(
+          { channel, seen: last.offset, stored: position.offset },
+          'missed after a leader change: resync',
+        );
+        this.resync(channel);
+      }
+    }
+  }
+
+  /**
+   * The channel's stream position, or its recovery from `since`, read until it
+   * is not behind what this gateway delivered already: in a leader change a
+   * read may be answered from a replica that has not caught up yet.
+   */
+  async position(channel: string): Promise<StreamPosition> {
+    return this.fresh(
+      channel,
+      () => this.broker.position(channel),
+      (p) => p,
+    );
+  }
+
+  async recover(channel: string, since: StreamPosition): Promise<Recovery> {
+    const read = () => this.broker.recover(channel, since, this.config.historyMaxPublications);
+    return this.fresh(channel, read, (r) => r.position);
+  }
+
+  private async fresh<T>(channel: string, read: () => Promise<T>, at: (t: T) => StreamPosition): Promise<T> {
+    const deadline = Date.now() + STALE_READ_PATIENCE_MS;
+    for (;;) {
+      const result = await read();
+      const position = at(result);
+      const seen = this.lastSeen.get(channel);
+      const stale = seen !== undefined && seen.epoch === position.epoch && position.offset < seen.offset;
+      if (!stale || Date.now() >= deadline) return result;
+      this.metrics.staleReads.inc();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** The position a subscriber started from: later gaps are measured from it. */
+  noteSubscribed(channel: string, position: StreamPosition): void {
+    if (!this.lastSeen.has(channel)) this.lastSeen.set(channel, position);
   }
 
   /** Tells the channel's local subscribers to resubscribe, recovering what they missed. */
@@ -161,19 +232,33 @@ export class Node {
     return ns.history_size > 0 ? { size: ns.history_size, ttlSeconds: ns.history_ttl } : undefined;
   }
 
+  /**
+   * Publishes; the position once stored when the channel keeps history. A
+   * broker that is reconnecting is waited for, and an append retried, up to
+   * `publish_timeout`; after that the publish is refused with a temporary
+   * error (the caller retries), never half done.
+   */
   async publish(
     resolved: ResolvedChannel,
     data: unknown,
     options: PublishOptions,
-  ): Promise<StreamPosition | undefined> {
+  ): Promise<StreamPosition | undefined | ProtocolError> {
     const pub: Publication = { data };
     if (options.info) pub.info = options.info;
     if (options.tags) pub.tags = options.tags;
+    if (!(await this.broker.whenReady(this.config.publishTimeout))) return BROKER_UNAVAILABLE;
     const history = this.historyLimits(resolved.ns);
-    const position = await this.broker.publish(resolved.name.channel, pub, {
-      ...(history ? { history } : {}),
-      ...(options.skipClient ? { skipClient: options.skipClient } : {}),
-    });
+    let position: StreamPosition | undefined;
+    try {
+      position = await this.broker.publish(resolved.name.channel, pub, {
+        ...(history ? { history } : {}),
+        ...(options.skipClient ? { skipClient: options.skipClient } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof HistoryUnavailable)) throw err;
+      this.log.warn({ err: err.message }, 'publish refused');
+      return HISTORY_UNAVAILABLE;
+    }
     this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
     return position;
   }

@@ -55,6 +55,11 @@ const isError = (v: unknown): v is ProtocolError =>
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
+/** A subscribe ended by a resync while it was being prepared: the client tries again at once. */
+const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'subscription interrupted' };
+/** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
+const BROKER_PATIENCE_MS = 3000;
+
 export class Session implements HubMember {
   readonly client = randomUUID();
   private readonly openedAt = Date.now();
@@ -216,8 +221,10 @@ export class Session implements HubMember {
   }
 
   async serverUnsubscribe(channel: string, code: Disconnect = Unsubscribes.serverUnsubscribe): Promise<void> {
-    if (!this.subs.has(channel)) return;
-    this.send({ push: { channel, unsubscribe: code } });
+    const sub = this.subs.get(channel);
+    if (!sub) return;
+    // One still subscribing hears of it as a temporary error of its subscribe (SUBSCRIBE_INTERRUPTED).
+    if (sub.live) this.send({ push: { channel, unsubscribe: code } });
     await this.unsubscribeCore(channel);
   }
 
@@ -447,7 +454,8 @@ export class Session implements HubMember {
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
-    if (!this.node.broker.ready) return BROKER_UNAVAILABLE;
+    // A broker reconnecting (a lost NATS server) is waited out briefly rather than refused at once.
+    if (!(await this.node.broker.whenReady(BROKER_PATIENCE_MS))) return BROKER_UNAVAILABLE;
     const sub: Subscription = {
       resolved,
       live: false,
@@ -492,11 +500,10 @@ export class Session implements HubMember {
       let position: StreamPosition;
       const since = options.recovery;
       if (ns.recovery && since?.recover) {
-        const recovered = await broker.recover(
-          channel,
-          { offset: since.offset ?? 0, epoch: since.epoch ?? '' },
-          this.node.config.historyMaxPublications,
-        );
+        const recovered = await this.node.recover(channel, {
+          offset: since.offset ?? 0,
+          epoch: since.epoch ?? '',
+        });
         if (!recovered.recovered && options.rejectUnrecovered) {
           await this.unsubscribeCore(channel, false);
           return Errors.unrecoverablePosition;
@@ -508,7 +515,7 @@ export class Session implements HubMember {
         });
         position = recovered.position;
       } else {
-        position = await broker.position(channel);
+        position = await this.node.position(channel);
       }
       Object.assign(result, {
         recoverable: ns.recovery,
@@ -517,9 +524,12 @@ export class Session implements HubMember {
         offset: position.offset,
       });
       sub.sentOffset = position.offset;
+      this.node.noteSubscribed(channel, position);
     }
-    // Closed or unsubscribed meanwhile: the cleanup already ran, add no presence after it.
-    if (this.isClosed() || this.subs.get(channel) !== sub) return Errors.notAvailable;
+    // Closed or unsubscribed meanwhile: the cleanup already ran, add no presence after it. A
+    // resync (the broker reconnected) ended it: the client subscribes again, so it is temporary.
+    if (this.isClosed()) return Errors.notAvailable;
+    if (this.subs.get(channel) !== sub) return SUBSCRIBE_INTERRUPTED;
     if (sub.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
     if (ns.presence) {
@@ -559,7 +569,6 @@ export class Session implements HubMember {
     const { name, ns } = resolved;
     const sub = this.subs.get(req.channel);
     if (!userAllowed(name, this.user)) return Errors.permissionDenied;
-    if (!this.node.broker.ready) return BROKER_UNAVAILABLE;
     let data = req.data;
     let skipSender = ns.skip_sender;
     if (ns.service) {
@@ -570,12 +579,12 @@ export class Session implements HubMember {
     } else if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub)) {
       return Errors.permissionDenied;
     }
-    await this.node.publish(resolved, data, {
+    const published = await this.node.publish(resolved, data, {
       info: this.clientInfo(sub?.chanInfo),
       source: 'client',
       ...(skipSender ? { skipClient: this.client } : {}),
     });
-    return {};
+    return isError(published) ? published : {};
   }
 
   private async presence(channel: string, stats: boolean): Promise<unknown> {

@@ -85,10 +85,20 @@ export interface Nats {
 /** Starts nats-server with JetStream on free ports and a temporary store; resolves once /healthz is 200. */
 export async function startNats(extraArgs: string[] = [], timeoutMs = 15_000): Promise<Nats> {
   const [port, monitorPort] = [await freePort(), await freePort()];
+  return launchNats(port, monitorPort, `switchboard-test-${port}`, extraArgs, timeoutMs);
+}
+
+async function launchNats(
+  port: number,
+  monitorPort: number,
+  name: string,
+  extraArgs: string[],
+  timeoutMs: number,
+): Promise<Nats> {
   const storeDir = mkdtempSync(join(tmpdir(), 'switchboard-nats-'));
   tempDirs.push(storeDir);
   const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
-  args.push('-sd', storeDir, '-n', `switchboard-test-${port}`, ...extraArgs);
+  args.push('-sd', storeDir, '-n', name, ...extraArgs);
 
   let proc: Proc;
   let log = '';
@@ -116,6 +126,78 @@ export async function startNats(extraArgs: string[] = [], timeoutMs = 15_000): P
       await proc.stop();
       log += proc.output();
       await launch();
+    },
+  };
+}
+
+export interface NatsCluster {
+  nodes: Nats[];
+  /** Every node's URL, comma-separated, as SWITCHBOARD_NATS_URL takes them. */
+  urls: string;
+  /** The node that leads `stream` now (from the nodes' monitoring `/jsz`). */
+  leaderOf(stream: string): Promise<Nats | undefined>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Three (or `size`) nats-servers clustered over routes, JetStream on each
+ * with its own store; resolves once every node is healthy and the JetStream
+ * meta group has a leader.
+ */
+export async function startNatsCluster(size = 3, timeoutMs = 30_000): Promise<NatsCluster> {
+  const ports = await Promise.all(
+    Array.from({ length: size }, async () => ({
+      client: await freePort(),
+      monitor: await freePort(),
+      route: await freePort(),
+    })),
+  );
+  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
+  const nodes = await Promise.all(
+    ports.map((p, i) =>
+      launchNats(
+        p.client,
+        p.monitor,
+        `sb-test-n${i + 1}-${p.client}`,
+        [
+          '--cluster_name',
+          `sb-test-${ports[0]!.client}`,
+          '--cluster',
+          `nats://127.0.0.1:${p.route}`,
+          '--routes',
+          routes,
+        ],
+        timeoutMs,
+      ),
+    ),
+  );
+  const jsz = async (node: Nats, query = '') => {
+    const res = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz${query}`, {
+      signal: AbortSignal.timeout(2000),
+    }).catch(() => undefined);
+    return res?.ok ? ((await res.json()) as Record<string, any>) : undefined;
+  };
+  await waitUntil(
+    async () => (await Promise.all(nodes.map((n) => jsz(n)))).every((j) => j?.meta_cluster?.leader),
+    timeoutMs,
+    () => 'a JetStream meta leader on every node',
+  );
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url).join(','),
+    leaderOf: async (stream) => {
+      for (const node of nodes) {
+        const info = await jsz(node, '?streams=true');
+        const found = (info?.account_details ?? [])
+          .flatMap((a: any) => a.stream_detail ?? [])
+          .find((d: any) => d.name === stream);
+        const leader = found?.cluster?.leader as string | undefined;
+        if (leader) return nodes.find((_, i) => leader.startsWith(`sb-test-n${i + 1}-`));
+      }
+      return undefined;
+    },
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
     },
   };
 }

@@ -11,7 +11,7 @@ import {
   nestedDeeperThan,
   type ProtocolError,
 } from '@switchboard/protocol';
-import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel } from '../node.js';
+import type { Node, ResolvedChannel } from '../node.js';
 
 export type ApiResponse = { result: unknown } | { error: ProtocolError };
 type Params = Record<string, unknown>;
@@ -81,7 +81,6 @@ function disconnectOf(p: Params): Disconnect {
 async function publishOne(node: Node, channel: string, p: Params) {
   if (!('data' in p)) throw bad('data is required');
   const resolved = channelOf(node, channel);
-  if (!node.broker.ready) throw new ApiError(BROKER_UNAVAILABLE);
   const tags = p.tags;
   if (
     tags !== undefined &&
@@ -93,6 +92,7 @@ async function publishOne(node: Node, channel: string, p: Params) {
     source: 'api',
     ...(tags ? { tags: tags as Record<string, string> } : {}),
   });
+  if (position && 'code' in position) throw new ApiError(position);
   return position ? { offset: position.offset, epoch: position.epoch } : {};
 }
 

@@ -20,6 +20,11 @@ export interface BrokerEvents {
   control(message: ControlMessage): void;
   /** The broker came back after an outage: live traffic of the gap was not received. */
   reconnected(): void;
+  /**
+   * A namespace's history stream has a new leader: what the old one stored
+   * last may never have been republished to the live subjects.
+   */
+  leaderChanged(namespace: string): void;
   /** Another gateway asks for this one's local channels and their subscriber counts. */
   channels(pattern: string | undefined): ChannelCounts;
 }
@@ -32,10 +37,19 @@ export interface PublishOptions {
   skipClient?: string;
 }
 
+/** A publish that could not be stored within `publish_timeout`: the caller gets a temporary error. */
+export class HistoryUnavailable extends Error {
+  constructor(channel: string, ms: number) {
+    super(`history of ${channel} not writable within ${ms} ms (NATS has no leader for it or is unreachable)`);
+  }
+}
+
 export interface Broker {
   start(events: BrokerEvents): Promise<void>;
   /** Whether the broker can take publications now (readiness). */
   readonly ready: boolean;
+  /** Resolves true once the broker is ready (at once when it is), false after `timeoutMs`. */
+  whenReady(timeoutMs: number): Promise<boolean>;
   publish(channel: string, pub: Publication, options: PublishOptions): Promise<StreamPosition | undefined>;
   publishJoin(channel: string, info: ClientInfo): Promise<void>;
   publishLeave(channel: string, info: ClientInfo): Promise<void>;

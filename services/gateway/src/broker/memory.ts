@@ -9,6 +9,10 @@ export class MemoryBroker implements Broker {
   private readonly sweeper: NodeJS.Timeout;
   readonly ready = true;
 
+  async whenReady(): Promise<boolean> {
+    return true;
+  }
+
   constructor(private readonly historyStore: MemoryHistory) {
     this.sweeper = setInterval(() => this.historyStore.sweep(), 10_000).unref();
   }

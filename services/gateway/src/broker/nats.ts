@@ -11,6 +11,7 @@
  * - control: one subject every gateway listens to.
  */
 
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type ClientInfo,
@@ -35,6 +36,7 @@ import {
 import {
   connect,
   credsAuthenticator,
+  errors,
   type NatsConnection,
   type NodeConnectionOptions,
   nanos,
@@ -44,7 +46,14 @@ import type { NamespaceOptions, NatsSettings } from '../config.js';
 import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
 import type { Logger } from '../log.js';
 import { counted, type JetStreamOperation, type Metrics } from '../metrics.js';
-import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
+import {
+  type Broker,
+  type BrokerEvents,
+  type ChannelCounts,
+  type ControlMessage,
+  HistoryUnavailable,
+  type PublishOptions,
+} from './broker.js';
 import {
   addChannelCounts,
   channelCounts,
@@ -59,7 +68,26 @@ type Stored = Publication & { offset: number };
 
 /** JetStream's error code for a failed `expect` on the last subject sequence. */
 const WRONG_LAST_SEQUENCE = 10071;
-const APPEND_ATTEMPTS = 20;
+/** How long one append attempt waits for its acknowledgement before it is tried again. */
+const ATTEMPT_TIMEOUT_MS = 2000;
+/** How long a read waits out a leader change: under centrifuge-js's 5 s command timeout. */
+const READ_PATIENCE_MS = 4000;
+
+/**
+ * Errors that pass once NATS has elected a stream leader or reconnected: a
+ * request nobody answered (no leader: nats.js reports it as "JetStream not
+ * enabled" or no responders), one answered too late, or 503 from JetStream.
+ */
+function isTransient(err: unknown): boolean {
+  return (
+    // Not exported by @nats-io/jetstream's public API: known by name.
+    (err instanceof Error && err.name === 'JetStreamNotEnabled') ||
+    err instanceof errors.TimeoutError ||
+    err instanceof errors.NoRespondersError ||
+    (err instanceof errors.RequestError && err.isNoResponders()) ||
+    (err instanceof JetStreamApiError && err.status === 503)
+  );
+}
 /** How long a survey of the gateways waits for the ones it expects. */
 const SURVEY_WAIT_MS = 1000;
 /** Channels whose last history position this gateway remembers to skip a lookup per publish. */
@@ -103,6 +131,7 @@ export class NatsBroker implements Broker {
   private readonly live = new Map<string, Subscription>();
   private readonly positions = new Map<string, { seq: number; offset: number; epoch: string }>();
   private readonly appending = new Map<string, Promise<void>>();
+  private readonly waiting = new Set<() => void>();
 
   constructor(
     private readonly settings: NatsSettings,
@@ -112,6 +141,8 @@ export class NatsBroker implements Broker {
     private readonly limits: { maxDepth: number; patternMaxLength: number },
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Milliseconds an append is retried before the publish is refused (`publish_timeout`). */
+    private readonly publishTimeout: number,
   ) {
     this.subjects = new Subjects(settings.prefix);
   }
@@ -131,8 +162,11 @@ export class NatsBroker implements Broker {
     const nc = await connect(connectionOptions(this.settings, `switchboard ${this.nodeId}`));
     this.nc = nc;
     this.metrics.natsPendingSource = () => outboundBytes(nc);
-    this.js = jetstream(nc);
-    this.jsm = await jetstreamManager(nc);
+    // Every JetStream call answers within ATTEMPT_TIMEOUT_MS or is tried again: a
+    // leader change shows as requests nobody answers, and waiting 5 s each would
+    // use up publish_timeout in two tries.
+    this.js = jetstream(nc, { timeout: ATTEMPT_TIMEOUT_MS });
+    this.jsm = await jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS });
     await this.ensureStreams();
     nc.subscribe(this.subjects.control, {
       callback: (err, msg) => {
@@ -148,6 +182,17 @@ export class NatsBroker implements Broker {
         if (survey) this.guard('survey', () => msg.respond(encode(events.channels(survey.pattern))));
       },
     });
+    nc.subscribe(this.subjects.leaderElected, {
+      callback: (err, msg) => {
+        if (err) return;
+        const stream = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+        const ns = [...this.namespaces.keys()].find((name) => this.subjects.historyStream(name) === stream);
+        if (ns === undefined) return;
+        this.metrics.leaderChanges.inc();
+        this.log.info({ stream }, 'history stream has a new leader');
+        this.guard('leader', () => events.leaderChanged(ns));
+      },
+    });
     await nc.flush();
     this.setConnected(true);
     void this.watch(nc);
@@ -156,6 +201,25 @@ export class NatsBroker implements Broker {
   private setConnected(up: boolean): void {
     this.connected = up;
     this.metrics.brokerConnected.set(up ? 1 : 0);
+    if (!up) return;
+    for (const wake of this.waiting) wake();
+    this.waiting.clear();
+  }
+
+  /** Publishes wait out a reconnect (a lost NATS server) this long rather than being refused at once. */
+  whenReady(timeoutMs: number): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.waiting.delete(wake);
+        resolve(false);
+      }, timeoutMs);
+      this.waiting.add(wake);
+    });
   }
 
   private async watch(nc: NatsConnection): Promise<void> {
@@ -166,10 +230,12 @@ export class NatsBroker implements Broker {
       } else if (status.type === 'reconnect') {
         this.log.info({ server: status.server }, 'NATS reconnected');
         this.metrics.brokerReconnects.inc();
-        // A restarted server without persistent storage lost the streams; recreate them.
-        await this.ensureStreams().catch((err) => this.log.error({ err }, 'cannot ensure history streams'));
         this.positions.clear();
         this.setConnected(true);
+        // A restarted single server without persistent storage lost the streams: recreate them,
+        // in the background (appends retry meanwhile), since in a cluster the JetStream meta
+        // leader may still be electing itself and this would hold every publish.
+        void this.ensureStreamsPatiently();
         // Whatever was published while we were away never reached us: let subscribers recover it.
         this.guard('reconnect', () => this.events?.reconnected());
       }
@@ -209,6 +275,19 @@ export class NatsBroker implements Broker {
     return counted(this.metrics.jetstreamErrors, operation, call);
   }
 
+  /** ensureStreams until it succeeds, within publish_timeout, while connected. */
+  private async ensureStreamsPatiently(): Promise<void> {
+    const deadline = Date.now() + this.publishTimeout;
+    for (let attempt = 1; this.connected; attempt++) {
+      try {
+        return await this.ensureStreams();
+      } catch (err) {
+        if (Date.now() >= deadline) return this.log.error({ err }, 'cannot ensure history streams');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * attempt, 1000)));
+      }
+    }
+  }
+
   /** One history stream per namespace with history, with that namespace's limits. */
   private ensureStreams(): Promise<void> {
     return this.counted('streams', () => this.createStreams());
@@ -229,10 +308,26 @@ export class NatsBroker implements Broker {
         max_msgs_per_subject: ns.history_size,
         max_age: nanos(ns.history_ttl * 1000),
         republish: this.subjects.historyRepublish(ns.name),
+        num_replicas: this.settings.replicas,
       };
       const existing = await jsm.streams.info(name).catch(() => undefined);
-      if (existing) await jsm.streams.update(name, config);
-      else await jsm.streams.add(config);
+      if (!existing) {
+        await jsm.streams.add(config);
+        continue;
+      }
+      const had = existing.config.num_replicas;
+      // Scaling replicas (R1 to R3 when a single server became a cluster) is a stream update.
+      await jsm.streams.update(name, config).catch((err: Error) => {
+        throw new Error(
+          `cannot update history stream ${name} (${had} replicas) to ${config.num_replicas}: ${err.message}. ` +
+            `Scale it yourself (nats stream edit ${name} --replicas ${config.num_replicas}) or set SWITCHBOARD_NATS_REPLICAS=${had}`,
+        );
+      });
+      if (had !== config.num_replicas)
+        this.log.info(
+          { stream: name, from: had, to: config.num_replicas },
+          'history stream replicas changed',
+        );
     }
   }
 
@@ -267,32 +362,84 @@ export class NatsBroker implements Broker {
     return appended;
   }
 
-  /** Appends with the channel's next offset; retries when another gateway appended first. */
+  /**
+   * Appends with the channel's next offset, acknowledged once JetStream
+   * stored it (on a quorum of the stream's replicas). Retried until
+   * `publish_timeout`: when another gateway appended first (the offset is
+   * taken again), and while the stream has no leader or NATS reconnects (a
+   * leader change, a lost server). Every attempt carries the same message id,
+   * so JetStream's duplicate window stores a retried append once even when an
+   * earlier attempt was stored and only its answer was lost.
+   */
   private async append(ns: string, channel: string, envelope: PubEnvelope): Promise<StreamPosition> {
     const subject = this.subjects.history(ns, channel);
-    for (let attempt = 1; attempt <= APPEND_ATTEMPTS; attempt++) {
-      const last = this.positions.get(channel) ?? (await this.lastStored(ns, channel));
-      // No stored publication: history is new or was lost, so a new epoch tells clients so.
-      const epoch = last?.epoch || newEpoch();
-      const offset = (last?.offset ?? 0) + 1;
+    const msgID = randomUUID();
+    const deadline = Date.now() + this.publishTimeout;
+    for (let attempt = 1; ; attempt++) {
+      let reason: 'race' | 'unavailable';
       try {
+        const last = this.positions.get(channel) ?? (await this.lastStored(ns, channel));
+        // No stored publication: history is new or was lost, so a new epoch tells clients so.
+        const epoch = last?.epoch || newEpoch();
+        const offset = (last?.offset ?? 0) + 1;
         const ack = await this.js!.publish(
           subject,
           encode({ ...envelope, pub: { ...envelope.pub, offset, epoch } }),
           {
+            msgID,
             expect: { lastSubjectSequence: last?.seq ?? 0 },
+            timeout: Math.max(100, Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now())),
           },
         );
-        this.remember(channel, { seq: ack.seq, offset, epoch });
-        return { offset, epoch };
+        // A duplicate: an earlier attempt was stored after all, with the offset it had then.
+        const stored = ack.duplicate
+          ? await this.storedAt(ns, channel, ack.seq)
+          : { seq: ack.seq, offset, epoch };
+        this.remember(channel, stored);
+        return { offset: stored.offset, epoch: stored.epoch };
       } catch (err) {
         this.positions.delete(channel);
-        if (!(err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE)) throw err;
-        // Another gateway appended first: back off a little, with jitter, and read the new last.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * attempt));
+        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) reason = 'race';
+        else if (isTransient(err)) reason = 'unavailable';
+        else throw err;
       }
+      this.metrics.jetstreamRetries.inc({ reason });
+      if (Date.now() >= deadline) throw new HistoryUnavailable(channel, this.publishTimeout);
+      // A race: jitter, and read the new last; no leader yet: back off a little more each time.
+      const pause =
+        reason === 'race' ? Math.random() * attempt : Math.min(25 * attempt, 250) * (0.5 + Math.random());
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
-    throw new Error(`history append to ${channel} lost ${APPEND_ATTEMPTS} races in a row`);
+  }
+
+  /**
+   * A read (position, history, recovery) retried while the stream has no
+   * leader, for at most READ_PATIENCE_MS: a subscribe or history call during
+   * a leader change answers late rather than with an error, within the
+   * client's own command timeout.
+   */
+  private async patiently<T>(read: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + Math.min(READ_PATIENCE_MS, this.publishTimeout);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await read();
+      } catch (err) {
+        if (!isTransient(err) || Date.now() >= deadline) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 250)));
+    }
+  }
+
+  /** The position of the publication stored at stream sequence `seq`. */
+  private async storedAt(
+    ns: string,
+    channel: string,
+    seq: number,
+  ): Promise<{ seq: number; offset: number; epoch: string }> {
+    const msg = await this.jsm!.streams.getMessage(this.subjects.historyStream(ns), { seq });
+    const envelope = msg ? this.decode(msg.data, 'history', readStored) : undefined;
+    if (!envelope) throw new Error(`history entry ${seq} of ${channel} is missing or malformed`);
+    return { seq, offset: envelope.pub.offset ?? 0, epoch: envelope.pub.epoch ?? '' };
   }
 
   private remember(channel: string, position: { seq: number; offset: number; epoch: string }): void {
@@ -372,7 +519,7 @@ export class NatsBroker implements Broker {
 
   /** The channel's retained publications and position, read in order from its stream. */
   private stream(channel: string): Promise<{ epoch: string; offset: number; items: Stored[] }> {
-    return this.counted('read', () => this.read(channel));
+    return this.counted('read', () => this.patiently(() => this.read(channel)));
   }
 
   private async read(channel: string): Promise<{ epoch: string; offset: number; items: Stored[] }> {
@@ -405,7 +552,9 @@ export class NatsBroker implements Broker {
   }
 
   async position(channel: string): Promise<StreamPosition> {
-    const last = await this.counted('last', () => this.lastStored(namespaceOf(channel), channel));
+    const last = await this.counted('last', () =>
+      this.patiently(() => this.lastStored(namespaceOf(channel), channel)),
+    );
     return { offset: last?.offset ?? 0, epoch: last?.epoch ?? '' };
   }
 

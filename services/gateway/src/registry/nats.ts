@@ -11,6 +11,7 @@ import {
   type ServiceEntry,
   type Subjects,
 } from '@switchboard/protocol';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { openOrCreate } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -38,18 +39,27 @@ export class NatsRegistry implements Registry {
     private readonly ttlSeconds: number,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-    /** Nesting bound of entries (presence carries client info from tokens): client data plus envelopes. */
-    private readonly maxDepth: number,
+    private readonly limits: {
+      /** Nesting bound of entries (presence carries client info from tokens): client data plus envelopes. */
+      maxDepth: number;
+      /** Replicas of the buckets in a JetStream cluster. */
+      replicas: number;
+    },
   ) {
     this.gatewayKey = encodeToken(nodeId);
   }
 
   async start(describe: () => GatewayEntry): Promise<void> {
     const kvm = new Kvm(this.nc());
-    const options = { ttl: this.ttlSeconds * 1000, history: 1 };
-    this.presenceKv = await openOrCreate(kvm, this.subjects.bucket('presence'), options);
-    this.gatewaysKv = await openOrCreate(kvm, this.subjects.bucket('gateways'), options);
-    this.servicesKv = await openOrCreate(kvm, this.subjects.bucket('services'), options);
+    const options = { ttl: this.ttlSeconds * 1000, history: 1, replicas: this.limits.replicas };
+    const open = async (kind: 'presence' | 'gateways' | 'services') => {
+      const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
+      await this.scale(kv, this.subjects.bucket(kind));
+      return kv;
+    };
+    this.presenceKv = await open('presence');
+    this.gatewaysKv = await open('gateways');
+    this.servicesKv = await open('services');
     const announce = () =>
       this.counted('heartbeat', async () => {
         await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
@@ -109,6 +119,27 @@ export class NatsRegistry implements Registry {
     return statsOf(Object.values(await this.presence(channel)));
   }
 
+  /** A bucket made with fewer replicas (before the cluster grew) is scaled up: it is a stream `KV_<name>`. */
+  private async scale(kv: KV, name: string): Promise<void> {
+    const status = await kv.status();
+    if (status.replicas >= this.limits.replicas) return;
+    const jsm = await jetstreamManager(this.nc());
+    const stream = `KV_${name}`;
+    const info = await jsm.streams.info(stream);
+    await jsm.streams
+      .update(stream, { ...info.config, num_replicas: this.limits.replicas })
+      .catch((err: Error) => {
+        throw new Error(
+          `cannot scale KV bucket ${name} from ${status.replicas} to ${this.limits.replicas} replicas: ${err.message}. ` +
+            `Scale it yourself (nats stream edit ${stream} --replicas ${this.limits.replicas}) or set SWITCHBOARD_NATS_REPLICAS=${status.replicas}`,
+        );
+      });
+    this.log.info(
+      { bucket: name, from: status.replicas, to: this.limits.replicas },
+      'KV bucket replicas changed',
+    );
+  }
+
   private values<T>(kv: KV, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
     return this.counted('read', () => this.read(kv, filter, check));
   }
@@ -121,7 +152,7 @@ export class NatsRegistry implements Registry {
     const values: T[] = [];
     for (const e of entries) {
       if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
-      const parsed = parseJsonBytes(e.value, this.maxDepth);
+      const parsed = parseJsonBytes(e.value, this.limits.maxDepth);
       if (parsed.ok && check(parsed.value)) values.push(parsed.value);
       else this.metrics.invalidMessages.inc({ source: 'registry' });
     }
