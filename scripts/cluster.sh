@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# A local Switchboard cluster as host processes: nats-server with JetStream,
-# three gateways over NATS and HAProxy in front (docker/haproxy.cfg).
+# A local Switchboard cluster as host processes: a JetStream cluster of three
+# nats-servers, three gateways over NATS and HAProxy in front (docker/haproxy.cfg).
 #
 #   scripts/cluster.sh up       start what is not running, wait until ready, print the URLs
 #   scripts/cluster.sh down     stop everything (SIGTERM, then SIGKILL after a grace period)
 #   scripts/cluster.sh status   list the processes and whether they run
 #
 # Pid files and logs: .run/cluster/<name>.pid and .run/cluster/<name>.log;
-# the JetStream store: .run/cluster/nats-store (kept across down/up).
+# the JetStream stores: .run/cluster/natsN-store (kept across down/up).
 #
 # Environment (all optional):
 #   CLUSTER_BROKER   SWITCHBOARD_BROKER for the gateways (default nats; `memory`
@@ -33,9 +33,15 @@ SECRET="${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-${DEV_SECRET:-switchboard-dev-secre
 API_KEY="${SWITCHBOARD_API_KEY:-${DEV_API_KEY:-switchboard-dev-api-key}}"
 DEMO="${SWITCHBOARD_DEMO:-true}"
 
-NATS_PORT=4222
-NATS_MONITOR_PORT=8222
-NATS_URL="nats://127.0.0.1:$NATS_PORT"
+# natsN listens on 4221+N (clients), 8221+N (monitoring) and 6221+N (cluster routes).
+NATS_NODES=(nats1 nats2 nats3)
+nats_port() { echo $((4221 + ${1#nats})); }
+nats_monitor_port() { echo $((8221 + ${1#nats})); }
+nats_route_port() { echo $((6221 + ${1#nats})); }
+NATS_URL="$(for n in "${NATS_NODES[@]}"; do printf 'nats://127.0.0.1:%s,' "$(nats_port "$n")"; done)"
+NATS_URL="${NATS_URL%,}"
+NATS_ROUTES="$(for n in "${NATS_NODES[@]}"; do printf 'nats://127.0.0.1:%s,' "$(nats_route_port "$n")"; done)"
+NATS_ROUTES="${NATS_ROUTES%,}"
 GATEWAYS=(gw1 gw2 gw3)
 HAPROXY_PORT=8000
 HAPROXY_STATS_PORT=8404
@@ -45,7 +51,7 @@ internal_port() { echo $((9000 + ${1#gw})); }
 grpc_port() { echo $((10000 + ${1#gw})); }
 ports_of() {
   case "$1" in
-    nats) echo "$NATS_PORT $NATS_MONITOR_PORT" ;;
+    nats*) echo "$(nats_port "$1") $(nats_monitor_port "$1") $(nats_route_port "$1")" ;;
     haproxy) echo "$HAPROXY_PORT $HAPROXY_STATS_PORT" ;;
     gw*) echo "$(client_port "$1") $(internal_port "$1") $(grpc_port "$1")" ;;
   esac
@@ -133,7 +139,7 @@ fail_up() {
   exit 1
 }
 
-nats_ready() { [ "$(http_status "http://127.0.0.1:$NATS_MONITOR_PORT/healthz")" = 200 ]; }
+nats_ready() { [ "$(http_status "http://127.0.0.1:$(nats_monitor_port "$1")/healthz")" = 200 ]; }
 gateway_ready() { [ "$(http_status "http://127.0.0.1:$(internal_port "$1")/readyz")" = 200 ]; }
 haproxy_ready() { # HAProxy answers and every gateway is UP with a passed /readyz check
   # (servers count as UP at start-up before their first check, hence both).
@@ -153,21 +159,29 @@ up() {
   need haproxy haproxy
   need curl curl
   [ -f "$ROOT/services/gateway/dist/src/main.js" ] || die "gateway not built; run: make build"
-  mkdir -p "$RUN_DIR/nats-store"
   STARTED=()
 
   # Refuse early, with a clear message, when another program holds a port.
   local port name
-  for name in nats haproxy "${GATEWAYS[@]}"; do
+  for name in "${NATS_NODES[@]}" haproxy "${GATEWAYS[@]}"; do
     if pid_of "$name" >/dev/null; then continue; fi
     for port in $(ports_of "$name"); do
       if port_busy "$port"; then die "port $port (for $name) is in use by another process"; fi
     done
   done
 
-  start nats nats-server -js -n switchboard-local -a 127.0.0.1 -p "$NATS_PORT" \
-    -m "$NATS_MONITOR_PORT" -sd "$RUN_DIR/nats-store"
-  wait_for "nats-server (http://127.0.0.1:$NATS_MONITOR_PORT/healthz)" nats_ready
+  # Three JetStream servers clustered over routes: history and KV get three replicas, so
+  # any one of them may die or restart (SWITCHBOARD_NATS_REPLICAS picks 3 from the URLs).
+  for name in "${NATS_NODES[@]}"; do
+    mkdir -p "$RUN_DIR/$name-store"
+    start "$name" nats-server -js -n "switchboard-local-$name" -a 127.0.0.1 -p "$(nats_port "$name")" \
+      -m "$(nats_monitor_port "$name")" -sd "$RUN_DIR/$name-store" \
+      --cluster_name switchboard-local --cluster "nats://127.0.0.1:$(nats_route_port "$name")" \
+      --routes "$NATS_ROUTES"
+  done
+  for name in "${NATS_NODES[@]}"; do
+    wait_for "$name (http://127.0.0.1:$(nats_monitor_port "$name")/healthz)" nats_ready "$name"
+  done
 
   for name in "${GATEWAYS[@]}"; do
     SWITCHBOARD_NODE_ID="$name" \
@@ -213,7 +227,7 @@ Switchboard cluster (broker: $BROKER) is up:
   server API:    POST http://localhost:$(internal_port gw1)/api/<method> with X-API-Key: $API_KEY
                  (each gateway: ports $(internal_port gw1)..$(internal_port "${GATEWAYS[-1]}"), also /metrics /healthz /readyz)
   gRPC API:      localhost:$(grpc_port gw1)..$(grpc_port "${GATEWAYS[-1]}")
-  NATS:          $NATS_URL  (monitoring http://localhost:$NATS_MONITOR_PORT)
+  NATS:          $NATS_URL  (a JetStream cluster; monitoring http://localhost:$(nats_monitor_port nats1)..$(nats_monitor_port "${NATS_NODES[-1]}"))
   HAProxy stats: http://localhost:$HAPROXY_STATS_PORT/stats  (Prometheus: /metrics)
   logs:          $RUN_DIR/*.log
 Stop it with: make cluster-down  (or scripts/cluster.sh down)
@@ -246,12 +260,13 @@ down() {
   wait
   for name in "${GATEWAYS[@]}"; do stop "$name" & done
   wait
-  stop nats
+  for name in "${NATS_NODES[@]}"; do stop "$name" & done
+  wait
 }
 
 status() {
   local name entry pid running=0 total=0
-  local -a names=(nats "${GATEWAYS[@]}")
+  local -a names=("${NATS_NODES[@]}" "${GATEWAYS[@]}")
   for entry in "${SERVICES[@]}"; do names+=("${entry%%|*}"); done
   names+=(haproxy)
   for name in "${names[@]}"; do

@@ -70,6 +70,8 @@ type Stored = Publication & { offset: number };
 const WRONG_LAST_SEQUENCE = 10071;
 /** How long one append attempt waits for its acknowledgement before it is tried again. */
 const ATTEMPT_TIMEOUT_MS = 2000;
+/** How long start-up waits for a JetStream cluster that is still electing its leaders. */
+export const STARTUP_PATIENCE_MS = 60_000;
 /** How long a read waits out a leader change: under centrifuge-js's 5 s command timeout. */
 const READ_PATIENCE_MS = 4000;
 
@@ -78,7 +80,20 @@ const READ_PATIENCE_MS = 4000;
  * request nobody answered (no leader: nats.js reports it as "JetStream not
  * enabled" or no responders), one answered too late, or 503 from JetStream.
  */
-function isTransient(err: unknown): boolean {
+/** Runs `call` again while it fails with a transient error, for at most `ms`. */
+export async function whileTransient<T>(call: () => Promise<T>, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isTransient(err) || Date.now() >= deadline) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 500)));
+  }
+}
+
+export function isTransient(err: unknown): boolean {
   return (
     // Not exported by @nats-io/jetstream's public API: known by name.
     (err instanceof Error && err.name === 'JetStreamNotEnabled') ||
@@ -167,7 +182,8 @@ export class NatsBroker implements Broker {
     // use up publish_timeout in two tries.
     this.js = jetstream(nc, { timeout: ATTEMPT_TIMEOUT_MS });
     this.jsm = await jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS });
-    await this.ensureStreams();
+    // A cluster that has just started may still be electing its JetStream leader.
+    await whileTransient(() => this.ensureStreams(), STARTUP_PATIENCE_MS);
     nc.subscribe(this.subjects.control, {
       callback: (err, msg) => {
         if (err) return this.log.warn({ err }, 'control subscription failed');
@@ -318,6 +334,7 @@ export class NatsBroker implements Broker {
       const had = existing.config.num_replicas;
       // Scaling replicas (R1 to R3 when a single server became a cluster) is a stream update.
       await jsm.streams.update(name, config).catch((err: Error) => {
+        if (isTransient(err)) throw err;
         throw new Error(
           `cannot update history stream ${name} (${had} replicas) to ${config.num_replicas}: ${err.message}. ` +
             `Scale it yourself (nats stream edit ${name} --replicas ${config.num_replicas}) or set SWITCHBOARD_NATS_REPLICAS=${had}`,
@@ -418,16 +435,8 @@ export class NatsBroker implements Broker {
    * a leader change answers late rather than with an error, within the
    * client's own command timeout.
    */
-  private async patiently<T>(read: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + Math.min(READ_PATIENCE_MS, this.publishTimeout);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await read();
-      } catch (err) {
-        if (!isTransient(err) || Date.now() >= deadline) throw err;
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 250)));
-    }
+  private patiently<T>(read: () => Promise<T>): Promise<T> {
+    return whileTransient(read, Math.min(READ_PATIENCE_MS, this.publishTimeout));
   }
 
   /** The position of the publication stored at stream sequence `seq`. */

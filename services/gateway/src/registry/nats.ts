@@ -16,6 +16,7 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { openOrCreate } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { isClientInfo } from '../broker/envelope.js';
+import { isTransient, STARTUP_PATIENCE_MS, whileTransient } from '../broker/nats.js';
 import type { Logger } from '../log.js';
 import { counted, type KvOperation, type Metrics } from '../metrics.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
@@ -52,11 +53,13 @@ export class NatsRegistry implements Registry {
   async start(describe: () => GatewayEntry): Promise<void> {
     const kvm = new Kvm(this.nc());
     const options = { ttl: this.ttlSeconds * 1000, history: 1, replicas: this.limits.replicas };
-    const open = async (kind: 'presence' | 'gateways' | 'services') => {
-      const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
-      await this.scale(kv, this.subjects.bucket(kind));
-      return kv;
-    };
+    // A cluster that has just started may still be electing its JetStream leader.
+    const open = (kind: 'presence' | 'gateways' | 'services') =>
+      whileTransient(async () => {
+        const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
+        await this.scale(kv, this.subjects.bucket(kind));
+        return kv;
+      }, STARTUP_PATIENCE_MS);
     this.presenceKv = await open('presence');
     this.gatewaysKv = await open('gateways');
     this.servicesKv = await open('services');
@@ -129,6 +132,7 @@ export class NatsRegistry implements Registry {
     await jsm.streams
       .update(stream, { ...info.config, num_replicas: this.limits.replicas })
       .catch((err: Error) => {
+        if (isTransient(err)) throw err;
         throw new Error(
           `cannot scale KV bucket ${name} from ${status.replicas} to ${this.limits.replicas} replicas: ${err.message}. ` +
             `Scale it yourself (nats stream edit ${stream} --replicas ${this.limits.replicas}) or set SWITCHBOARD_NATS_REPLICAS=${status.replicas}`,
