@@ -49,10 +49,12 @@ export async function natsServiceRegistry(
   connection: NatsConnection,
   prefix: string,
   ttlSeconds: number,
+  replicas = 1,
 ): Promise<ServiceRegistry> {
   const kv = await openOrCreate(new Kvm(connection), new Subjects(prefix).bucket('services'), {
     ttl: ttlSeconds * 1000,
     history: 1,
+    replicas,
   });
   const key = (entry: ServiceEntry) => `${encodeToken(entry.namespace)}.${entry.instance}`;
   return {

@@ -8,6 +8,7 @@
 
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsBus, natsServiceRegistry } from './nats.js';
+import { patiently } from './patiently.js';
 import type { Service, ServiceRegistry } from './service.js';
 
 export interface ServiceContext {
@@ -15,6 +16,8 @@ export interface ServiceContext {
   connection: NatsConnection;
   prefix: string;
   registry: ServiceRegistry;
+  /** Replicas for KV buckets the service makes: `SWITCHBOARD_NATS_REPLICAS`, else 3 with three servers or more. */
+  replicas: number;
 }
 
 /** Seconds a replica's registry entry outlives its last heartbeat. */
@@ -22,6 +25,9 @@ const REGISTRY_TTL = 15;
 
 const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+
+const warn = (what: string) => (err: unknown) =>
+  log('warn', `${what} failed, trying again`, { error: (err as Error).message });
 
 export async function runService(
   name: string,
@@ -38,8 +44,13 @@ export async function runService(
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
   });
-  const registry = await natsServiceRegistry(connection, prefix, REGISTRY_TTL);
-  const service = await create({ bus: new NatsBus(connection), connection, prefix, registry });
+  const replicas = Number(process.env.SWITCHBOARD_NATS_REPLICAS) || (servers.length >= 3 ? 3 : 1);
+  const registry = await patiently(warn('opening the service registry'), () =>
+    natsServiceRegistry(connection, prefix, REGISTRY_TTL, replicas),
+  );
+  const service = await patiently(warn('starting'), async () =>
+    create({ bus: new NatsBus(connection), connection, prefix, registry, replicas }),
+  );
   await service.start();
   log('info', 'service ready', {
     service: name,

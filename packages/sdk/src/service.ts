@@ -22,6 +22,7 @@ import {
   Subjects,
 } from '@switchboard/protocol';
 import type { Bus } from './bus.js';
+import { patiently } from './patiently.js';
 
 /** Throw it from a handler to answer with a protocol error (e.g. 103 permission denied). */
 export class ServiceError extends Error {
@@ -136,7 +137,11 @@ export class Service {
     await this.bus.flush();
     if (this.registry) {
       const entry = this.entry();
-      await this.registry.announce(entry);
+      // A bucket just made in a JetStream cluster has no leader for a moment.
+      await patiently(
+        () => undefined,
+        () => this.registry!.announce(entry),
+      );
       this.heartbeat = setInterval(
         () => void this.registry?.announce(entry).catch(() => undefined),
         heartbeatMs,

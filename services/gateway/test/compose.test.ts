@@ -284,7 +284,9 @@ describe('docker/compose.yaml as host processes', () => {
       'gw3',
       'haproxy',
       'jobs',
-      'nats',
+      'nats1',
+      'nats2',
+      'nats3',
       'prometheus',
       'store',
     ]);

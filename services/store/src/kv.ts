@@ -32,9 +32,11 @@ const toKv = (key: string) => key.replaceAll('/', '.');
 export class KvBackend implements StoreBackend {
   constructor(private readonly kv: KV) {}
 
-  /** Opens the bucket `<prefix>_store`, creating it (one revision per key) when missing. */
-  static async open(connection: NatsConnection, prefix: string): Promise<KvBackend> {
-    return new KvBackend(await openOrCreate(new Kvm(connection), `${prefix}_store`, { history: 1 }));
+  /** Opens the bucket `<prefix>_store`, creating it (one revision per key, `replicas` copies) when missing. */
+  static async open(connection: NatsConnection, prefix: string, replicas = 1): Promise<KvBackend> {
+    return new KvBackend(
+      await openOrCreate(new Kvm(connection), `${prefix}_store`, { history: 1, replicas }),
+    );
   }
 
   async get(key: string): Promise<StoreRecord | undefined> {

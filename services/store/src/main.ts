@@ -9,6 +9,6 @@
 import { runService } from '@switchboard/sdk';
 import { createStoreService, KvBackend } from './index.js';
 
-await runService('store', async ({ bus, connection, prefix, registry }) =>
-  createStoreService(bus, { prefix, registry, backend: await KvBackend.open(connection, prefix) }),
+await runService('store', async ({ bus, connection, prefix, registry, replicas }) =>
+  createStoreService(bus, { prefix, registry, backend: await KvBackend.open(connection, prefix, replicas) }),
 );

@@ -80,6 +80,33 @@ const READ_PATIENCE_MS = 4000;
  * request nobody answered (no leader: nats.js reports it as "JetStream not
  * enabled" or no responders), one answered too late, or 503 from JetStream.
  */
+/** Whether a stream's configuration already has what a gateway would set. */
+function sameStream(
+  have: {
+    subjects?: string[];
+    max_msgs_per_subject?: number;
+    max_age?: number;
+    num_replicas?: number;
+    republish?: { src?: string; dest?: string };
+  },
+  want: {
+    subjects: string[];
+    max_msgs_per_subject: number;
+    max_age: number;
+    num_replicas: number;
+    republish: { src: string; dest: string };
+  },
+): boolean {
+  return (
+    JSON.stringify(have.subjects) === JSON.stringify(want.subjects) &&
+    have.max_msgs_per_subject === want.max_msgs_per_subject &&
+    have.max_age === want.max_age &&
+    have.num_replicas === want.num_replicas &&
+    have.republish?.src === want.republish.src &&
+    have.republish?.dest === want.republish.dest
+  );
+}
+
 /** Runs `call` again while it fails with a transient error, for at most `ms`. */
 export async function whileTransient<T>(call: () => Promise<T>, ms: number): Promise<T> {
   const deadline = Date.now() + ms;
@@ -181,8 +208,11 @@ export class NatsBroker implements Broker {
     // leader change shows as requests nobody answers, and waiting 5 s each would
     // use up publish_timeout in two tries.
     this.js = jetstream(nc, { timeout: ATTEMPT_TIMEOUT_MS });
-    this.jsm = await jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS });
     // A cluster that has just started may still be electing its JetStream leader.
+    this.jsm = await whileTransient(
+      () => jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS }),
+      STARTUP_PATIENCE_MS,
+    );
     await whileTransient(() => this.ensureStreams(), STARTUP_PATIENCE_MS);
     nc.subscribe(this.subjects.control, {
       callback: (err, msg) => {
@@ -332,6 +362,8 @@ export class NatsBroker implements Broker {
         continue;
       }
       const had = existing.config.num_replicas;
+      // Gateways start together: only one that finds the stream differing updates it.
+      if (sameStream(existing.config, config)) continue;
       // Scaling replicas (R1 to R3 when a single server became a cluster) is a stream update.
       await jsm.streams.update(name, config).catch((err: Error) => {
         if (isTransient(err)) throw err;

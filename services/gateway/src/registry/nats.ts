@@ -73,7 +73,8 @@ export class NatsRegistry implements Registry {
       this.counted('presence_refresh', () =>
         Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info)))),
       );
-    await announce();
+    // A bucket just made in a JetStream cluster has no leader for a moment.
+    await whileTransient(announce, STARTUP_PATIENCE_MS);
     const every = (seconds: number, beat: () => Promise<unknown>) =>
       setInterval(() => {
         beat().catch((err) => this.log.warn({ err }, 'registry heartbeat failed'));
