@@ -292,6 +292,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly streamReplicas = new Gauge({
+    name: 'switchboard_jetstream_stream_replicas',
+    help: 'Replicas of each history stream as JetStream reports them (checked every 10 s): configured, and current (the leader and the replicas that are caught up).',
+    labelNames: ['stream', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly natsServer = new Gauge({
+    name: 'switchboard_nats_server',
+    help: 'The NATS server this gateway is connected to now (1), by address.',
+    labelNames: ['server'] as const,
+    registers: [this.registry],
+  });
+
   readonly handlerErrors = new Counter({
     name: 'switchboard_handler_errors_total',
     help: 'Errors caught at the last line of a handler (http_api, grpc, emulation, broker, survey, session, ...): answered with code 100 and logged; a bug or a hostile peer.',

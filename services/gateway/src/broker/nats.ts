@@ -68,6 +68,8 @@ type Stored = Publication & { offset: number };
 
 /** JetStream's error code for a failed `expect` on the last subject sequence. */
 const WRONG_LAST_SEQUENCE = 10071;
+/** How often the replicas of the history streams are looked at. */
+const REPLICA_CHECK_MS = 10_000;
 /** How long one append attempt waits for its acknowledgement before it is tried again. */
 const ATTEMPT_TIMEOUT_MS = 2000;
 /** How long start-up waits for a JetStream cluster that is still electing its leaders. */
@@ -174,6 +176,7 @@ export class NatsBroker implements Broker {
   private readonly positions = new Map<string, { seq: number; offset: number; epoch: string }>();
   private readonly appending = new Map<string, Promise<void>>();
   private readonly waiting = new Set<() => void>();
+  private replicaWatch: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly settings: NatsSettings,
@@ -241,7 +244,10 @@ export class NatsBroker implements Broker {
     });
     await nc.flush();
     this.setConnected(true);
+    this.serverIs(nc.info?.host && nc.info.port ? `${nc.info.host}:${nc.info.port}` : '');
     void this.watch(nc);
+    this.replicaWatch = setInterval(() => void this.checkReplicas(), REPLICA_CHECK_MS).unref();
+    void this.checkReplicas();
   }
 
   private setConnected(up: boolean): void {
@@ -250,6 +256,28 @@ export class NatsBroker implements Broker {
     if (!up) return;
     for (const wake of this.waiting) wake();
     this.waiting.clear();
+  }
+
+  /** The server this gateway is connected to, as a metric. */
+  private serverIs(server: string): void {
+    this.metrics.natsServer.reset();
+    if (server) this.metrics.natsServer.set({ server }, 1);
+  }
+
+  /** Replicas of each history stream, configured and current, as JetStream reports them. */
+  private async checkReplicas(): Promise<void> {
+    if (!this.connected) return;
+    for (const ns of this.namespaces.values()) {
+      if (ns.history_size === 0) continue;
+      const stream = this.subjects.historyStream(ns.name);
+      const info = await this.jsm!.streams.info(stream).catch(() => undefined);
+      if (!info) continue;
+      const current = info.cluster
+        ? (info.cluster.leader ? 1 : 0) + (info.cluster.replicas ?? []).filter((r) => r.current).length
+        : 1;
+      this.metrics.streamReplicas.set({ stream, state: 'configured' }, info.config.num_replicas);
+      this.metrics.streamReplicas.set({ stream, state: 'current' }, current);
+    }
   }
 
   /** Publishes wait out a reconnect (a lost NATS server) this long rather than being refused at once. */
@@ -275,6 +303,7 @@ export class NatsBroker implements Broker {
         this.setConnected(false);
       } else if (status.type === 'reconnect') {
         this.log.info({ server: status.server }, 'NATS reconnected');
+        this.serverIs(String(status.server));
         this.metrics.brokerReconnects.inc();
         this.positions.clear();
         this.setConnected(true);
@@ -620,6 +649,7 @@ export class NatsBroker implements Broker {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.replicaWatch);
     this.setConnected(false);
     await this.nc?.drain();
   }
