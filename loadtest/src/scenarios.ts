@@ -53,6 +53,8 @@ export interface Report {
   delivered: number;
   lost: number;
   duplicated: number;
+  /** Delivered, but after a later publication of the same channel. */
+  reordered: number;
   deliveriesPerSecond: number;
   /** Publish-to-deliver (fanout, channels), round trip (rpc), close-to-reconnected (reconnect). */
   latency: Histogram;
@@ -209,6 +211,7 @@ export async function runScenario(
       delivered: tracker.delivered,
       lost: Math.max(0, expected - tracker.delivered),
       duplicated: tracker.duplicated,
+      reordered: tracker.reordered,
       deliveriesPerSecond: deliverSeconds > 0 ? tracker.delivered / deliverSeconds : 0,
       latency,
       reconnects,
@@ -231,7 +234,7 @@ export function formatReport(r: Report): string {
   if (r.scenario === 'fanout' || r.scenario === 'channels') {
     lines.push(
       `published           ${r.sent} (${r.sendErrors} errors)`,
-      `delivered           ${r.delivered}/${r.expected}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.deliveriesPerSecond.toFixed(0)}/s`,
+      `delivered           ${r.delivered}/${r.expected}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.reordered} reordered, ${r.deliveriesPerSecond.toFixed(0)}/s`,
     );
   }
   if (r.scenario === 'rpc') lines.push(`rpc calls           ${r.sent} (${r.sendErrors} errors)`);

@@ -1,7 +1,8 @@
 /**
  * Publications carry a per-channel sequence number and the publish time;
  * every receiving connection checks the sequence, so that the report can
- * count lost and duplicated messages, and records publish-to-deliver latency.
+ * count lost, duplicated and reordered messages apart, and records
+ * publish-to-deliver latency.
  */
 
 import { Histogram } from './histogram.js';
@@ -19,28 +20,49 @@ export function payload(seq: number, padBytes: number): Payload {
   return { s: seq, t: now(), p: 'x'.repeat(padBytes) };
 }
 
+/** What one receiver has of one channel: every sequence below `next`, and these above it. */
+interface Seen {
+  next: number;
+  ahead: Set<number>;
+}
+
+/**
+ * Counts each publication once per receiver: delivered (first arrival),
+ * duplicated (arrived again), reordered (arrived after a later one). Lost is
+ * what never arrived: expected minus delivered. Memory per receiver and
+ * channel is the sequences that arrived ahead of a gap, none when in order.
+ */
 export class DeliveryTracker {
   readonly latency = new Histogram();
   delivered = 0;
   duplicated = 0;
-  /** Publications that arrived after a later one of the same channel (or a gap). */
-  outOfOrder = 0;
-  /** Next expected sequence per receiver and channel. */
-  private readonly next = new Map<string, number>();
+  /** Publications that arrived after a later one of the same channel (delivered, out of order). */
+  reordered = 0;
+  private readonly seen = new Map<string, Seen>();
 
   /** Records a publication received by connection `receiver`. */
   receive(receiver: number, channel: string, data: unknown): void {
     const { s, t } = data as Payload;
     this.latency.record(now() - t);
     const key = `${receiver} ${channel}`;
-    const expected = this.next.get(key) ?? 0;
-    if (s < expected) {
+    let seen = this.seen.get(key);
+    if (!seen) {
+      seen = { next: 0, ahead: new Set() };
+      this.seen.set(key, seen);
+    }
+    if (s < seen.next || seen.ahead.has(s)) {
       this.duplicated++;
       return;
     }
-    if (s > expected) this.outOfOrder++;
-    this.next.set(key, s + 1);
     this.delivered++;
+    if (s > seen.next) {
+      seen.ahead.add(s);
+      return;
+    }
+    // The one the receiver waited for: anything held ahead of it arrived earlier, so this is reordered.
+    if (seen.ahead.size > 0) this.reordered++;
+    seen.next++;
+    while (seen.ahead.delete(seen.next)) seen.next++;
   }
 
   /** Resolves once `target` unique deliveries arrived, or the timeout passed (then fewer). */

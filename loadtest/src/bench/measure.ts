@@ -52,6 +52,8 @@ export interface DeliveryRun {
   delivered: number;
   lost: number;
   duplicated: number;
+  /** Delivered, but after a later publication of the same channel. */
+  reordered: number;
   publishErrors: number;
   seconds: number;
   /** Server CPU seconds while publishing and delivering; 0 where not measured (cluster). */
@@ -138,6 +140,7 @@ async function deliver(
     delivered: tracker.delivered,
     lost: Math.max(0, plan.expected - tracker.delivered),
     duplicated: tracker.duplicated,
+    reordered: tracker.reordered,
     publishErrors,
     seconds,
     cpuSeconds: cpu,

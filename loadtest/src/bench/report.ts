@@ -91,13 +91,14 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
         r.connect.perCpuSecond.toFixed(0),
       ]),
     )}\n`,
-    `Delivery check (all runs): lost and duplicated publications\n${table(
+    `Delivery check (all runs): lost (never delivered), duplicated and reordered publications\n${table(
       [
         'server',
         'delivered',
         'expected',
         'lost',
         'duplicated',
+        'reordered',
         'publish errors',
         'connection errors and closes',
       ],
@@ -110,6 +111,7 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
           sum((d) => d.expected),
           sum((d) => d.lost),
           sum((d) => d.duplicated),
+          sum((d) => d.reordered),
           sum((d) => d.publishErrors),
           Object.entries(r.errors)
             .map(([what, n]) => `${what}: ${n}`)
