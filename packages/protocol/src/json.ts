@@ -59,15 +59,23 @@ export function parseJson(text: string, maxDepth: number): JsonParse {
   return { ok: true, value };
 }
 
+/** A parsed JSON value that is an object (not null, not an array), its fields still unchecked. */
+export const isJsonObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** parseJson of bytes that must be valid UTF-8 (NATS payloads, gRPC `bytes` fields). */
-export function parseJsonBytes(bytes: Uint8Array, maxDepth: number): JsonParse {
-  let text: string;
+/** Bytes as text, or undefined when they are not valid UTF-8 (refused: nothing downstream gets mangled text). */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
   try {
-    text = utf8.decode(bytes);
+    return utf8.decode(bytes);
   } catch {
-    return { ok: false, reason: 'not UTF-8' };
+    return undefined;
   }
-  return parseJson(text, maxDepth);
+}
+
+/** parseJson of bytes that must be valid UTF-8 (NATS payloads, gRPC `bytes` fields, request bodies). */
+export function parseJsonBytes(bytes: Uint8Array, maxDepth: number): JsonParse {
+  const text = decodeUtf8(bytes);
+  return text === undefined ? { ok: false, reason: 'not UTF-8' } : parseJson(text, maxDepth);
 }

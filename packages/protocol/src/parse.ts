@@ -4,7 +4,7 @@
  */
 
 import { Errors, type ProtocolError } from './codes.js';
-import { DEFAULT_JSON_MAX_DEPTH, nestedDeeperThan } from './json.js';
+import { DEFAULT_JSON_MAX_DEPTH, isJsonObject, nestedDeeperThan } from './json.js';
 import { type Command, METHODS, type Method } from './types.js';
 
 export type ParsedLine =
@@ -19,7 +19,7 @@ export type ParsedLine =
 type Obj = Record<string, unknown>;
 type Validator = (body: Obj) => string | undefined;
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObj = isJsonObject;
 const isNonNegInt = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 
 function check(

@@ -3,3 +3,4 @@ export * from './nats.js';
 export * from './service.js';
 export * from './process.js';
 export * from './testing.js';
+export * from './patiently.js';

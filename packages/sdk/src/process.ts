@@ -45,11 +45,12 @@ export async function runService(
     maxReconnectAttempts: -1,
   });
   const replicas = Number(process.env.SWITCHBOARD_NATS_REPLICAS) || (servers.length >= 3 ? 3 : 1);
-  const registry = await patiently(warn('opening the service registry'), () =>
-    natsServiceRegistry(connection, prefix, REGISTRY_TTL, replicas),
-  );
-  const service = await patiently(warn('starting'), async () =>
-    create({ bus: new NatsBus(connection), connection, prefix, registry, replicas }),
+  const registry = await patiently(() => natsServiceRegistry(connection, prefix, REGISTRY_TTL, replicas), {
+    failed: warn('opening the service registry'),
+  });
+  const service = await patiently(
+    async () => create({ bus: new NatsBus(connection), connection, prefix, registry, replicas }),
+    { failed: warn('starting') },
   );
   await service.start();
   log('info', 'service ready', {

@@ -10,6 +10,7 @@ import {
   DEFAULT_JSON_MAX_DEPTH,
   ENVELOPE_DEPTH,
   Errors,
+  isJsonObject,
   parseJsonBytes,
   type ProtocolError,
   type PublishDecision,
@@ -138,10 +139,7 @@ export class Service {
     if (this.registry) {
       const entry = this.entry();
       // A bucket just made in a JetStream cluster has no leader for a moment.
-      await patiently(
-        () => undefined,
-        () => this.registry!.announce(entry),
-      );
+      await patiently(() => this.registry!.announce(entry));
       this.heartbeat = setInterval(
         () => void this.registry?.announce(entry).catch(() => undefined),
         heartbeatMs,
@@ -223,12 +221,12 @@ const BUS_DEPTH = DEFAULT_JSON_MAX_DEPTH + ENVELOPE_DEPTH;
 function request(data: Uint8Array): ServiceRequest {
   const parsed = parseJsonBytes(data, BUS_DEPTH);
   const value = parsed.ok ? parsed.value : undefined;
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
+  if (!isJsonObject(value))
     throw new ServiceError(Errors.badRequest.code, parsed.ok ? 'request must be an object' : parsed.reason);
-  const { client, user } = value as Record<string, unknown>;
+  const { client, user } = value;
   if (typeof client !== 'string' || typeof user !== 'string')
     throw new ServiceError(Errors.badRequest.code, 'request must name client and user');
-  return value as ServiceRequest;
+  return value as unknown as ServiceRequest;
 }
 
 function withChannel(req: ServiceRequest): ServiceRequest & { channel: string } {

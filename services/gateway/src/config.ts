@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { DEFAULT_JSON_MAX_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
+import { DEFAULT_JSON_MAX_DEPTH, ENVELOPE_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
 import { proxyList } from './transport/client-address.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
@@ -367,6 +367,9 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** The nesting bound of what services and other gateways send: client data plus our envelopes. */
+export const internalDepth = (config: Config): number => config.jsonMaxDepth + ENVELOPE_DEPTH;
 
 export const envName = (key: string) => `SWITCHBOARD_${key.toUpperCase()}`;
 

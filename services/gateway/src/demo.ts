@@ -10,13 +10,13 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { parseJson } from '@switchboard/protocol';
+import { parseJsonBytes } from '@switchboard/protocol';
 import { jwtVerify } from 'jose';
 import { signHs256 } from './auth.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { bodyText, readBody } from './reply.js';
+import { readBody } from './reply.js';
 import { IpLimit } from './transport/admission.js';
 import type { ClientAddress } from './transport/client-address.js';
 import { originAllowed } from './transport/origin.js';
@@ -130,11 +130,7 @@ export function mountDemoTokens(
     readBody(res, MAX_BODY, (body) => {
       if (aborted) return;
       if (!body) return respond(res, fail('413 Payload Too Large', 'request body too large'));
-      const text = bodyText(body);
-      const request =
-        text === undefined
-          ? { ok: false as const, reason: 'not UTF-8' }
-          : parseJson(text, config.jsonMaxDepth);
+      const request = parseJsonBytes(body, config.jsonMaxDepth);
       if (!request.ok) return respond(res, fail('400 Bad Request', request.reason));
       tokens.answer(request.value).then(
         (answer) => {

@@ -4,7 +4,7 @@
  * metrics, HTTP API), gRPC API. SIGTERM/SIGINT drain (see drain.ts) and exit.
  */
 
-import { ENVELOPE_DEPTH, Subjects } from '@switchboard/protocol';
+import { Subjects } from '@switchboard/protocol';
 import { type Bus, LocalBus, NatsBus } from '@switchboard/sdk';
 import { serveApiOnBus } from './api/bus.js';
 import { startGrpcServer } from './api/grpc.js';
@@ -12,7 +12,7 @@ import { TokenVerifier } from './auth.js';
 import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory.js';
 import { NatsBroker } from './broker/nats.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, internalDepth, loadConfig } from './config.js';
 import { installCrashPolicy } from './crash.js';
 import { mountDemoTokens } from './demo.js';
 import { disconnectClients, exitAfter } from './drain.js';
@@ -64,7 +64,7 @@ function infrastructure(
     config.nats,
     config.namespaces,
     config.nodeId,
-    { maxDepth: config.jsonMaxDepth + ENVELOPE_DEPTH, patternMaxLength: 2 * config.channelMaxLength },
+    { maxDepth: internalDepth(config), patternMaxLength: 2 * config.channelMaxLength },
     log,
     metrics,
     config.publishTimeout,
@@ -76,7 +76,7 @@ function infrastructure(
     config.presenceTtl,
     log,
     metrics,
-    { maxDepth: config.jsonMaxDepth + ENVELOPE_DEPTH, replicas: config.nats.replicas },
+    { maxDepth: internalDepth(config), replicas: config.nats.replicas },
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;
@@ -118,7 +118,7 @@ export async function startGateway(config: Config) {
       embeddedHandler(() => node),
       config.serviceTimeout,
       metrics,
-      config.jsonMaxDepth + ENVELOPE_DEPTH,
+      internalDepth(config),
     ),
     tokens,
   });

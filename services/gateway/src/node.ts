@@ -9,7 +9,6 @@ import {
   type ChannelName,
   type ClientInfo,
   compilePattern,
-  ENVELOPE_DEPTH,
   Errors,
   type FrameLimits,
   matchesPattern,
@@ -78,8 +77,6 @@ export class Node {
   readonly startedAt = Date.now();
   /** The bound every client frame is parsed with. */
   readonly frameLimits: FrameLimits;
-  /** The nesting bound of messages from services and other gateways: client data plus our envelopes. */
-  readonly internalDepth: number;
   /** Last offset seen per channel with local subscribers, to notice gaps. */
   private readonly lastSeen = new Map<string, StreamPosition>();
   draining = false;
@@ -96,7 +93,6 @@ export class Node {
     this.handler = parts.handler;
     this.tokens = parts.tokens;
     this.frameLimits = { maxDepth: this.config.jsonMaxDepth };
-    this.internalDepth = this.config.jsonMaxDepth + ENVELOPE_DEPTH;
   }
 
   async start(): Promise<void> {
@@ -128,10 +124,12 @@ export class Node {
   private deliver(channel: string, pub: Publication, skipClient?: string): void {
     if (pub.offset !== undefined) {
       const last = this.lastSeen.get(channel);
+      const epoch = pub.epoch ?? '';
+      const sameEpoch = last !== undefined && last.epoch === epoch;
       // Seen already (a stream republished it again after a leader change): never deliver twice.
-      if (last && last.epoch === (pub.epoch ?? '') && pub.offset <= last.offset) return;
-      this.lastSeen.set(channel, { offset: pub.offset, epoch: pub.epoch ?? '' });
-      if (last && last.epoch === (pub.epoch ?? '') && pub.offset > last.offset + 1) {
+      if (sameEpoch && pub.offset <= last.offset) return;
+      this.lastSeen.set(channel, { offset: pub.offset, epoch });
+      if (sameEpoch && pub.offset > last.offset + 1) {
         this.log.warn({ channel, expected: last.offset + 1, got: pub.offset }, 'publication gap: resync');
         this.resync(channel);
       }

@@ -8,6 +8,7 @@
 
 import {
   Errors,
+  isJsonObject as isObject,
   parseJsonBytes,
   type ProtocolError,
   type PublishDecision,
@@ -91,9 +92,6 @@ export const SERVICE_TIMEOUT: ProtocolError = { code: 100, message: 'service tim
 export const INVALID_REPLY: ProtocolError = { code: 100, message: 'invalid service reply', temporary: true };
 
 const encoder = new TextEncoder();
-
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * A service's reply, checked as hostile input: bounded JSON, and an error

@@ -45,14 +45,3 @@ export function replyText(
 export function remoteAddress(res: HttpResponse): string {
   return Buffer.from(res.getRemoteAddressAsText()).toString();
 }
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A request body as text, or undefined when it is not valid UTF-8 (answer 400: nothing downstream gets mangled text). */
-export function bodyText(body: Buffer): string | undefined {
-  try {
-    return utf8.decode(body);
-  } catch {
-    return undefined;
-  }
-}

@@ -1,7 +1,7 @@
 /** Server API over HTTP: `POST /api/<method>` with a JSON body and the API key. */
 
-import { Errors, parseJson } from '@switchboard/protocol';
-import { bodyText, readBody } from '../reply.js';
+import { decodeUtf8, Errors, parseJson } from '@switchboard/protocol';
+import { readBody } from '../reply.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import { apiKeyFrom, apiKeyMatches } from './key.js';
@@ -68,7 +68,7 @@ export function mountHttpApi(app: TemplatedApp, node: Node): void {
           error: { code: Errors.badRequest.code, message: 'request body too large' },
         });
       }
-      const text = bodyText(body);
+      const text = decodeUtf8(body);
       const parsed =
         text === undefined
           ? { ok: false as const, reason: 'request body is not UTF-8' }

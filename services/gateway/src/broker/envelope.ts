@@ -4,7 +4,7 @@
  * permissions say otherwise) is a hostile peer. Pure, no I/O.
  */
 
-import type { ClientInfo, Publication } from '@switchboard/protocol';
+import { type ClientInfo, isJsonObject as isObj, type Publication } from '@switchboard/protocol';
 import type { ChannelCounts, ControlMessage } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
@@ -15,7 +15,6 @@ export type PubEnvelope = Extract<Envelope, { t: 'pub' }>;
 
 type Obj = Record<string, unknown>;
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const optionalString = (v: unknown) => v === undefined || typeof v === 'string';
 const isOffset = (v: unknown) => v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
 

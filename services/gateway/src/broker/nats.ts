@@ -42,6 +42,7 @@ import {
   nanos,
   type Subscription,
 } from '@nats-io/transport-node';
+import { patiently } from '@switchboard/sdk';
 import type { NamespaceOptions, NatsSettings } from '../config.js';
 import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
 import type { Logger } from '../log.js';
@@ -72,16 +73,9 @@ const WRONG_LAST_SEQUENCE = 10071;
 const REPLICA_CHECK_MS = 10_000;
 /** How long one append attempt waits for its acknowledgement before it is tried again. */
 const ATTEMPT_TIMEOUT_MS = 2000;
-/** How long start-up waits for a JetStream cluster that is still electing its leaders. */
-export const STARTUP_PATIENCE_MS = 60_000;
 /** How long a read waits out a leader change: under centrifuge-js's 5 s command timeout. */
 const READ_PATIENCE_MS = 4000;
 
-/**
- * Errors that pass once NATS has elected a stream leader or reconnected: a
- * request nobody answered (no leader: nats.js reports it as "JetStream not
- * enabled" or no responders), one answered too late, or 503 from JetStream.
- */
 /** Whether a stream's configuration already has what a gateway would set. */
 function sameStream(
   have: {
@@ -109,19 +103,11 @@ function sameStream(
   );
 }
 
-/** Runs `call` again while it fails with a transient error, for at most `ms`. */
-export async function whileTransient<T>(call: () => Promise<T>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (err) {
-      if (!isTransient(err) || Date.now() >= deadline) throw err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 500)));
-  }
-}
-
+/**
+ * Errors that pass once NATS has elected a stream leader or reconnected: a
+ * request nobody answered (no leader: nats.js reports it as "JetStream not
+ * enabled" or no responders), one answered too late, or 503 from JetStream.
+ */
 export function isTransient(err: unknown): boolean {
   return (
     // Not exported by @nats-io/jetstream's public API: known by name.
@@ -212,11 +198,10 @@ export class NatsBroker implements Broker {
     // use up publish_timeout in two tries.
     this.js = jetstream(nc, { timeout: ATTEMPT_TIMEOUT_MS });
     // A cluster that has just started may still be electing its JetStream leader.
-    this.jsm = await whileTransient(
-      () => jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS }),
-      STARTUP_PATIENCE_MS,
-    );
-    await whileTransient(() => this.ensureStreams(), STARTUP_PATIENCE_MS);
+    this.jsm = await patiently(() => jetstreamManager(nc, { timeout: ATTEMPT_TIMEOUT_MS }), {
+      retryIf: isTransient,
+    });
+    await patiently(() => this.ensureStreams(), { retryIf: isTransient });
     nc.subscribe(this.subjects.control, {
       callback: (err, msg) => {
         if (err) return this.log.warn({ err }, 'control subscription failed');
@@ -310,7 +295,9 @@ export class NatsBroker implements Broker {
         // A restarted single server without persistent storage lost the streams: recreate them,
         // in the background (appends retry meanwhile), since in a cluster the JetStream meta
         // leader may still be electing itself and this would hold every publish.
-        void this.ensureStreamsPatiently();
+        void patiently(() => this.ensureStreams(), { ms: this.publishTimeout }).catch((err) =>
+          this.log.error({ err }, 'cannot ensure history streams'),
+        );
         // Whatever was published while we were away never reached us: let subscribers recover it.
         this.guard('reconnect', () => this.events?.reconnected());
       }
@@ -348,19 +335,6 @@ export class NatsBroker implements Broker {
   /** Counts a failed JetStream call by operation. */
   private counted<T>(operation: JetStreamOperation, call: () => Promise<T>): Promise<T> {
     return counted(this.metrics.jetstreamErrors, operation, call);
-  }
-
-  /** ensureStreams until it succeeds, within publish_timeout, while connected. */
-  private async ensureStreamsPatiently(): Promise<void> {
-    const deadline = Date.now() + this.publishTimeout;
-    for (let attempt = 1; this.connected; attempt++) {
-      try {
-        return await this.ensureStreams();
-      } catch (err) {
-        if (Date.now() >= deadline) return this.log.error({ err }, 'cannot ensure history streams');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * attempt, 1000)));
-      }
-    }
   }
 
   /** One history stream per namespace with history, with that namespace's limits. */
@@ -497,7 +471,7 @@ export class NatsBroker implements Broker {
    * client's own command timeout.
    */
   private patiently<T>(read: () => Promise<T>): Promise<T> {
-    return whileTransient(read, Math.min(READ_PATIENCE_MS, this.publishTimeout));
+    return patiently(read, { ms: Math.min(READ_PATIENCE_MS, this.publishTimeout), retryIf: isTransient });
   }
 
   /** The position of the publication stored at stream sequence `seq`. */

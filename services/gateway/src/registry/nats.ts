@@ -7,16 +7,17 @@
 import {
   type ClientInfo,
   encodeToken,
+  isJsonObject as isObj,
   parseJsonBytes,
   type ServiceEntry,
   type Subjects,
 } from '@switchboard/protocol';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import { openOrCreate } from '@switchboard/sdk';
+import { openOrCreate, patiently } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { isClientInfo } from '../broker/envelope.js';
-import { isTransient, STARTUP_PATIENCE_MS, whileTransient } from '../broker/nats.js';
+import { isTransient } from '../broker/nats.js';
 import type { Logger } from '../log.js';
 import { counted, type KvOperation, type Metrics } from '../metrics.js';
 import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
@@ -55,11 +56,14 @@ export class NatsRegistry implements Registry {
     const options = { ttl: this.ttlSeconds * 1000, history: 1, replicas: this.limits.replicas };
     // A cluster that has just started may still be electing its JetStream leader.
     const open = (kind: 'presence' | 'gateways' | 'services') =>
-      whileTransient(async () => {
-        const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
-        await this.scale(kv, this.subjects.bucket(kind));
-        return kv;
-      }, STARTUP_PATIENCE_MS);
+      patiently(
+        async () => {
+          const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
+          await this.scale(kv, this.subjects.bucket(kind));
+          return kv;
+        },
+        { retryIf: isTransient },
+      );
     this.presenceKv = await open('presence');
     this.gatewaysKv = await open('gateways');
     this.servicesKv = await open('services');
@@ -74,7 +78,7 @@ export class NatsRegistry implements Registry {
         Promise.all([...this.own].map(([key, info]) => this.presenceKv!.put(key, JSON.stringify(info)))),
       );
     // A bucket just made in a JetStream cluster has no leader for a moment.
-    await whileTransient(announce, STARTUP_PATIENCE_MS);
+    await patiently(announce, { retryIf: isTransient });
     const every = (seconds: number, beat: () => Promise<unknown>) =>
       setInterval(() => {
         beat().catch((err) => this.log.warn({ err }, 'registry heartbeat failed'));
@@ -174,9 +178,6 @@ export class NatsRegistry implements Registry {
     this.own.clear();
   }
 }
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function isGatewayEntry(v: unknown): v is GatewayEntry {
   return isObj(v) && typeof v.uid === 'string' && typeof v.num_clients === 'number';

@@ -6,9 +6,14 @@
  * connect reply told the client both, so no lookup and no sticky sessions.
  */
 
-import { type EmulationRequest, parseEmulationRequest, type Subjects } from '@switchboard/protocol';
+import {
+  decodeUtf8,
+  type EmulationRequest,
+  parseEmulationRequest,
+  type Subjects,
+} from '@switchboard/protocol';
 import { type Bus, NoResponders } from '@switchboard/sdk';
-import { bodyText, readBody, replyText } from '../reply.js';
+import { readBody, replyText } from '../reply.js';
 import type { Node } from '../node.js';
 import type { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
@@ -115,7 +120,7 @@ export function mountEmulation(
       if (aborted) return;
       if (!body)
         return answer(res, origin, '413 Payload Too Large', 'too_large', 'emulation request too large');
-      const text = bodyText(body);
+      const text = decodeUtf8(body);
       const parsed = text === undefined ? 'body is not UTF-8' : parseEmulationRequest(text);
       if (typeof parsed === 'string') return answer(res, origin, '400 Bad Request', 'bad_request', parsed);
       if (Buffer.byteLength(parsed.data) > config.maxMessageSize)

@@ -7,8 +7,8 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { Disconnects } from '@switchboard/protocol';
-import { bodyText, readBody, replyText } from '../reply.js';
+import { decodeUtf8, Disconnects } from '@switchboard/protocol';
+import { readBody, replyText } from '../reply.js';
 import type { Sink } from '../hub.js';
 import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
@@ -182,7 +182,7 @@ export function mountStreams(
     readBody(res, config.maxMessageSize, (body) => {
       if (aborted) return;
       if (!body) return replyText(res, '413 Payload Too Large', 'connect command too large');
-      const connect = bodyText(body);
+      const connect = decodeUtf8(body);
       if (connect === undefined) return replyText(res, '400 Bad Request', 'connect command is not UTF-8');
       start('http_stream', res, origin, connect);
     });

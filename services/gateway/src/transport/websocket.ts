@@ -4,7 +4,7 @@
  * off: it costs CPU and memory per connection for small JSON frames.
  */
 
-import { Disconnects } from '@switchboard/protocol';
+import { decodeUtf8, Disconnects } from '@switchboard/protocol';
 import type { Topics, TopicSink } from '../hub.js';
 import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
@@ -61,9 +61,6 @@ class WebSocketSink implements TopicSink {
     if (this.open) this.ws.publish(channel, frame, false, false);
   }
 }
-
-/** Text frames are checked by uWS; binary frames must be UTF-8 JSON too. */
-const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * The largest frame uWS reads to its end. Up to it, an oversized message gets
@@ -131,10 +128,9 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
         session?.disconnect(MESSAGE_TOO_BIG, 'message_size');
         return;
       }
-      let frame: string;
-      try {
-        frame = decoder.decode(message);
-      } catch {
+      // Text frames are checked by uWS; binary frames must be UTF-8 JSON too.
+      const frame = decodeUtf8(new Uint8Array(message));
+      if (frame === undefined) {
         session?.disconnect(Disconnects.badRequest, 'bad_request');
         return;
       }
