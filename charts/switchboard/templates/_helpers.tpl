@@ -48,10 +48,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "switchboard.component" (dict "root" . "component" "auth")) .Values.auth.existingSecret }}
 {{- end }}
 
-{{/* The NATS URL(s) the gateways and services use. */}}
+{{/* The NATS URL(s) the gateways and services use: with the chart's NATS, every
+server by its name in the headless Service, so that clients fail over. */}}
 {{- define "switchboard.natsUrl" -}}
 {{- if .Values.nats.enabled }}
-{{- printf "nats://%s:4222" (include "switchboard.component" (dict "root" . "component" "nats")) }}
+{{- $sts := include "switchboard.component" (dict "root" . "component" "nats") }}
+{{- $urls := list }}
+{{- range $i := until (int .Values.nats.replicas) }}
+{{- $urls = append $urls (printf "nats://%s-%d.%s-headless:4222" $sts $i $sts) }}
+{{- end }}
+{{- join "," $urls }}
 {{- else }}
 {{- required "nats.url is required when nats.enabled is false (an existing NATS with JetStream)" .Values.nats.url }}
 {{- end }}

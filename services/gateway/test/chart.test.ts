@@ -5,9 +5,11 @@
  * probes hit /readyz and /healthz on the internal port, no pod runs as root or
  * can escalate, HAProxy discovers gateway pods by DNS without stickiness (its
  * rendered config passes `haproxy -c`, and runs against three gateways found
- * through a test DNS server), NATS's config passes `nats-server -t`,
- * the values schema refuses bad values, and the dashboards and alert rules in
- * the chart are copies of dashboards/.
+ * through a test DNS server), NATS is a JetStream cluster of three by default
+ * (routes to every pod, a PDB, every server's URL for the clients) or one
+ * server, its config passes `nats-server -t` either way, the values schema
+ * refuses bad values, and the dashboards and alert rules in the chart are
+ * copies of dashboards/.
  */
 
 import assert from 'node:assert/strict';
@@ -17,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { envName, KEYS } from '../src/config.js';
+import { envName, KEYS, loadConfig } from '../src/config.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
 import { checkStates, exited, type Proc, run, serverStates } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
@@ -328,25 +330,163 @@ describe('charts/switchboard', () => {
     );
   });
 
-  test('NATS: the own StatefulSet with JetStream on a volume (config passes nats-server -t), or an existing URL', () => {
-    const [defaults] = rendered;
-    const sts = find(defaults!.manifests, 'StatefulSet', '-nats');
-    assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '10Gi');
-    const conf: string = find(defaults!.manifests, 'ConfigMap', '-nats').data['nats.conf'];
-    assert.match(conf, /jetstream \{\n\s+store_dir: \/data/);
-    const file = join(scratch, 'nats.conf');
+  /** The NATS objects of a render: StatefulSet, its nats.conf, headless Service and server container. */
+  const natsOf = (manifests: any[]) => {
+    const sts = find(manifests, 'StatefulSet', '-nats');
+    return {
+      sts,
+      conf: find(manifests, 'ConfigMap', '-nats').data['nats.conf'] as string,
+      headless: find(manifests, 'Service', '-nats-headless'),
+      container: sts.spec.template.spec.containers.find((c: any) => c.name === 'nats'),
+    };
+  };
+
+  /** nats-server -t on a rendered nats.conf, as the pod named `pod` would read it. */
+  const natsServerTest = (conf: string, pod: string) => {
+    const file = join(scratch, `${pod}.conf`);
     writeFileSync(file, conf);
     execFileSync('nats-server', ['-c', file, '-t'], {
-      env: { ...process.env, POD_NAME: 'nats-0' },
+      env: { ...process.env, POD_NAME: pod },
       stdio: 'pipe',
     });
+  };
+
+  /** What the gateway makes of the NATS settings a container gets: its servers and stream replicas. */
+  const natsConfigOf = (container: any) => {
+    const env = Object.entries(envOf(container)).filter(([k]) => k.startsWith('SWITCHBOARD_NATS_'));
+    return loadConfig(Object.fromEntries(env)).nats;
+  };
+
+  test('NATS by default: a JetStream cluster of three (routes to every pod, started together, spread, a PDB), every server given to the clients; config passes nats-server -t', () => {
+    const [defaults] = rendered;
+    const { sts, conf, headless, container } = natsOf(defaults!.manifests);
+    const name: string = sts.metadata.name;
+    assert.equal(sts.spec.replicas, 3);
+    assert.equal(sts.spec.podManagementPolicy, 'Parallel');
+    assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '10Gi');
+    assert.match(conf, /jetstream \{\n\s+store_dir: \/data/);
+    assert.match(conf, /^server_name: \$POD_NAME$/m);
+
+    // A cluster block whose routes name every pod by its stable DNS name in the headless Service.
+    const cluster = /^cluster \{\n([^}]*)\n\}$/m.exec(conf)?.[1];
+    assert.ok(cluster, conf);
+    assert.match(cluster, /^\s+name: sb-switchboard-nats$/m);
+    assert.match(cluster, /^\s+port: 6222$/m);
+    assert.deepEqual(
+      [...cluster.matchAll(/nats-route:\/\/\S+/g)].map((m) => m[0]),
+      [0, 1, 2].map((i) => `nats-route://${name}-${i}.${headless.metadata.name}.rt.svc.cluster.local:6222`),
+    );
+    assert.equal(sts.spec.serviceName, headless.metadata.name);
+    assert.equal(headless.spec.clusterIP, 'None');
     assert.equal(
-      envOf(gatewayContainer(defaults!.manifests)).SWITCHBOARD_NATS_URL,
-      `nats://${find(defaults!.manifests, 'Service', '-nats').metadata.name}:4222`,
+      headless.spec.publishNotReadyAddresses,
+      true,
+      'servers find each other before they are ready',
+    );
+    assert.deepEqual(
+      headless.spec.ports.find((p: any) => p.name === 'cluster'),
+      { name: 'cluster', port: 6222, targetPort: 'cluster' },
+    );
+    assert.equal(container.ports.find((p: any) => p.name === 'cluster').containerPort, 6222);
+    for (const pod of [0, 1, 2]) natsServerTest(conf, `${name}-${pod}`);
+    // Started once JetStream is current (a rolling update waits for it), ready once it is enabled.
+    assert.equal(container.startupProbe.httpGet.path, '/healthz');
+    assert.equal(container.readinessProbe.httpGet.path, '/healthz?js-enabled-only=true');
+
+    // Shutdown in lame duck mode, within the grace period.
+    assert.deepEqual(container.lifecycle.preStop.exec.command, ['nats-server', '--signal', 'ldm']);
+    const lameDuck = Number(/^lame_duck_duration: (\d+)s$/m.exec(conf)?.[1]);
+    assert.ok(
+      sts.spec.template.spec.terminationGracePeriodSeconds > lameDuck + 10,
+      `${lameDuck} s lame duck`,
     );
 
+    // Spread over nodes, evicted one at a time, routes allowed between the servers only.
+    const labels = sts.spec.template.metadata.labels;
+    const selects = (selector: Record<string, string>) =>
+      Object.entries(selector).every(([k, v]) => labels[k] === v);
+    const [spread] =
+      sts.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+    assert.equal(spread.podAffinityTerm.topologyKey, 'kubernetes.io/hostname');
+    assert.ok(selects(spread.podAffinityTerm.labelSelector.matchLabels));
+    const pdb = find(defaults!.manifests, 'PodDisruptionBudget', '-nats');
+    assert.equal(pdb.spec.maxUnavailable, 1);
+    assert.ok(selects(pdb.spec.selector.matchLabels));
+    const routes = find(defaults!.manifests, 'NetworkPolicy', '-nats').spec.ingress.find((r: any) =>
+      r.ports.some((p: any) => p.port === 'cluster'),
+    );
+    assert.ok(selects(routes.from[0].podSelector.matchLabels));
+    assert.equal(routes.from.length, 1);
+
+    // The gateway and the example services get every server, and so make their streams with three replicas.
+    const urls = [0, 1, 2].map((i) => `nats://${name}-${i}.${headless.metadata.name}:4222`);
+    const withServices = render({ set: ['services.chat.enabled=true'] });
+    for (const c of [
+      gatewayContainer(defaults!.manifests),
+      find(withServices, 'Deployment', '-service-chat').spec.template.spec.containers[0],
+    ]) {
+      assert.equal(envOf(c).SWITCHBOARD_NATS_URL, urls.join(','), c.name);
+      assert.deepEqual(natsConfigOf(c).servers, urls, c.name);
+    }
+    assert.equal(natsConfigOf(gatewayContainer(defaults!.manifests)).replicas, 3);
+
+    // nats.affinity replaces the default anti-affinity.
+    const placed = render({
+      set: [
+        'nats.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=nats',
+      ],
+    });
+    assert.deepEqual(Object.keys(find(placed, 'StatefulSet', '-nats').spec.template.spec.affinity), [
+      'nodeAffinity',
+    ]);
+  });
+
+  test('NATS with nats.replicas=1: one server, no cluster, routes or PDB, one URL; an even number is refused', () => {
+    const single = rendered.find((r) => r.name === 'nats-single-values.yaml')!;
+    const { sts, conf, headless, container } = natsOf(single.manifests);
+    assert.equal(sts.spec.replicas, 1);
+    assert.equal(sts.spec.podManagementPolicy, undefined);
+    assert.doesNotMatch(conf, /^cluster|nats-route|lame_duck/m);
+    natsServerTest(conf, `${sts.metadata.name}-0`);
+    assert.deepEqual(
+      headless.spec.ports.map((p: any) => p.name),
+      ['client'],
+    );
+    assert.deepEqual(
+      container.ports.map((p: any) => p.name),
+      ['client', 'monitor'],
+    );
+    assert.equal(container.lifecycle, undefined);
+    assert.equal(
+      single.manifests.filter((m) => m.kind === 'PodDisruptionBudget' && m.metadata.name.endsWith('-nats'))
+        .length,
+      0,
+    );
+    const gateway = gatewayContainer(single.manifests);
+    assert.equal(
+      envOf(gateway).SWITCHBOARD_NATS_URL,
+      `nats://${sts.metadata.name}-0.${headless.metadata.name}:4222`,
+    );
+    assert.equal(natsConfigOf(gateway).replicas, 1);
+
+    for (const even of [2, 4])
+      assert.throws(
+        () => render({ set: [`nats.replicas=${even}`] }),
+        new RegExp(`nats.replicas must be 1 or an odd number of at least 3 .*not ${even}`),
+      );
+    const five = natsOf(render({ set: ['nats.replicas=5'] }));
+    assert.equal(five.sts.spec.replicas, 5);
+    assert.equal(five.conf.match(/nats-route:/g)?.length, 5);
+  });
+
+  test('NATS of your own: nats.enabled=false and nats.url, given to the gateway and every service', () => {
     const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
     assert.equal(external.manifests.filter((m) => m.kind === 'StatefulSet').length, 0);
+    assert.equal(
+      external.manifests.filter((m) => m.kind === 'PodDisruptionBudget' && m.metadata.name.endsWith('-nats'))
+        .length,
+      0,
+    );
     for (const name of ['-gateway', '-service-chat', '-service-store', '-service-jobs']) {
       const env = envOf(find(external.manifests, 'Deployment', name).spec.template.spec.containers[0]);
       assert.equal(env.SWITCHBOARD_NATS_URL, external.values.nats.url, name);
@@ -414,6 +554,7 @@ describe('charts/switchboard', () => {
       ['gateway.config.api_key=x', /api_key/],
       ['gateway.config.max_connections=many', /max_connections/],
       ['nats.url=http://nats:4222', /nats\/url/],
+      ['nats.replicas=0', /nats\/replicas/],
       ['haproxy.service.type=Bogus', /service\/type/],
       ['gatway.replicaCount=2', /gatway/],
     ];
