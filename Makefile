@@ -8,7 +8,7 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench fuzz
+.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench bench-scale fuzz
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
@@ -22,6 +22,7 @@ help:
 	@echo "make chart-files     copy dashboards/ into the chart (after changing a dashboard or alert rule)"
 	@echo "make fuzz    the fuzz suites with many more samples and a random seed (FUZZ_RUNS, FUZZ_SEED to replay)"
 	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run)"
+	@echo "make bench-scale     NATS + 1, 2, 4, 6 gateways, up to 100,000 clients (~5 min; SCALE_ARGS=--quick for a smoke run)"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -91,6 +92,13 @@ BENCH_ARGS ?=
 bench: build deps
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 	$(NODE) services/gateway/dist/bench/wire-bytes.js
+
+# Scale-out, not part of `make test`: one nats-server and 1, 2, 4, 6 gateways
+# (nothing pinned), 16,667 clients straight to each from forked load generators;
+# table per gateway count, scale.json and scale.png in docs/benchmarks/.
+SCALE_ARGS ?=
+bench-scale: build deps
+	$(NODE) loadtest/dist/src/bench/scale.js $(SCALE_ARGS)
 
 clean:
 	npx tsc -b --clean tsconfig.json loadtest loadtest/k6

@@ -7,15 +7,13 @@
  * to --out. `--quick` is the CI smoke size.
  */
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult } from './measure.js';
 import { renderPlot } from './plot.js';
-import { pin } from './proc.js';
+import { connectionCeiling, machine, pin } from './proc.js';
 import { topFunctions } from './profile.js';
 import { formatResults, formatTargets, judgeTargets } from './report.js';
 import { SERVERS, type ServerKind } from './servers.js';
@@ -24,12 +22,6 @@ const SECRET = 'bench-secret-hs256';
 const SERVER_CORE = 1;
 const LOAD_CORE = 0;
 const PROFILER = fileURLToPath(new URL('./cpu-profile.js', import.meta.url));
-
-/** Connections one process may hold: the open-files limit, less room for everything else. */
-function connectionCeiling(): number {
-  const limit = Number(execFileSync('sh', ['-c', 'ulimit -n']).toString().trim());
-  return Math.min(50_000, Number.isFinite(limit) ? limit - 1000 : 50_000);
-}
 
 function plan(quick: boolean): Plan {
   if (quick) {
@@ -62,17 +54,6 @@ function plan(quick: boolean): Plan {
     payloadBytes: 64,
     timeoutMs: 30_000,
     settleMs: 5000,
-  };
-}
-
-function machine() {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    kernel: `${os.type()} ${os.release()}`,
   };
 }
 

@@ -93,7 +93,8 @@ export interface LatencyResult extends DeliveryRun {
 
 const SOURCE_ADDRESSES = loopbackAddresses(4);
 
-function tokens(secret: string): (i: number) => string {
+/** One HS256 token per connection index (user `bench-<i>`), valid for an hour. */
+export function tokens(secret: string): (i: number) => string {
   const exp = Math.floor(Date.now() / 1000) + 3600;
   return (i) => signHs256({ sub: `bench-${i}`, exp }, secret);
 }

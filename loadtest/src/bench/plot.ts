@@ -1,7 +1,8 @@
 /**
  * How the figures grow with connections, channels and load: small SVG line
  * charts (own code, no charting library) in one HTML page, screenshotted to
- * PNG by headless Chromium (the gateway tests' launcher).
+ * PNG by headless Chromium (the gateway tests' launcher). `make bench` and
+ * `make bench-scale` (scale.ts) draw their charts with it.
  */
 
 import { existsSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ const WIDTH = 460;
 const HEIGHT = 340;
 const PAD = { left: 70, right: 15, top: 40, bottom: 50 };
 
-interface Series {
+export interface Series {
   label: string;
   points: [number, number][];
 }
@@ -26,8 +27,8 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 const short = (v: number) =>
   v >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : v >= 1e3 ? `${+(v / 1e3).toFixed(1)}k` : `${+v.toFixed(1)}`;
 
-/** A line chart; the y axis is logarithmic when the values span more than 20×. */
-function chart(title: string, xLabel: string, yLabel: string, series: Series[]): string {
+/** A line chart (SVG); the y axis is logarithmic when the values span more than 20×. */
+export function chart(title: string, xLabel: string, yLabel: string, series: Series[]): string {
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1])).filter((y) => y > 0);
   if (xs.length === 0 || ys.length === 0) return '';
@@ -125,21 +126,26 @@ export function charts(results: ServerResult[], latencies: LatencyResult[]): str
   ];
 }
 
-/** Writes `<base>.html` with the charts and screenshots it to `<base>.png`; undefined without Chromium. */
-export async function renderPlot(
+/** Writes `<base>.html` with the charts of `make bench` and screenshots it to `<base>.png`; undefined without Chromium. */
+export function renderPlot(
   results: ServerResult[],
   latencies: LatencyResult[],
   base: string,
 ): Promise<string | undefined> {
-  const svgs = charts(results, latencies).filter(Boolean);
-  const html = `<!doctype html><html><body style="margin:0;display:flex;flex-wrap:wrap;width:${WIDTH * 2}px;background:white">${svgs.join('\n')}</body></html>`;
+  return renderCharts(charts(results, latencies), base);
+}
+
+/** Writes `<base>.html` with `svgs` (from chart(), two a row) and screenshots it to `<base>.png`; undefined without Chromium. */
+export async function renderCharts(svgs: string[], base: string): Promise<string | undefined> {
+  const shown = svgs.filter(Boolean);
+  const html = `<!doctype html><html><body style="margin:0;display:flex;flex-wrap:wrap;width:${WIDTH * 2}px;background:white">${shown.join('\n')}</body></html>`;
   writeFileSync(resolve(`${base}.html`), html);
   if (!existsSync(CHROMIUM)) return undefined;
   const png = resolve(`${base}.png`);
   const browser = await launchChromium();
   try {
     const page = await browser.newPage({
-      viewport: { width: WIDTH * 2, height: HEIGHT * Math.ceil(svgs.length / 2) },
+      viewport: { width: WIDTH * 2, height: HEIGHT * Math.ceil(shown.length / 2) },
     });
     await page.setContent(html);
     await page.screenshot({ path: png });

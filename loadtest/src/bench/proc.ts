@@ -1,7 +1,8 @@
 /**
- * What the benchmark reads of a server process: resident memory
+ * What the benchmarks read of a server process: resident memory
  * (/proc/<pid>/status VmRSS) and CPU time used (/proc/<pid>/stat utime +
- * stime), and CPU pinning with taskset.
+ * stime), and CPU pinning with taskset; and of the machine: its description
+ * and how many connections one process may hold.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -45,4 +46,22 @@ export async function settledRss(pid: number, maxMs: number): Promise<number> {
     last = current;
   }
   return last;
+}
+
+/** Connections one process may hold: the open-files limit, less room for everything else. */
+export function connectionCeiling(): number {
+  const limit = Number(execFileSync('sh', ['-c', 'ulimit -n']).toString().trim());
+  return Math.min(50_000, Number.isFinite(limit) ? limit - 1000 : 50_000);
+}
+
+/** The machine a result was measured on. */
+export function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+  };
 }

@@ -15,11 +15,12 @@ export interface TargetRow {
   margin: number;
 }
 
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(2)} KB`;
+export const kb = (bytes: number) => `${(bytes / 1024).toFixed(2)} KB`;
 const count = (v: number) => (v >= 10_000 ? `${(v / 1000).toFixed(0)}k` : v.toFixed(0));
 const ratio = (a: number, b: number) => (a > 0 && b > 0 ? `${(a / b).toFixed(2)}×` : '–');
 
-function table(header: string[], rows: string[][]): string {
+/** Right-aligned columns under a header and a rule. */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
