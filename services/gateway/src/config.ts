@@ -140,6 +140,16 @@ export const KEYS = {
     default: 15000,
     doc: 'Milliseconds a publish to a channel with history may take while NATS changes leaders or reconnects: appends are retried (idempotently) until then, and only then answered with error 100 (temporary).',
   },
+  nats_ping_interval: {
+    kind: 'int',
+    default: 2000,
+    doc: 'Milliseconds between pings to the NATS server; two unanswered count the connection lost (a cut network shows no error): readiness turns 503 and the gateway reconnects to another server.',
+  },
+  broker_outage_disconnect: {
+    kind: 'int',
+    default: 10,
+    doc: 'Seconds without the broker (NATS lost) after which the gateway disconnects its clients with 3004 (they reconnect, through HAProxy, to gateways that have it), in batches over a few seconds; 0 keeps them.',
+  },
   nats_user: { kind: 'string', default: '', doc: 'NATS user name (with `SWITCHBOARD_NATS_PASSWORD`).' },
   nats_password: { kind: 'string', default: '', doc: 'NATS password.' },
   nats_token: { kind: 'string', default: '', doc: 'NATS authentication token.' },
@@ -316,6 +326,8 @@ export interface NatsSettings {
   tlsCa: string;
   tlsCert: string;
   tlsKey: string;
+  /** Milliseconds between client pings to the server (`nats_ping_interval`). */
+  pingInterval: number;
 }
 
 export interface Config {
@@ -329,6 +341,8 @@ export interface Config {
   presenceTtl: number;
   serviceTimeout: number;
   publishTimeout: number;
+  /** Seconds without the broker before clients are sent elsewhere; 0 never. */
+  brokerOutageDisconnect: number;
   embeddedServices: string[];
   logLevel: string;
   logConnectionSample: number;
@@ -482,6 +496,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.nats_replicas as number) > 5) throw new ConfigError('SWITCHBOARD_NATS_REPLICAS must be at most 5');
+  if ((v.nats_ping_interval as number) < 100)
+    throw new ConfigError('SWITCHBOARD_NATS_PING_INTERVAL must be at least 100 (milliseconds)');
+  if ((v.broker_outage_disconnect as number) < 0)
+    throw new ConfigError('SWITCHBOARD_BROKER_OUTAGE_DISCONNECT must be 0 (never) or more seconds');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
@@ -515,10 +533,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tlsCa: v.nats_tls_ca as string,
       tlsCert: v.nats_tls_cert as string,
       tlsKey: v.nats_tls_key as string,
+      pingInterval: v.nats_ping_interval as number,
     },
     presenceTtl: v.presence_ttl as number,
     serviceTimeout: v.service_timeout as number,
     publishTimeout: v.publish_timeout as number,
+    brokerOutageDisconnect: v.broker_outage_disconnect as number,
     embeddedServices: v.embedded_services as string[],
     logLevel: v.log_level as string,
     logConnectionSample: v.log_connection_sample as number,

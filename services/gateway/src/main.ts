@@ -15,7 +15,7 @@ import { NatsBroker } from './broker/nats.js';
 import { type Config, ConfigError, internalDepth, loadConfig } from './config.js';
 import { installCrashPolicy } from './crash.js';
 import { mountDemoTokens } from './demo.js';
-import { disconnectClients, exitAfter } from './drain.js';
+import { disconnectClients, exitAfter, watchBrokerOutage } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
@@ -145,6 +145,7 @@ export async function startGateway(config: Config) {
   const client = await listenExclusive(clientApp, config.host, config.clientPort);
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
+  const stopOutageWatch = watchBrokerOutage(node, config.brokerOutageDisconnect);
   node.started = true;
   log.info(
     {
@@ -162,6 +163,7 @@ export async function startGateway(config: Config) {
     stop: async () => {
       await disconnectClients(node, [client], config.shutdownTimeout * 1000);
       clearInterval(ticker);
+      stopOutageWatch();
       await services?.stop();
       stopBusApi();
       stopEmulation();

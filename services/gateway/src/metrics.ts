@@ -219,7 +219,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** When the registry last stored this gateway's entry (ms since epoch); undefined until the first. */
+  /** When the registry last stored this gateway's entry (ms since epoch; undefined until the first): a write that reached a JetStream quorum, which the NATS broker watches. */
   heartbeatAt: number | undefined;
 
   readonly heartbeatAge: Gauge = new Gauge({
@@ -296,6 +296,12 @@ export class Metrics {
     name: 'switchboard_jetstream_stream_replicas',
     help: 'Replicas of each history stream as JetStream reports them (checked every 10 s): configured, and current (the leader and the replicas that are caught up).',
     labelNames: ['stream', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly natsMoves = new Counter({
+    name: 'switchboard_nats_moves_total',
+    help: 'Reconnects to another NATS server because no write through the connected one was stored for 10 s (cut off from its cluster).',
     registers: [this.registry],
   });
 

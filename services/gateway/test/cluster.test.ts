@@ -257,7 +257,7 @@ describe('NATS with credentials', () => {
         () => 'a publication',
       );
       await assert.rejects(
-        startGateway({ ...env, SWITCHBOARD_NATS_PASSWORD: 'wrong' }, 3000),
+        startGateway({ ...env, SWITCHBOARD_NATS_PASSWORD: 'wrong' }, { timeoutMs: 3000 }),
         /exited with 1[\s\S]*Authorization Violation/,
       );
     } finally {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, type Gateway, startGateway, waitUntil } from './harness.js';
+import { inNamespace, type TestNet } from './netns.js';
 
 /** The one HAProxy config of the repository (this file runs from services/gateway/dist/test). */
 export const HAPROXY_CFG = fileURLToPath(new URL('../../../../docker/haproxy.cfg', import.meta.url));
@@ -68,59 +69,78 @@ async function httpStatus(url: string): Promise<number | undefined> {
 }
 
 export interface Nats {
-  /** nats://127.0.0.1:PORT */
+  /** nats://HOST:PORT */
   url: string;
+  /** Its address: 127.0.0.1, or its host's in a test network. */
+  host: string;
   port: number;
   /** HTTP monitoring port (`/healthz`, `/varz`, `/jsz`). */
   monitorPort: number;
   /** The JetStream store directory; kept across restart(), removed when the test process exits. */
   storeDir: string;
   output(): string;
+  /** The running process (replaced by restart()). */
+  pid(): number | undefined;
   /** Stops the server (SIGTERM by default; SIGKILL simulates a crash). The store is kept. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Stops the server if it runs and starts it again on the same ports and store. */
   restart(): Promise<void>;
 }
 
+/** Where a nats-server listens: 127.0.0.1 on free ports, or a host of a test network (netns.ts). */
+interface NatsPlace {
+  host: string;
+  port: number;
+  monitorPort: number;
+  netns?: string;
+}
+
 /** Starts nats-server with JetStream on free ports and a temporary store; resolves once /healthz is 200. */
 export async function startNats(extraArgs: string[] = [], timeoutMs = 15_000): Promise<Nats> {
   const [port, monitorPort] = [await freePort(), await freePort()];
-  return launchNats(port, monitorPort, `switchboard-test-${port}`, extraArgs, timeoutMs);
+  return launchNats(
+    { host: '127.0.0.1', port, monitorPort },
+    `switchboard-test-${port}`,
+    extraArgs,
+    timeoutMs,
+  );
 }
 
 async function launchNats(
-  port: number,
-  monitorPort: number,
+  place: NatsPlace,
   name: string,
   extraArgs: string[],
   timeoutMs: number,
 ): Promise<Nats> {
+  const { host, port, monitorPort } = place;
   const storeDir = mkdtempSync(join(tmpdir(), 'switchboard-nats-'));
   tempDirs.push(storeDir);
-  const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
+  const args = ['-js', '-a', host, '-p', String(port), '-m', String(monitorPort)];
   args.push('-sd', storeDir, '-n', name, ...extraArgs);
 
   let proc: Proc;
   let log = '';
   const launch = async () => {
-    proc = run('nats-server', args);
+    proc = run(...inNamespace(place.netns, 'nats-server', args));
     const current = proc;
     await waitUntil(
       async () => {
         if (exited(current)) throw new Error(`nats-server exited:\n${current.output()}`);
-        return (await httpStatus(`http://127.0.0.1:${monitorPort}/healthz`)) === 200;
+        return (await httpStatus(`http://${host}:${monitorPort}/healthz`)) === 200;
       },
       timeoutMs,
-      () => `nats-server /healthz on port ${monitorPort}:\n${current.output()}`,
+      () => `nats-server /healthz on ${host}:${monitorPort}:\n${current.output()}`,
     );
   };
   await launch();
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${host}:${port}`,
+    host,
     port,
     monitorPort,
     storeDir,
     output: () => log + proc.output(),
+    pid: () => proc.child.pid,
     stop: (signal) => proc.stop(signal),
     restart: async () => {
       await proc.stop();
@@ -139,40 +159,47 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
+/** Standard ports in a test network, where every server has an address of its own. */
+const NET_PORTS = { client: 4222, monitor: 8222, route: 6222 };
+
 /**
  * Three (or `size`) nats-servers clustered over routes, JetStream on each
- * with its own store; resolves once every node is healthy and the JetStream
- * meta group has a leader.
+ * with its own store, on 127.0.0.1 or, given a test network, node i on host
+ * `hosts[i]`; resolves once every node is healthy and the JetStream meta
+ * group has a leader.
  */
-export async function startNatsCluster(size = 3, timeoutMs = 30_000): Promise<NatsCluster> {
-  const ports = await Promise.all(
-    Array.from({ length: size }, async () => ({
-      client: await freePort(),
-      monitor: await freePort(),
-      route: await freePort(),
-    })),
+export async function startNatsCluster(
+  size = 3,
+  { net, hosts = [], timeoutMs = 30_000 }: { net?: TestNet; hosts?: string[]; timeoutMs?: number } = {},
+): Promise<NatsCluster> {
+  const places = await Promise.all(
+    Array.from(
+      { length: size },
+      async (_, i): Promise<typeof NET_PORTS & { host: string; netns?: string }> =>
+        net
+          ? { ...NET_PORTS, host: net.address(hosts[i]!), netns: net.namespace(hosts[i]!) }
+          : {
+              client: await freePort(),
+              monitor: await freePort(),
+              route: await freePort(),
+              host: '127.0.0.1',
+            },
+    ),
   );
-  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
+  const routes = places.map((p) => `nats://${p.host}:${p.route}`).join(',');
+  const tag = `${places[0]!.host}-${places[0]!.client}`;
   const nodes = await Promise.all(
-    ports.map((p, i) =>
+    places.map((p, i) =>
       launchNats(
-        p.client,
-        p.monitor,
-        `sb-test-n${i + 1}-${p.client}`,
-        [
-          '--cluster_name',
-          `sb-test-${ports[0]!.client}`,
-          '--cluster',
-          `nats://127.0.0.1:${p.route}`,
-          '--routes',
-          routes,
-        ],
+        { host: p.host, port: p.client, monitorPort: p.monitor, ...(p.netns ? { netns: p.netns } : {}) },
+        `sb-test-n${i + 1}-${tag}`,
+        ['--cluster_name', `sb-test-${tag}`, '--cluster', `nats://${p.host}:${p.route}`, '--routes', routes],
         timeoutMs,
       ),
     ),
   );
   const jsz = async (node: Nats, query = '') => {
-    const res = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz${query}`, {
+    const res = await fetch(`http://${node.host}:${node.monitorPort}/jsz${query}`, {
       signal: AbortSignal.timeout(2000),
     }).catch(() => undefined);
     return res?.ok ? ((await res.json()) as Record<string, any>) : undefined;
@@ -227,7 +254,7 @@ export async function startHaproxy(gateways: Gateway[], timeoutMs = 15_000): Pro
     SWITCHBOARD_HAPROXY_STATS_BIND: `127.0.0.1:${statsPort}`,
   };
   gateways.forEach((gateway, i) => {
-    env[`SWITCHBOARD_GW${i + 1}_ADDR`] = `127.0.0.1:${gateway.clientPort}`;
+    env[`SWITCHBOARD_GW${i + 1}_ADDR`] = `${gateway.host}:${gateway.clientPort}`;
     env[`SWITCHBOARD_GW${i + 1}_CHECK_PORT`] = String(gateway.internalPort);
   });
   const proc = run('haproxy', ['-db', '-f', HAPROXY_CFG], env);

@@ -13,6 +13,7 @@ import { EventSource } from 'eventsource';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import type { Transport } from '../src/metrics.js';
+import { inNamespace } from './netns.js';
 
 export const SECRET = 'test-secret-key-for-hs256';
 export const API_KEY = 'test-api-key';
@@ -30,6 +31,8 @@ export async function freePort(): Promise<number> {
 }
 
 export interface Gateway {
+  /** The address its listeners bind to: 127.0.0.1, or its host's in a test network. */
+  host: string;
   clientPort: number;
   internalPort: number;
   grpcPort: number;
@@ -42,12 +45,23 @@ export interface Gateway {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startGateway(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Gateway> {
+export interface GatewayPlacement {
+  /** A network namespace to run in (a host of a test network, netns.ts), at `host`. */
+  netns?: string;
+  host?: string;
+  timeoutMs?: number;
+}
+
+export async function startGateway(
+  env: Record<string, string> = {},
+  { netns, host = '127.0.0.1', timeoutMs = 15_000 }: GatewayPlacement = {},
+): Promise<Gateway> {
   const [clientPort, internalPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(process.execPath, [MAIN], {
+  const [program, args] = inNamespace(netns, process.execPath, [MAIN]);
+  const child = spawn(program, args, {
     env: {
       PATH: process.env.PATH ?? '',
-      SWITCHBOARD_HOST: '127.0.0.1',
+      SWITCHBOARD_HOST: host,
       SWITCHBOARD_CLIENT_PORT: String(clientPort),
       SWITCHBOARD_INTERNAL_PORT: String(internalPort),
       SWITCHBOARD_GRPC_PORT: String(grpcPort),
@@ -69,13 +83,14 @@ export async function startGateway(env: Record<string, string> = {}, timeoutMs =
   child.stderr?.on('data', (d) => {
     out += d;
   });
-  const internalUrl = `http://127.0.0.1:${internalPort}`;
+  const internalUrl = `http://${host}:${internalPort}`;
   const exited = once(child, 'exit');
   const gateway: Gateway = {
+    host,
     clientPort,
     internalPort,
     grpcPort,
-    wsUrl: `ws://127.0.0.1:${clientPort}/connection/websocket`,
+    wsUrl: `ws://${host}:${clientPort}/connection/websocket`,
     internalUrl,
     process: child,
     output: () => out,

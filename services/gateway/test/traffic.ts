@@ -10,14 +10,19 @@ import { api, type Gateway, waitUntil } from './harness.js';
 export interface Subscriber {
   sub: Subscription;
   got: PublicationContext[];
+  /** When each of `got` arrived (Date.now()). */
+  at: number[];
   /** How many resubscribes recovered missed publications. */
   recoveries: number;
 }
 
 export async function subscribe(c: Centrifuge, channel: string): Promise<Subscriber> {
   const sub = c.newSubscription(channel);
-  const result: Subscriber = { sub, got: [], recoveries: 0 };
-  sub.on('publication', (ctx) => result.got.push(ctx));
+  const result: Subscriber = { sub, got: [], at: [], recoveries: 0 };
+  sub.on('publication', (ctx) => {
+    result.got.push(ctx);
+    result.at.push(Date.now());
+  });
   sub.on('subscribed', (ctx) => {
     if (ctx.wasRecovering && ctx.recovered) result.recoveries++;
   });
@@ -39,11 +44,14 @@ export const numbers = (got: PublicationContext[]) => got.map((p) => (p.data as 
 /** Publishes n = 1, 2, ... through `via` every 10 ms until stopped; returns the accepted numbers. */
 export function publisher(via: () => Gateway, channel: string) {
   const accepted: number[] = [];
+  /** When the publish of each n was sent (Date.now()). */
+  const sentAt = new Map<number, number>();
   let n = 0;
   let running = true;
   const done = (async () => {
     while (running) {
       const current = ++n;
+      sentAt.set(current, Date.now());
       const res = await api(via(), 'publish', { channel, data: { n: current } }).catch(() => undefined);
       if (res?.body.result) accepted.push(current);
       await new Promise((r) => setTimeout(r, 10)); // the publishing rate, not a synchronisation
@@ -51,6 +59,7 @@ export function publisher(via: () => Gateway, channel: string) {
   })();
   return {
     accepted,
+    sentAt,
     stop: async () => {
       running = false;
       await done;
@@ -59,6 +68,14 @@ export function publisher(via: () => Gateway, channel: string) {
 }
 
 export type Publisher = ReturnType<typeof publisher>;
+
+/** Milliseconds from publish to delivery at quantile `q` (0.99) over every subscriber's deliveries. */
+export function deliveryLatency(pub: Publisher, subscribers: Subscriber[], q: number): number {
+  const all = subscribers
+    .flatMap((s) => s.got.map((p, i) => s.at[i]! - (pub.sentAt.get((p.data as { n: number }).n) ?? s.at[i]!)))
+    .sort((a, b) => a - b);
+  return all[Math.min(all.length - 1, Math.floor(q * all.length))] ?? 0;
+}
 
 /**
  * After a disruption: lets `pub` get `more` publications accepted, stops it,

@@ -73,6 +73,16 @@ const WRONG_LAST_SEQUENCE = 10071;
 const REPLICA_CHECK_MS = 10_000;
 /** How long one append attempt waits for its acknowledgement before it is tried again. */
 const ATTEMPT_TIMEOUT_MS = 2000;
+/** How often the gateway checks that its writes reach a JetStream quorum. */
+const QUORUM_CHECK_MS = 1000;
+/**
+ * A clustered server through which no write was stored for this long is cut
+ * off from its cluster: move to another. Longer than a leader election on the
+ * majority side (NATS waits up to 9 s), where moving would not help.
+ */
+const CUT_OFF_MS = 10_000;
+/** At most one such move in this long (a whole cluster without quorum must not cause a reconnect storm). */
+const MOVE_HOLDOFF_MS = 30_000;
 /** How long a read waits out a leader change: under centrifuge-js's 5 s command timeout. */
 const READ_PATIENCE_MS = 4000;
 
@@ -138,6 +148,11 @@ export function connectionOptions(settings: NatsSettings, name: string): NodeCon
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
+    // A cut network answers nothing: unanswered pings are how the loss shows.
+    pingInterval: settings.pingInterval,
+    maxPingOut: 2,
+    // Nor does a connect to an unreachable server fail: give up on it soon and try the next.
+    timeout: Math.max(2000, 2 * settings.pingInterval),
   };
   if (settings.user) Object.assign(options, { user: settings.user, pass: settings.password });
   if (settings.token) options.token = settings.token;
@@ -163,6 +178,14 @@ export class NatsBroker implements Broker {
   private readonly appending = new Map<string, Promise<void>>();
   private readonly waiting = new Set<() => void>();
   private replicaWatch: NodeJS.Timeout | undefined;
+  private quorumWatch: NodeJS.Timeout | undefined;
+  /** When an append of this gateway was last stored, and when it last moved for lack of any. */
+  private lastStoredAt = Date.now();
+  private movedAt = 0;
+  /** When the connection was (re-)established: a new server gets CUT_OFF_MS to prove itself. */
+  private connectedAt = Date.now();
+  /** The server being left for lack of a leader (its pool entry and id, in case another entry names it too). */
+  private leaving: { listen: string; serverId: string; tries: number } | undefined;
 
   constructor(
     private readonly settings: NatsSettings,
@@ -190,7 +213,12 @@ export class NatsBroker implements Broker {
 
   async start(events: BrokerEvents): Promise<void> {
     this.events = events;
-    const nc = await connect(connectionOptions(this.settings, `switchboard ${this.nodeId}`));
+    const nc = await connect({
+      ...connectionOptions(this.settings, `switchboard ${this.nodeId}`),
+      // Moving off a server cut off from its cluster: dial any other.
+      reconnectToServer: (pool) =>
+        (this.leaving && pool.find((s) => s.listen !== this.leaving!.listen)) || null,
+    });
     this.nc = nc;
     this.metrics.natsPendingSource = () => outboundBytes(nc);
     // Every JetStream call answers within ATTEMPT_TIMEOUT_MS or is tried again: a
@@ -232,11 +260,13 @@ export class NatsBroker implements Broker {
     this.serverIs(nc.info?.host && nc.info.port ? `${nc.info.host}:${nc.info.port}` : '');
     void this.watch(nc);
     this.replicaWatch = setInterval(() => void this.checkReplicas(), REPLICA_CHECK_MS).unref();
+    this.quorumWatch = setInterval(() => this.checkQuorum(nc), QUORUM_CHECK_MS).unref();
     void this.checkReplicas();
   }
 
   private setConnected(up: boolean): void {
     this.connected = up;
+    if (up) this.connectedAt = Date.now();
     this.metrics.brokerConnected.set(up ? 1 : 0);
     if (!up) return;
     for (const wake of this.waiting) wake();
@@ -265,6 +295,29 @@ export class NatsBroker implements Broker {
     }
   }
 
+  /**
+   * A server cut off from the rest of its cluster (a minority partition)
+   * still answers pings, so the connection looks fine, but no write through
+   * it reaches a quorum: appends wait, and live messages from the other side
+   * do not arrive. Writes show it: this gateway's registry heartbeat (every
+   * few seconds) and its appends. After CUT_OFF_MS without a stored one,
+   * reconnect to another server (the reconnect resyncs every channel).
+   */
+  private checkQuorum(nc: NatsConnection): void {
+    if (!this.connected || !nc.info?.cluster) return;
+    const now = Date.now();
+    const lastWrite = Math.max(this.lastStoredAt, this.metrics.heartbeatAt ?? 0, this.connectedAt);
+    if (now - lastWrite < CUT_OFF_MS || now - this.movedAt < MOVE_HOLDOFF_MS) return;
+    this.movedAt = now;
+    this.metrics.natsMoves.inc();
+    this.log.warn(
+      { server: nc.getServer(), seconds: CUT_OFF_MS / 1000 },
+      'no write stored through this NATS server (cut off from its cluster?): moving to another server',
+    );
+    this.leaving = { listen: nc.getServer(), serverId: nc.info?.server_id ?? '', tries: 0 };
+    nc.reconnect().catch((err: unknown) => this.log.warn({ err }, 'moving to another NATS server failed'));
+  }
+
   /** Publishes wait out a reconnect (a lost NATS server) this long rather than being refused at once. */
   whenReady(timeoutMs: number): Promise<boolean> {
     if (this.connected) return Promise.resolve(true);
@@ -288,6 +341,12 @@ export class NatsBroker implements Broker {
         this.setConnected(false);
       } else if (status.type === 'reconnect') {
         this.log.info({ server: status.server }, 'NATS reconnected');
+        if (this.leaving && nc.info?.server_id === this.leaving.serverId && ++this.leaving.tries < 3) {
+          // Another name of the server being left: on to the next.
+          void nc.reconnect();
+          continue;
+        }
+        this.leaving = undefined;
         this.serverIs(String(status.server));
         this.metrics.brokerReconnects.inc();
         this.positions.clear();
@@ -448,6 +507,7 @@ export class NatsBroker implements Broker {
           ? await this.storedAt(ns, channel, ack.seq)
           : { seq: ack.seq, offset, epoch };
         this.remember(channel, stored);
+        this.lastStoredAt = Date.now();
         return { offset: stored.offset, epoch: stored.epoch };
       } catch (err) {
         this.positions.delete(channel);
@@ -624,6 +684,7 @@ export class NatsBroker implements Broker {
 
   async close(): Promise<void> {
     clearInterval(this.replicaWatch);
+    clearInterval(this.quorumWatch);
     this.setConnected(false);
     await this.nc?.drain();
   }
