@@ -5,7 +5,7 @@
  * `SWITCHBOARD_*` environment variables, which win.
  */
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DEFAULT_JSON_MAX_DEPTH, ENVELOPE_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
 import { proxyList } from './transport/client-address.js';
@@ -108,6 +108,22 @@ export const KEYS = {
     kind: 'int',
     default: 8000,
     doc: 'Client port: `/connection/websocket`, `/connection/sse`, `/connection/http_stream`, `/emulation`.',
+  },
+  tls_cert_file: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM certificate (with its chain) for the client port: with it the gateway itself serves `https://` and `wss://` (for installs without HAProxy in front). Re-read when the file changes, without dropping connections.',
+  },
+  tls_key_file: { kind: 'string', default: '', doc: 'PEM private key of `SWITCHBOARD_TLS_CERT_FILE`.' },
+  tls_key_passphrase: {
+    kind: 'string',
+    default: '',
+    doc: 'Passphrase of an encrypted `SWITCHBOARD_TLS_KEY_FILE`.',
+  },
+  tls_ca_file: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM CA certificates for client certificates: clients are asked for one, and a certificate that does not chain to these (or is not for client authentication) is refused; a client without one is let in (tokens still decide).',
   },
   internal_port: {
     kind: 'int',
@@ -340,10 +356,19 @@ export interface Config {
   nats: NatsSettings;
   presenceTtl: number;
   serviceTimeout: number;
+/** The client port's own TLS (`tls_*`); undefined when it serves plain HTTP. */
+export interface TlsSettings {
+  certFile: string;
+  keyFile: string;
+  passphrase: string;
+  caFile: string;
+}
+
   publishTimeout: number;
   /** Seconds without the broker before clients are sent elsewhere; 0 never. */
   brokerOutageDisconnect: number;
   embeddedServices: string[];
+  tls: TlsSettings | undefined;
   logLevel: string;
   logConnectionSample: number;
   token: {
@@ -510,6 +535,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
   try {
     proxyList(v.trusted_proxies as string[]);
+  if (Boolean(v.tls_cert_file) !== Boolean(v.tls_key_file))
+    throw new ConfigError('SWITCHBOARD_TLS_CERT_FILE and SWITCHBOARD_TLS_KEY_FILE go together');
+  for (const key of ['tls_cert_file', 'tls_key_file', 'tls_ca_file'] as const) {
+    const file = v[key] as string;
+    if (file && !existsSync(file))
+      throw new ConfigError(`SWITCHBOARD_${key.toUpperCase()}: no such file ${JSON.stringify(file)}`);
+  }
   } catch (err) {
     throw new ConfigError(`SWITCHBOARD_TRUSTED_PROXIES: ${(err as Error).message}`);
   }
@@ -540,6 +572,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publishTimeout: v.publish_timeout as number,
     brokerOutageDisconnect: v.broker_outage_disconnect as number,
     embeddedServices: v.embedded_services as string[],
+    tls: v.tls_cert_file
+      ? {
+          certFile: v.tls_cert_file as string,
+          keyFile: v.tls_key_file as string,
+          passphrase: v.tls_key_passphrase as string,
+          caFile: v.tls_ca_file as string,
+        }
+      : undefined,
     logLevel: v.log_level as string,
     logConnectionSample: v.log_connection_sample as number,
     token: {

@@ -11,7 +11,7 @@
 import { type Disconnect, Disconnects } from '@switchboard/protocol';
 import type { Node } from './node.js';
 import type { Session } from './session.js';
-import { type us_listen_socket, uws } from './uws.js';
+import type { ClientListener } from './transport/listener.js';
 
 const BATCHES = 10;
 /** Share of the timeout spent disconnecting clients; the rest is for draining NATS and closing. */
@@ -44,11 +44,11 @@ async function inBatches(
 
 export async function disconnectClients(
   node: Node,
-  clientSockets: us_listen_socket[],
+  listener: ClientListener,
   timeoutMs: number,
 ): Promise<void> {
   node.draining = true;
-  for (const socket of clientSockets) uws.us_listen_socket_close(socket);
+  listener.close();
   await inBatches([...node.hub.all()], Disconnects.shutdown, 'shutdown', timeoutMs * CLIENT_SHARE);
 }
 

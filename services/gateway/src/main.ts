@@ -33,7 +33,8 @@ import { Admission } from './transport/admission.js';
 import { ClientAddress } from './transport/client-address.js';
 import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
-import { mountWebSocket, topicsOf } from './transport/websocket.js';
+import { ClientListener } from './transport/listener.js';
+import { mountWebSocket } from './transport/websocket.js';
 import { listenExclusive, uws } from './uws.js';
 
 /** Seconds of inactivity after which a channel's offsets and epoch are forgotten in memory. */
@@ -95,8 +96,8 @@ function infrastructure(
 export async function startGateway(config: Config) {
   const log = createLogger(config.logLevel, config.nodeId);
   const metrics = new Metrics();
-  const clientApp = uws.App();
-  const hub = new Hub<Session>(topicsOf(clientApp), metrics);
+  const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
+  const hub = new Hub<Session>(listener.topics, metrics);
   const tokens = new TokenVerifier(config.token);
   if (!tokens.enabled && !config.allowAnonymous) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');
@@ -134,25 +135,26 @@ export async function startGateway(config: Config) {
       : undefined;
   const address = new ClientAddress(config.trustedProxies);
   const admission = new Admission(node, address);
-  mountWebSocket(clientApp, node, admission);
-  mountStreams(clientApp, node, admission, emulation);
-  mountEmulation(clientApp, node, emulation, address);
-  mountStatic(clientApp);
-  mountDemoTokens(clientApp, config, log, metrics, address);
-  clientApp.any('/*', (res) => {
-    res.writeStatus('404 Not Found').end('not found\n');
+  await listener.listen((app) => {
+    mountWebSocket(app, node, admission);
+    mountStreams(app, node, admission, emulation);
+    mountEmulation(app, node, emulation, address);
+    mountStatic(app);
+    mountDemoTokens(app, config, log, metrics, address);
+    app.any('/*', (res) => {
+      res.writeStatus('404 Not Found').end('not found\n');
+    });
   });
-  const client = await listenExclusive(clientApp, config.host, config.clientPort);
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
   const ticker = startSessionTicker(node);
   const stopOutageWatch = watchBrokerOutage(node, config.brokerOutageDisconnect);
   node.started = true;
   log.info(
     {
-      websocket: `ws://localhost:${config.clientPort}/connection/websocket`,
-      sse: `http://localhost:${config.clientPort}/connection/sse`,
-      http_stream: `http://localhost:${config.clientPort}/connection/http_stream`,
-      page: `http://localhost:${config.clientPort}/`,
+      websocket: `${listener.scheme.ws}://localhost:${config.clientPort}/connection/websocket`,
+      sse: `${listener.scheme.http}://localhost:${config.clientPort}/connection/sse`,
+      http_stream: `${listener.scheme.http}://localhost:${config.clientPort}/connection/http_stream`,
+      page: `${listener.scheme.http}://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
     },
@@ -161,7 +163,7 @@ export async function startGateway(config: Config) {
   return {
     node,
     stop: async () => {
-      await disconnectClients(node, [client], config.shutdownTimeout * 1000);
+      await disconnectClients(node, listener, config.shutdownTimeout * 1000);
       clearInterval(ticker);
       stopOutageWatch();
       await services?.stop();

@@ -324,6 +324,19 @@ export class Metrics {
     help: 'Messages from NATS or a backend service dropped or refused as malformed or nested too deep, by source (channel, history, control, survey, service, api_bus).',
     labelNames: ['source'] as const,
     registers: [this.registry],
+  readonly tlsReloads = new Counter({
+    name: 'switchboard_tls_reloads_total',
+    help: "Reloads of the client port's TLS certificate after its files changed, by outcome (reloaded, failed: the old one kept).",
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'switchboard_tls_certificate_expiry_timestamp_seconds',
+    help: "When the client port's TLS certificate expires (Unix time; 0 without TLS).",
+    registers: [this.registry],
+  });
+
   });
 
   readonly rateLimited = new Counter({
@@ -375,6 +388,11 @@ export async function counted<T>(
   counter: Counter<'operation'>,
   operation: string,
   call: () => Promise<T>,
+    for (const protocol of ['http', 'grpc'])
+      for (const reason of API_REFUSALS) this.apiRefused.inc({ protocol, reason }, 0);
+    for (const kind of KEY_KINDS)
+      for (const outcome of ['changed', 'error']) this.keyReloads.inc({ kind, outcome }, 0);
+    for (const outcome of ['reloaded', 'failed']) this.tlsReloads.inc({ outcome }, 0);
 ): Promise<T> {
   try {
     return await call();

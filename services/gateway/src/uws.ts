@@ -55,3 +55,16 @@ export function listenExclusive(app: TemplatedApp, host: string, port: number): 
     );
   });
 }
+
+/**
+ * Listens on host:port with SO_REUSEPORT, so that a second app can listen
+ * beside this one (a certificate reload); the caller checks the port was free.
+ */
+export function listenShared(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  const listen = app.listen.bind(app) as unknown as ListenWithOptions;
+  return new Promise((resolve, reject) => {
+    listen(host, port, 0, (socket) =>
+      socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`)),
+    );
+  });
+}

@@ -5,7 +5,7 @@
  */
 
 import { decodeUtf8, Disconnects } from '@switchboard/protocol';
-import type { Topics, TopicSink } from '../hub.js';
+import type { TopicSink } from '../hub.js';
 import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
@@ -70,16 +70,6 @@ class WebSocketSink implements TopicSink {
  * is what the peer has actually sent, and the pong deadline bounds how long.
  */
 export const WEBSOCKET_READ_CEILING = 16 * 1024 * 1024;
-
-/** Topic fan-out through the uWS app, for the hub. */
-export function topicsOf(app: TemplatedApp): Topics {
-  return {
-    publish: (topic, frame) => {
-      app.publish(topic, frame, false, false);
-    },
-    numSubscribers: (topic) => app.numSubscribers(topic),
-  };
-}
 
 /** WebSocket's own code for an oversized message: the client does not reconnect. */
 const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
