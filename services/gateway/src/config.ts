@@ -346,16 +346,6 @@ export interface NatsSettings {
   pingInterval: number;
 }
 
-export interface Config {
-  nodeId: string;
-  host: string;
-  clientPort: number;
-  internalPort: number;
-  grpcPort: number;
-  broker: 'memory' | 'nats';
-  nats: NatsSettings;
-  presenceTtl: number;
-  serviceTimeout: number;
 /** The client port's own TLS (`tls_*`); undefined when it serves plain HTTP. */
 export interface TlsSettings {
   certFile: string;
@@ -364,11 +354,21 @@ export interface TlsSettings {
   caFile: string;
 }
 
+export interface Config {
+  nodeId: string;
+  host: string;
+  clientPort: number;
+  tls: TlsSettings | undefined;
+  internalPort: number;
+  grpcPort: number;
+  broker: 'memory' | 'nats';
+  nats: NatsSettings;
+  presenceTtl: number;
+  serviceTimeout: number;
   publishTimeout: number;
   /** Seconds without the broker before clients are sent elsewhere; 0 never. */
   brokerOutageDisconnect: number;
   embeddedServices: string[];
-  tls: TlsSettings | undefined;
   logLevel: string;
   logConnectionSample: number;
   token: {
@@ -521,6 +521,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.nats_replicas as number) > 5) throw new ConfigError('SWITCHBOARD_NATS_REPLICAS must be at most 5');
+  if (Boolean(v.tls_cert_file) !== Boolean(v.tls_key_file))
+    throw new ConfigError('SWITCHBOARD_TLS_CERT_FILE and SWITCHBOARD_TLS_KEY_FILE go together');
+  for (const key of ['tls_cert_file', 'tls_key_file', 'tls_ca_file'] as const) {
+    const file = v[key] as string;
+    if (file && !existsSync(file))
+      throw new ConfigError(`SWITCHBOARD_${key.toUpperCase()}: no such file ${JSON.stringify(file)}`);
+  }
   if ((v.nats_ping_interval as number) < 100)
     throw new ConfigError('SWITCHBOARD_NATS_PING_INTERVAL must be at least 100 (milliseconds)');
   if ((v.broker_outage_disconnect as number) < 0)
@@ -535,13 +542,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('SWITCHBOARD_COMMANDS_PER_SECOND must be at least 1');
   try {
     proxyList(v.trusted_proxies as string[]);
-  if (Boolean(v.tls_cert_file) !== Boolean(v.tls_key_file))
-    throw new ConfigError('SWITCHBOARD_TLS_CERT_FILE and SWITCHBOARD_TLS_KEY_FILE go together');
-  for (const key of ['tls_cert_file', 'tls_key_file', 'tls_ca_file'] as const) {
-    const file = v[key] as string;
-    if (file && !existsSync(file))
-      throw new ConfigError(`SWITCHBOARD_${key.toUpperCase()}: no such file ${JSON.stringify(file)}`);
-  }
   } catch (err) {
     throw new ConfigError(`SWITCHBOARD_TRUSTED_PROXIES: ${(err as Error).message}`);
   }
@@ -551,6 +551,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeId: (v.node_id as string) || `${hostname()}-${Math.random().toString(36).slice(2, 8)}`,
     host: v.host as string,
     clientPort: v.client_port as number,
+    tls: v.tls_cert_file
+      ? {
+          certFile: v.tls_cert_file as string,
+          keyFile: v.tls_key_file as string,
+          passphrase: v.tls_key_passphrase as string,
+          caFile: v.tls_ca_file as string,
+        }
+      : undefined,
     internalPort: v.internal_port as number,
     grpcPort: v.grpc_port as number,
     broker: v.broker as 'memory' | 'nats',
@@ -572,14 +580,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publishTimeout: v.publish_timeout as number,
     brokerOutageDisconnect: v.broker_outage_disconnect as number,
     embeddedServices: v.embedded_services as string[],
-    tls: v.tls_cert_file
-      ? {
-          certFile: v.tls_cert_file as string,
-          keyFile: v.tls_key_file as string,
-          passphrase: v.tls_key_passphrase as string,
-          caFile: v.tls_ca_file as string,
-        }
-      : undefined,
     logLevel: v.log_level as string,
     logConnectionSample: v.log_connection_sample as number,
     token: {

@@ -299,6 +299,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly tlsReloads = new Counter({
+    name: 'switchboard_tls_reloads_total',
+    help: "Reloads of the client port's TLS certificate after its files changed, by outcome (reloaded, failed: the old one kept).",
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'switchboard_tls_certificate_expiry_timestamp_seconds',
+    help: "When the client port's TLS certificate expires (Unix time; 0 without TLS).",
+    registers: [this.registry],
+  });
+
   readonly natsMoves = new Counter({
     name: 'switchboard_nats_moves_total',
     help: 'Reconnects to another NATS server because no write through the connected one was stored for 10 s (cut off from its cluster).',
@@ -324,19 +337,6 @@ export class Metrics {
     help: 'Messages from NATS or a backend service dropped or refused as malformed or nested too deep, by source (channel, history, control, survey, service, api_bus).',
     labelNames: ['source'] as const,
     registers: [this.registry],
-  readonly tlsReloads = new Counter({
-    name: 'switchboard_tls_reloads_total',
-    help: "Reloads of the client port's TLS certificate after its files changed, by outcome (reloaded, failed: the old one kept).",
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
-
-  readonly tlsCertificateExpiry = new Gauge({
-    name: 'switchboard_tls_certificate_expiry_timestamp_seconds',
-    help: "When the client port's TLS certificate expires (Unix time; 0 without TLS).",
-    registers: [this.registry],
-  });
-
   });
 
   readonly rateLimited = new Counter({
@@ -363,6 +363,7 @@ export class Metrics {
     for (const source of MESSAGE_SOURCES) this.invalidMessages.inc({ source }, 0);
     for (const limit of IP_LIMITS) this.rateLimited.inc({ limit }, 0);
     for (const reason of ['race', 'unavailable']) this.jetstreamRetries.inc({ reason }, 0);
+    for (const outcome of ['reloaded', 'failed']) this.tlsReloads.inc({ outcome }, 0);
   }
 
   private readonly trafficOf = new Map<Transport, Traffic>();
@@ -388,11 +389,6 @@ export async function counted<T>(
   counter: Counter<'operation'>,
   operation: string,
   call: () => Promise<T>,
-    for (const protocol of ['http', 'grpc'])
-      for (const reason of API_REFUSALS) this.apiRefused.inc({ protocol, reason }, 0);
-    for (const kind of KEY_KINDS)
-      for (const outcome of ['changed', 'error']) this.keyReloads.inc({ kind, outcome }, 0);
-    for (const outcome of ['reloaded', 'failed']) this.tlsReloads.inc({ outcome }, 0);
 ): Promise<T> {
   try {
     return await call();
