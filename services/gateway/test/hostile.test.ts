@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
 import {
   api,
   client,
@@ -21,6 +20,7 @@ import {
   rawConnect,
   startGateway,
   token,
+  upgradeStatus,
   waitUntil,
 } from './harness.js';
 import { apiClient } from './grpc-client.js';
@@ -342,17 +342,8 @@ describe('per-IP limits behind a trusted proxy', () => {
   after(() => limited.stop());
 
   /** HTTP status of a WebSocket upgrade from `client` as the proxy names it. */
-  function upgrade(client: string): Promise<number> {
-    const ws = new WebSocket(limited.wsUrl, { headers: { 'x-forwarded-for': client } });
-    return new Promise((resolve, reject) => {
-      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on('open', () => {
-        ws.terminate();
-        resolve(101);
-      });
-      ws.on('error', reject);
-    });
-  }
+  const upgrade = (client: string) =>
+    upgradeStatus(limited.wsUrl, { headers: { 'x-forwarded-for': client } });
 
   test('a connect flood from one client is shed with 429; another client is not', async () => {
     const statuses = await Promise.all(Array.from({ length: 10 }, () => upgrade('203.0.113.7')));

@@ -6,7 +6,6 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import WebSocket from 'ws';
 import {
   api,
   type Gateway,
@@ -15,6 +14,7 @@ import {
   RawClients,
   startGateway,
   token,
+  upgradeStatus,
   waitUntil,
 } from './harness.js';
 
@@ -40,18 +40,9 @@ after(async () => {
 const connect = (user: string, headers: Record<string, string> = {}) => raws.connect(user, headers);
 const open = (headers: Record<string, string> = {}) => raws.open(headers);
 
-/** Status code of a refused WebSocket upgrade. */
-async function upgradeStatus(headers: Record<string, string> = {}, url = gateway.wsUrl): Promise<number> {
-  const ws = new WebSocket(url, { headers });
-  return new Promise((resolve, reject) => {
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('open', () => {
-      ws.close();
-      resolve(101);
-    });
-    ws.on('error', reject);
-  });
-}
+/** Status code of a WebSocket upgrade with `headers`. */
+const upgrade = (headers: Record<string, string> = {}, url = gateway.wsUrl) =>
+  upgradeStatus(url, { headers });
 
 describe('bad input and limits', () => {
   test('malformed JSON closes only that connection with 3501', async () => {
@@ -181,11 +172,11 @@ describe('bad input and limits', () => {
   });
 
   test('the Origin allow-list refuses foreign browser origins with 403', async () => {
-    assert.equal(await upgradeStatus({ Origin: 'https://evil.example.net' }), 403);
-    assert.equal(await upgradeStatus({ Origin: 'https://app.example.com.evil.net' }), 403);
-    assert.equal(await upgradeStatus({ Origin: 'https://app.example.com' }), 101);
-    assert.equal(await upgradeStatus({ Origin: 'https://www.example.org' }), 101);
-    assert.equal(await upgradeStatus({}), 101);
+    assert.equal(await upgrade({ Origin: 'https://evil.example.net' }), 403);
+    assert.equal(await upgrade({ Origin: 'https://app.example.com.evil.net' }), 403);
+    assert.equal(await upgrade({ Origin: 'https://app.example.com' }), 101);
+    assert.equal(await upgrade({ Origin: 'https://www.example.org' }), 101);
+    assert.equal(await upgrade({}), 101);
     assert.ok((await metric(gateway, 'switchboard_connects_total', ['reason="origin_not_allowed"'])) >= 2);
   });
 
@@ -363,7 +354,7 @@ describe('capacity, idle and slow connections', () => {
       await r.open();
       held.push(r);
     }
-    assert.equal(await upgradeStatus({}, small.wsUrl), 503);
+    assert.equal(await upgrade({}, small.wsUrl), 503);
     for (const r of held) r.ws.terminate();
   });
 });
