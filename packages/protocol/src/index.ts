@@ -8,3 +8,4 @@ export * from './service.js';
 export * from './emulation.js';
 export * from './json.js';
 export * from './pattern.js';
+export * from './permissions.js';

@@ -47,6 +47,9 @@ export function decodeToken(token: string): string {
  * - `history`: where publications to channels with history are appended
  *   (JetStream stream per namespace, republished in order to `live`)
  * - `service`: requests to the backend service owning a namespace
+ * - `api`, `serviceApi`: the server API on the bus, whole (for callers with
+ *   the NATS `api` role) or limited to one namespace's channels (for the
+ *   namespace's backend service), so that NATS permissions can tell them apart
  */
 export class Subjects {
   constructor(readonly prefix: string) {
@@ -74,9 +77,13 @@ export class Subjects {
     };
   }
 
-  /** JetStream's advisory that one of this deployment's history streams elected a leader. */
+  /**
+   * JetStream's advisories that a stream elected a leader, the stream's name
+   * last (a wildcard is a whole token: subscribers pick this deployment's
+   * history streams by name).
+   */
   get leaderElected(): string {
-    return `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${this.prefix.toUpperCase()}_HIST_*`;
+    return '$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*';
   }
 
   /** Name of a namespace's history stream (stream names allow no `.`, `*`, `>`). */
@@ -102,6 +109,15 @@ export class Subjects {
     return `${this.prefix}.api`;
   }
 
+  /** The server API for a namespace's service: only channels of that namespace (`svcapi.<ns>.<method>`). */
+  serviceApi(namespace: string, method: string): string {
+    return `${this.prefix}.svcapi.${encodeToken(namespace)}.${encodeToken(method)}`;
+  }
+
+  get serviceApiQueue(): string {
+    return `${this.prefix}.svcapi`;
+  }
+
   /** Cluster-wide control messages (server API actions on connections anywhere). */
   get control(): string {
     return `${this.prefix}.ctl`;
@@ -118,7 +134,18 @@ export class Subjects {
   }
 
   /** KV bucket names (letters, digits, `-` and `_`). */
-  bucket(kind: 'gateways' | 'services' | 'sessions' | 'presence'): string {
+  bucket(kind: BucketKind): string {
     return `${this.prefix}_${kind}`;
   }
+
+  /** The KV bucket a namespace's service may keep its own data in (the store's records): `<prefix>_<ns>`. */
+  serviceBucket(namespace: string): string {
+    if ((BUCKET_KINDS as readonly string[]).includes(namespace))
+      throw new Error(`namespace ${JSON.stringify(namespace)} would share a KV bucket with the gateways`);
+    return `${this.prefix}_${encodeToken(namespace)}`;
+  }
 }
+
+/** The gateways' KV buckets. */
+export const BUCKET_KINDS = ['gateways', 'services', 'sessions', 'presence'] as const;
+export type BucketKind = (typeof BUCKET_KINDS)[number];

@@ -55,6 +55,13 @@ describe('the NATS map', () => {
     assert.equal(s.historyStream('chat'), 'SB_HIST_chat');
     assert.equal(s.service('store', 'rpc'), 'sb.svc.store.rpc');
     assert.equal(s.bucket('presence'), 'sb_presence');
+    assert.equal(s.serviceApi('room', 'publish'), 'sb.svcapi.room.publish');
+    assert.equal(s.serviceBucket('store'), 'sb_store');
+    assert.throws(() => s.serviceBucket('presence'), /share a KV bucket/);
+  });
+
+  test('leader advisories: one whole-token wildcard for the stream name (a token such as SB_HIST_* is literal)', () => {
+    assert.equal(s.leaderElected, '$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.*');
   });
 
   test('a prefix that could break subjects is refused', () => {
