@@ -10,8 +10,11 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -32,10 +35,14 @@ import {
   type ServicePlan,
   startOrder,
 } from './compose.js';
-import { api, freePort, nextEvent, waitUntil } from './harness.js';
+import { api, freePort, nextEvent, token, waitUntil } from './harness.js';
 
 const execFileAsync = promisify(execFile);
-const model = loadCompose({});
+// HAProxy's certificate, made by scripts/dev-cert.sh as the README tells compose users,
+// here in a scratch directory instead of .run/tls.
+const tlsDir = scratchDir();
+execFileSync('bash', [join(REPO, 'scripts/dev-cert.sh'), tlsDir], { stdio: 'ignore' });
+const model = loadCompose({ HAPROXY_CERT_DIR: join(tlsDir, 'haproxy') });
 const services = model.services as Record<string, any>;
 const isOwnImage = (name: string) => String(services[name].image).startsWith('switchboard:');
 
@@ -76,6 +83,18 @@ describe('docker/compose.yaml, statically', () => {
         }
       }
     }
+  });
+
+  test("HAProxy's certificates default to the directory scripts/dev-cert.sh makes them in", () => {
+    const mount = (loadCompose({}).services.haproxy.volumes as string[]).map((v) => v.split(':'));
+    const certs = mount.find(
+      ([, target]) => target === services.haproxy.environment.SWITCHBOARD_HAPROXY_TLS_CERT.replace(/\/$/, ''),
+    );
+    assert.equal(join(REPO, 'docker', certs![0]!), join(REPO, '.run/tls/haproxy'));
+    assert.match(
+      readFileSync(join(REPO, 'scripts/dev-cert.sh'), 'utf8'),
+      /^DIR="\$\{1:-\$ROOT\/\.run\/tls\}"$/m,
+    );
   });
 
   test('Grafana provisioning points at the Prometheus service and the dashboards folder', () => {
@@ -371,6 +390,38 @@ describe('docker/compose.yaml as host processes', () => {
       ((await c.rpc('store:get', { key: 'Compose/1/state' })).data as { value: unknown }).value,
       'up',
     );
+  });
+
+  test("wss:// and https:// on HAProxy's TLS port with scripts/dev-cert.sh's certificate: the demo page, and a publication", async () => {
+    const env = plan('gw1').env;
+    const origin = `https://127.0.0.1:${plan('haproxy').ports.get(8443)}`;
+    const ca = readFileSync(join(tlsDir, 'ca.pem'), 'utf8');
+    const [page] = (await once(httpsGet(`${origin}/`, { ca }), 'response')) as [IncomingMessage];
+    page.resume();
+    assert.equal(page.statusCode, 200);
+    class BrowserSocket extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, protocols, { headers: { Origin: origin }, ca });
+      }
+    }
+    const c = new Centrifuge(`${origin.replace('https', 'wss')}/connection/websocket`, {
+      websocket: BrowserSocket,
+      token: await token({ sub: 'compose-tls' }, { secret: env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY! }),
+    });
+    clients.push(c);
+    const sub = c.newSubscription('chat:compose-tls');
+    sub.subscribe();
+    c.connect();
+    await sub.ready(10_000);
+    const publication = nextEvent<{ data: unknown }>(sub, 'publication', 10_000);
+    const sent = await api(
+      { internalUrl: url('gw3', 9000) },
+      'publish',
+      { channel: sub.channel, data: { tls: true } },
+      env.SWITCHBOARD_API_KEY,
+    );
+    assert.deepEqual(sent.body.error, undefined);
+    assert.deepEqual((await publication).data, { tls: true });
   });
 
   test('Prometheus scrapes the gateways, HAProxy and itself, and loads the alert rules', async () => {
