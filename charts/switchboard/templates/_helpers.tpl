@@ -48,6 +48,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "switchboard.component" (dict "root" . "component" "auth")) .Values.auth.existingSecret }}
 {{- end }}
 
+{{/* The kubernetes.io/tls Secret HAProxy serves wss:// with: haproxy.tls.secretName,
+or the one cert-manager or the chart fills (haproxy-tls.yaml). */}}
+{{- define "switchboard.haproxyTlsSecret" -}}
+{{- default (include "switchboard.component" (dict "root" . "component" "haproxy-tls")) .Values.haproxy.tls.secretName }}
+{{- end }}
+
 {{/* The NATS URL(s) the gateways and services use: with the chart's NATS, every
 server by its name in the headless Service, so that clients fail over. */}}
 {{- define "switchboard.natsUrl" -}}

@@ -14,7 +14,16 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -24,10 +33,37 @@ import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VA
 import { checkStates, exited, type Proc, run, serverStates } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
 import { startDns } from './dns.js';
-import { freePort, MAIN, RawClient, SECRET, token, waitUntil } from './harness.js';
+import { freePort, MAIN, RawClient, SECRET, token, upgradeStatus, waitUntil } from './harness.js';
+import { createPki } from './pki.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchboard-chart-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
+const pki = createPki();
+
+/**
+ * The rendered haproxy.cfg, its certificate path pointed at a directory here
+ * that holds a test certificate for 127.0.0.1 under the names the pod mounts
+ * the Secret's tls.crt and tls.key with.
+ */
+function haproxyCfgWithCert(manifests: any[]): string {
+  const pod = find(manifests, 'Deployment', '-haproxy').spec.template.spec;
+  const mount = pod.containers[0].volumeMounts.find((m: any) => m.name === 'tls');
+  const items: { key: string; path: string }[] = pod.volumes.find((v: any) => v.name === 'tls').secret.items;
+  const issued = pki.issue('chart', ['127.0.0.1']);
+  const dir = mkdtempSync(join(scratch, 'tls-'));
+  for (const { key, path } of items)
+    copyFileSync({ 'tls.crt': issued.certFile, 'tls.key': issued.keyFile }[key]!, join(dir, path));
+  const cfg: string = find(manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+  assert.ok(cfg.includes(`${mount.mountPath}/`), `haproxy.cfg reads its certificate from ${mount.mountPath}`);
+  return cfg.replaceAll(`${mount.mountPath}/`, `${dir}/`);
+}
+
+/** haproxy -c on a config. */
+function haproxyCheck(cfg: string): void {
+  const file = join(mkdtempSync(join(scratch, 'cfg-')), 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  execFileSync('haproxy', ['-c', '-q', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
 
 const values = (file?: string) => {
   const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
@@ -222,9 +258,7 @@ describe('charts/switchboard', () => {
     assert.match(cfg, /option httpchk GET \/readyz/);
     assert.match(cfg, /default-server check port 9000 /);
     assert.doesNotMatch(cfg, /^\s*(cookie|stick|hash-type|balance source)/m);
-    const file = join(scratch, 'haproxy.cfg');
-    writeFileSync(file, cfg);
-    execFileSync('haproxy', ['-c', '-q', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    haproxyCheck(haproxyCfgWithCert(defaults!.manifests));
 
     // With HAProxy off, an Ingress sends clients to the gateways' client Service.
     const ingress = rendered.find((r) => r.name === 'ingress-values.yaml')!;
@@ -276,7 +310,8 @@ describe('charts/switchboard', () => {
     dns.set(host, pods);
 
     // The rendered config, with only what a pod's network gives differently here: ports and the DNS server.
-    let cfg: string = find(defaults!.manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+    let cfg = haproxyCfgWithCert(defaults!.manifests);
+    const tlsPort = await freePort();
     const replace = (from: string, to: string) => {
       assert.ok(cfg.includes(from), `haproxy.cfg has ${from}`);
       cfg = cfg.replace(from, to);
@@ -284,6 +319,7 @@ describe('charts/switchboard', () => {
     replace('parse-resolv-conf', `nameserver test 127.0.0.1:${dns.port}`);
     replace('bind :8000', `bind 127.0.0.1:${haproxyPort}`);
     replace('bind :8404', `bind 127.0.0.1:${statsPort}`);
+    replace('bind :8443', `bind 127.0.0.1:${tlsPort}`);
     replace('check port 9000', `check port ${internalPort}`);
     replace(`${host}:8000`, `${host}:${clientPort}`);
     const file = join(scratch, 'haproxy-live.cfg');
@@ -320,6 +356,11 @@ describe('charts/switchboard', () => {
       }),
     );
     assert.deepEqual(perPod, [1, 1, 1], 'leastconn: one client per gateway');
+    assert.equal(
+      await upgradeStatus(`wss://127.0.0.1:${tlsPort}/connection/websocket`, { ca: pki.ca }),
+      101,
+      'wss:// through the TLS bind',
+    );
 
     // A pod that leaves the headless Service (terminating, or scaled down) leaves HAProxy.
     dns.set(host, pods.slice(0, 2));
@@ -328,6 +369,100 @@ describe('charts/switchboard', () => {
       20_000,
       () => `2 gateways UP after DNS dropped one:\n${haproxy.output()}`,
     );
+  });
+
+  test('HAProxy TLS: on by default with a generated self-signed certificate, or an existing Secret, or cert-manager; redirect and HSTS; off', () => {
+    const [defaults] = rendered;
+    const service = find(defaults!.manifests, 'Service', '-haproxy');
+    assert.deepEqual(
+      service.spec.ports.map((p: any) => [p.name, p.port, p.targetPort]),
+      [
+        ['client', 80, 'client'],
+        ['https', 443, 'https'],
+      ],
+    );
+    const deployment = find(defaults!.manifests, 'Deployment', '-haproxy');
+    const container = deployment.spec.template.spec.containers[0];
+    assert.deepEqual(
+      container.ports.find((p: any) => p.name === 'https'),
+      { name: 'https', containerPort: 8443 },
+    );
+    const cfg: string = find(defaults!.manifests, 'ConfigMap', '-haproxy').data['haproxy.cfg'];
+    assert.match(cfg, /^\s+bind :8443 ssl crt \/usr\/local\/etc\/haproxy-tls\/tls\.pem alpn http\/1\.1$/m);
+    assert.match(cfg, /^\s+ssl-default-bind-options ssl-min-ver TLSv1\.2 no-tls-tickets$/m);
+    assert.match(cfg, /^\s+http-request del-header X-Forwarded-For$/m);
+    assert.doesNotMatch(cfg, /redirect|Strict-Transport-Security/);
+
+    // The generated certificate: a kubernetes.io/tls Secret for the Service's names, its key beside it.
+    const secretOf = (manifests: any[]) =>
+      find(manifests, 'Deployment', '-haproxy').spec.template.spec.volumes.find((v: any) => v.name === 'tls')
+        .secret.secretName;
+    const generated = find(defaults!.manifests, 'Secret', '-haproxy-tls');
+    assert.equal(secretOf(defaults!.manifests), generated.metadata.name);
+    assert.equal(generated.type, 'kubernetes.io/tls');
+    assert.equal(generated.metadata.annotations['switchboard.io/certificate'], 'self-signed');
+    const cert = new X509Certificate(Buffer.from(generated.data['tls.crt'], 'base64'));
+    assert.ok(cert.checkPrivateKey(createPrivateKey(Buffer.from(generated.data['tls.key'], 'base64'))));
+    assert.ok(
+      cert.subjectAltName?.includes(`DNS:${service.metadata.name}.rt.svc.cluster.local`),
+      cert.subjectAltName,
+    );
+    assert.ok(new Date(cert.validTo) > new Date(Date.now() + 365 * 86400_000));
+    const withHost = find(render({ set: ['haproxy.tls.hosts={rt.example.com}'] }), 'Secret', '-haproxy-tls');
+    assert.match(
+      new X509Certificate(Buffer.from(withHost.data['tls.crt'], 'base64')).subject,
+      /CN=rt\.example\.com/,
+    );
+
+    // An existing Secret: nothing generated, that Secret mounted.
+    const own = render({ set: ['haproxy.tls.secretName=rt-example-com'] });
+    assert.equal(secretOf(own), 'rt-example-com');
+    assert.equal(own.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+
+    // cert-manager: a Certificate into the Secret HAProxy mounts, only where its CRDs are.
+    const certManager = [
+      'haproxy.tls.certManager.enabled=true',
+      'haproxy.tls.certManager.issuerRef.name=letsencrypt',
+      'haproxy.tls.hosts={rt.example.com}',
+    ];
+    const issued = render({ set: certManager, apiVersions: ['cert-manager.io/v1'] });
+    const certificate = find(issued, 'Certificate', '-haproxy');
+    assert.equal(certificate.apiVersion, 'cert-manager.io/v1');
+    assert.equal(certificate.spec.secretName, secretOf(issued));
+    assert.deepEqual(certificate.spec.dnsNames, ['rt.example.com']);
+    assert.deepEqual(certificate.spec.issuerRef, {
+      name: 'letsencrypt',
+      kind: 'ClusterIssuer',
+      group: 'cert-manager.io',
+    });
+    assert.equal(issued.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+    assert.throws(() => render({ set: certManager }), /cert-manager's CRDs \(cert-manager\.io\/v1\)/);
+    assert.throws(
+      () => render({ set: certManager.slice(0, 2), apiVersions: ['cert-manager.io/v1'] }),
+      /needs haproxy\.tls\.hosts/,
+    );
+
+    // Redirect to https (the Service's TLS port) and HSTS: a config HAProxy takes.
+    const strict = render({
+      set: ['haproxy.tls.redirect=true', 'haproxy.tls.hsts=max-age=31536000', 'haproxy.service.tlsPort=8443'],
+    });
+    const strictCfg = haproxyCfgWithCert(strict);
+    assert.match(
+      strictCfg,
+      /redirect location "https:\/\/%\[req\.hdr\(host\),regsub\(:\[0-9\]\+\\\$,\)\]:8443%\[pathq\]" code 308 unless \{ ssl_fc \}/,
+    );
+    assert.match(strictCfg, /set-header Strict-Transport-Security "max-age=31536000" if \{ ssl_fc \}/);
+    haproxyCheck(strictCfg);
+
+    // Off: plain HTTP only.
+    const off = render({ set: ['haproxy.tls.enabled=false'] });
+    assert.doesNotMatch(find(off, 'ConfigMap', '-haproxy').data['haproxy.cfg'], /^\s+bind .*ssl/m);
+    assert.deepEqual(
+      find(off, 'Service', '-haproxy').spec.ports.map((p: any) => p.name),
+      ['client'],
+    );
+    assert.equal(off.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+    haproxyCheck(find(off, 'ConfigMap', '-haproxy').data['haproxy.cfg']);
   });
 
   /** The NATS objects of a render: StatefulSet, its nats.conf, headless Service and server container. */
@@ -505,14 +640,14 @@ describe('charts/switchboard', () => {
       `secret:${secret.metadata.name}/api-key`,
     );
     const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
-    assert.equal(external.manifests.filter((m) => m.kind === 'Secret').length, 0);
+    assert.equal(external.manifests.filter((m) => m.kind === 'Secret' && m.type === 'Opaque').length, 0);
     assert.equal(
       envOf(gatewayContainer(external.manifests)).SWITCHBOARD_API_KEY,
       'secret:switchboard-keys/api-key',
     );
     const minimal = rendered.find((r) => r.name === 'minimal-values.yaml')!;
     assert.equal(
-      Buffer.from(find(minimal.manifests, 'Secret').data['api-key'], 'base64').toString(),
+      Buffer.from(find(minimal.manifests, 'Secret', '-auth').data['api-key'], 'base64').toString(),
       'ci-api-key',
     );
   });
@@ -556,6 +691,8 @@ describe('charts/switchboard', () => {
       ['nats.url=http://nats:4222', /nats\/url/],
       ['nats.replicas=0', /nats\/replicas/],
       ['haproxy.service.type=Bogus', /service\/type/],
+      ['haproxy.tls.hsts=max-age=1"; evil', /tls\/hsts/],
+      ['haproxy.tls.certManager.issuerRef.kind=Bogus', /issuerRef\/kind/],
       ['gatway.replicaCount=2', /gatway/],
     ];
     for (const [set, message] of refused) assert.throws(() => render({ set: [set] }), message, set);
