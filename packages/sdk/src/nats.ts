@@ -1,10 +1,66 @@
-/** The bus and the service registry over a NATS connection. */
+/** The bus and the service registry over a NATS connection, and how to open one. */
 
+import { readFileSync } from 'node:fs';
 import { type KV, Kvm, type KvOptions } from '@nats-io/kv';
-import { errors, type NatsConnection } from '@nats-io/transport-node';
-import { encodeToken, type ServiceEntry, Subjects } from '@switchboard/protocol';
+import {
+  connect,
+  credsAuthenticator,
+  errors,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import { encodeToken, inboxPrefix, type ServiceEntry, Subjects } from '@switchboard/protocol';
 import { type Bus, type Handler, NoResponders, RequestTimeout } from './bus.js';
 import type { ServiceRegistry } from './service.js';
+
+/** How a process proves who it is to NATS: a user and password, a token, or a `.creds` file (JWT and NKey seed). */
+export interface NatsCredentials {
+  user?: string;
+  password?: string;
+  token?: string;
+  credsFile?: string;
+}
+
+/** The credentials in `SWITCHBOARD_NATS_USER`, `_PASSWORD`, `_TOKEN` and `_CREDS_FILE`, as the gateway reads them. */
+export function natsCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): NatsCredentials {
+  return {
+    user: env.SWITCHBOARD_NATS_USER,
+    password: env.SWITCHBOARD_NATS_PASSWORD,
+    token: env.SWITCHBOARD_NATS_TOKEN,
+    credsFile: env.SWITCHBOARD_NATS_CREDS_FILE,
+  };
+}
+
+/**
+ * nats.js options for `credentials`. A user gets replies on an inbox of its
+ * own (`_INBOX.<user>`): the NATS users that nats-config writes let no one
+ * else read them.
+ */
+export function credentialOptions(credentials: NatsCredentials): Partial<NodeConnectionOptions> {
+  const { user, password, token, credsFile } = credentials;
+  return {
+    ...(user ? { user, pass: password ?? '', inboxPrefix: inboxPrefix(user) } : {}),
+    ...(token ? { token } : {}),
+    ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
+  };
+}
+
+export interface NatsConnectOptions extends NatsCredentials {
+  servers: string[];
+  /** The connection's name as NATS monitoring shows it. */
+  name: string;
+}
+
+/** Connects as a service does: waits for a first server, and reconnects for ever. */
+export function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
+  return connect({
+    servers: options.servers,
+    name: options.name,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+    ...credentialOptions(options),
+  });
+}
 
 export class NatsBus implements Bus {
   constructor(readonly connection: NatsConnection) {}

@@ -1,13 +1,21 @@
 /**
  * Runs a service as a process of its own in a cluster: connects to NATS
  * (`SWITCHBOARD_NATS_URL`, comma-separated, default nats://127.0.0.1:4222;
- * subject prefix `SWITCHBOARD_NATS_PREFIX`, default sb), announces the
+ * subject prefix `SWITCHBOARD_NATS_PREFIX`, default sb; credentials
+ * `SWITCHBOARD_NATS_USER` and `SWITCHBOARD_NATS_PASSWORD`, or
+ * `SWITCHBOARD_NATS_TOKEN`, or `SWITCHBOARD_NATS_CREDS_FILE`), announces the
  * replica in the registry, logs one JSON line when requests can reach it, and
  * stops cleanly on SIGTERM or SIGINT (exit 0, or 1 when stopping failed).
  */
 
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { NatsBus, natsServiceRegistry } from './nats.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  connectNats,
+  type NatsConnectOptions,
+  NatsBus,
+  natsCredentialsFromEnv,
+  natsServiceRegistry,
+} from './nats.js';
 import { patiently } from './patiently.js';
 import type { Service, ServiceRegistry } from './service.js';
 
@@ -29,22 +37,24 @@ const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =
 const warn = (what: string) => (err: unknown) =>
   log('warn', `${what} failed, trying again`, { error: (err as Error).message });
 
+/** `nats` overrides what the environment says (servers, credentials). */
 export async function runService(
   name: string,
   create: (context: ServiceContext) => Service | Promise<Service>,
+  nats: Partial<NatsConnectOptions> = {},
 ): Promise<void> {
-  const servers = (process.env.SWITCHBOARD_NATS_URL ?? 'nats://127.0.0.1:4222')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  const prefix = process.env.SWITCHBOARD_NATS_PREFIX ?? 'sb';
-  const connection = await connect({
-    servers,
+  const options: NatsConnectOptions = {
+    servers: (process.env.SWITCHBOARD_NATS_URL ?? 'nats://127.0.0.1:4222')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
     name: `switchboard-service-${name}`,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-  });
-  const replicas = Number(process.env.SWITCHBOARD_NATS_REPLICAS) || (servers.length >= 3 ? 3 : 1);
+    ...natsCredentialsFromEnv(),
+    ...nats,
+  };
+  const prefix = process.env.SWITCHBOARD_NATS_PREFIX ?? 'sb';
+  const connection = await connectNats(options);
+  const replicas = Number(process.env.SWITCHBOARD_NATS_REPLICAS) || (options.servers.length >= 3 ? 3 : 1);
   const registry = await patiently(() => natsServiceRegistry(connection, prefix, REGISTRY_TTL, replicas), {
     failed: warn('opening the service registry'),
   });

@@ -1,8 +1,8 @@
 /**
  * A backend service: owns one namespace, answers the gateways' subscribe,
  * publish and rpc requests as one replica of a queue group (N replicas share
- * the load), and calls the server API (publish, presence, disconnect, ...)
- * through the same bus.
+ * the load), and calls the server API for its namespace's channels (publish,
+ * presence, history, subscribe, ...) through the same bus.
  */
 
 import { randomUUID } from 'node:crypto';
@@ -161,7 +161,7 @@ export class Service {
     return { namespace: this.namespace, instance: this.instance, started: this.started };
   }
 
-  // ---- the server API, answered by any gateway
+  // ---- the server API for the namespace's channels, answered by any gateway
 
   publish(
     channel: string,
@@ -191,16 +191,13 @@ export class Service {
     return this.api('unsubscribe', { user, channel, ...(client ? { client } : {}) });
   }
 
-  disconnect(user: string, disconnect?: { code: number; reason: string }, client?: string): Promise<unknown> {
-    return this.api('disconnect', {
-      user,
-      ...(disconnect ? { disconnect } : {}),
-      ...(client ? { client } : {}),
-    });
-  }
-
+  /** The server API for this namespace's channels: a channel of another namespace is refused with 103. */
   private async api<T>(method: string, params: unknown): Promise<T> {
-    const raw = await this.bus.request(this.subjects.api(method), encode(params), this.timeoutMs);
+    const raw = await this.bus.request(
+      this.subjects.serviceApi(this.namespace, method),
+      encode(params),
+      this.timeoutMs,
+    );
     const parsed = parseJsonBytes(raw, BUS_DEPTH);
     if (!parsed.ok)
       throw new ApiCallError({ ...Errors.internal, message: `invalid API reply: ${parsed.reason}` });

@@ -28,11 +28,15 @@ export async function callService<T = unknown>(
   return JSON.parse(decoder.decode(raw)) as ServiceReply<T>;
 }
 
-/** Answers the server API's `publish` on the bus (`{result: {}}`) and records every call. */
-export function recordPublications<T = unknown>(bus: Bus, prefix = 'sb'): { channel: string; data: T }[] {
+/** Answers the `publish` of a namespace's service on the bus (`{result: {}}`) and records every call. */
+export function recordPublications<T = unknown>(
+  bus: Bus,
+  namespace: string,
+  prefix = 'sb',
+): { channel: string; data: T }[] {
   const subjects = new Subjects(prefix);
   const published: { channel: string; data: T }[] = [];
-  bus.serve(subjects.api('publish'), subjects.apiQueue, async (data) => {
+  bus.serve(subjects.serviceApi(namespace, 'publish'), subjects.serviceApiQueue, async (data) => {
     published.push(JSON.parse(decoder.decode(data)) as { channel: string; data: T });
     return encoder.encode(JSON.stringify({ result: {} }));
   });

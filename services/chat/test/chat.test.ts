@@ -9,7 +9,7 @@ const call = (bus: Bus, operation: ServiceOperation, req: Partial<ServiceRequest
   callService<any>(bus, 'room', operation, req);
 
 /** The server API as a gateway answers it on the bus; records publications. */
-const fakeApi = (bus: Bus) => recordPublications<any>(bus);
+const fakeApi = (bus: Bus) => recordPublications<any>(bus, 'room');
 
 describe('chat service', () => {
   let bus: LocalBus;
@@ -87,7 +87,7 @@ describe('chat service', () => {
   it('passes on a failing server API call', async () => {
     const lonely = new LocalBus();
     const subjects = new Subjects('sb');
-    lonely.serve(subjects.api('publish'), subjects.apiQueue, async () =>
+    lonely.serve(subjects.serviceApi('room', 'publish'), subjects.serviceApiQueue, async () =>
       new TextEncoder().encode(JSON.stringify({ error: { code: 108, message: 'not available' } })),
     );
     const s = createChatService(lonely);

@@ -318,6 +318,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly natsPermissionErrors = new Counter({
+    name: 'switchboard_nats_permission_errors_total',
+    help: "Publishes and subscriptions NATS refused for the gateway's user lacking the permission, by operation (publish, subscription).",
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
   readonly natsServer = new Gauge({
     name: 'switchboard_nats_server',
     help: 'The NATS server this gateway is connected to now (1), by address.',
@@ -363,6 +370,7 @@ export class Metrics {
     for (const source of MESSAGE_SOURCES) this.invalidMessages.inc({ source }, 0);
     for (const limit of IP_LIMITS) this.rateLimited.inc({ limit }, 0);
     for (const reason of ['race', 'unavailable']) this.jetstreamRetries.inc({ reason }, 0);
+    for (const operation of ['publish', 'subscription']) this.natsPermissionErrors.inc({ operation }, 0);
     for (const outcome of ['reloaded', 'failed']) this.tlsReloads.inc({ outcome }, 0);
   }
 

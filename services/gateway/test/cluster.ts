@@ -95,14 +95,23 @@ interface NatsPlace {
   netns?: string;
 }
 
-/** Starts nats-server with JetStream on free ports and a temporary store; resolves once /healthz is 200. */
-export async function startNats(extraArgs: string[] = [], timeoutMs = 15_000): Promise<Nats> {
+/**
+ * Starts nats-server with JetStream on free ports and a temporary store;
+ * resolves once /healthz is 200. `env` is its environment (what a config
+ * file given with `-c` reads, such as passwords).
+ */
+export async function startNats(
+  extraArgs: string[] = [],
+  timeoutMs = 15_000,
+  env: Record<string, string> = {},
+): Promise<Nats> {
   const [port, monitorPort] = [await freePort(), await freePort()];
   return launchNats(
     { host: '127.0.0.1', port, monitorPort },
     `switchboard-test-${port}`,
     extraArgs,
     timeoutMs,
+    env,
   );
 }
 
@@ -111,6 +120,7 @@ async function launchNats(
   name: string,
   extraArgs: string[],
   timeoutMs: number,
+  env: Record<string, string> = {},
 ): Promise<Nats> {
   const { host, port, monitorPort } = place;
   const storeDir = mkdtempSync(join(tmpdir(), 'switchboard-nats-'));
@@ -121,7 +131,7 @@ async function launchNats(
   let proc: Proc;
   let log = '';
   const launch = async () => {
-    proc = run(...inNamespace(place.netns, 'nats-server', args));
+    proc = run(...inNamespace(place.netns, 'nats-server', args), env);
     const current = proc;
     await waitUntil(
       async () => {

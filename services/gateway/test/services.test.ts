@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Errors } from '@switchboard/protocol';
-import { NatsBus, Service, ServiceError } from '@switchboard/sdk';
+import { type ApiCallError, NatsBus, Service, ServiceError } from '@switchboard/sdk';
 import type { Centrifuge, PublicationContext } from 'centrifuge';
 import { DEFAULT_NAMESPACES } from '../src/config.js';
 import { type Nats, startNats } from './cluster.js';
@@ -155,7 +155,7 @@ describe('a namespace owned by a backend service', () => {
     await assert.rejects(c.rpc('orphan:any', {}), (err: { code: number }) => err.code === 108);
   });
 
-  test('services publish and query presence through the server API on the bus', async () => {
+  test("services publish and read history through the server API on the bus, for their namespace's channels only", async () => {
     const c = await connected('vic');
     const sub = c.newSubscription('svc:news');
     sub.subscribe();
@@ -164,7 +164,11 @@ describe('a namespace owned by a backend service', () => {
     const position = await services[0]!.publish('svc:news', { headline: 'bus works' });
     assert.equal(position.offset, 1);
     assert.deepEqual((await got).data, { headline: 'bus works' });
-    const info = await services[0]!.presenceStats('chat:nobody');
-    assert.deepEqual(info, { num_clients: 0, num_users: 0 });
+    assert.equal((await services[0]!.history('svc:news', 10)).publications.length, 1);
+    for (const call of [
+      () => services[0]!.publish('chat:elsewhere', 'x'),
+      () => services[0]!.presenceStats('chat:nobody'),
+    ])
+      await assert.rejects(call(), (err: ApiCallError) => err.error.code === Errors.permissionDenied.code);
   });
 });

@@ -21,7 +21,7 @@ async function start(bus: LocalBus, data?: unknown, user = '42'): Promise<string
 }
 
 /** The server API as a gateway answers it on the bus; records publications. */
-const fakeApi = (bus: Bus) => recordPublications<Progress>(bus);
+const fakeApi = (bus: Bus) => recordPublications<Progress>(bus, 'jobs');
 
 /** Polls until `check` returns something truthy, or fails after `timeoutMs`. */
 async function until<T>(check: () => T | undefined | false, timeoutMs = 3000): Promise<T> {

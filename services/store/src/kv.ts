@@ -1,5 +1,6 @@
 /**
- * The store in a NATS KV bucket (`<prefix>_store`), shared by every replica.
+ * The store in a NATS KV bucket of its namespace's own (`<prefix>_store`,
+ * which the service's NATS user may use), shared by every replica.
  * A key `Product/123/price` is the KV key `Product.123.price`, so a prefix
  * lists with `Product.123.>`. Values are JSON `{value, mtime}`, tombstones
  * `{deleted: true, mtime}` (plain puts: a KV delete would lose the mtime).
@@ -10,6 +11,7 @@
 
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { Subjects } from '@switchboard/protocol';
 import { openOrCreate } from '@switchboard/sdk';
 import {
   isTombstone,
@@ -32,11 +34,10 @@ const toKv = (key: string) => key.replaceAll('/', '.');
 export class KvBackend implements StoreBackend {
   constructor(private readonly kv: KV) {}
 
-  /** Opens the bucket `<prefix>_store`, creating it (one revision per key, `replicas` copies) when missing. */
+  /** Opens the namespace's bucket (`<prefix>_store`), creating it (one revision per key, `replicas` copies) when missing. */
   static async open(connection: NatsConnection, prefix: string, replicas = 1): Promise<KvBackend> {
-    return new KvBackend(
-      await openOrCreate(new Kvm(connection), `${prefix}_store`, { history: 1, replicas }),
-    );
+    const bucket = new Subjects(prefix).serviceBucket('store');
+    return new KvBackend(await openOrCreate(new Kvm(connection), bucket, { history: 1, replicas }));
   }
 
   async get(key: string): Promise<StoreRecord | undefined> {

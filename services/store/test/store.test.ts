@@ -27,7 +27,7 @@ const rpc = (bus: Bus, method: string, data: unknown, user = '42') =>
   call(bus, 'rpc', { method, data, user });
 
 /** The server API as a gateway answers it on the bus; records publications. */
-const fakeApi = (bus: Bus) => recordPublications<any>(bus);
+const fakeApi = (bus: Bus) => recordPublications<any>(bus, 'store');
 
 function code(reply: ServiceReply<unknown>): number | undefined {
   return 'error' in reply ? reply.error.code : undefined;

@@ -12,7 +12,6 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import {
   type ClientInfo,
   namespaceOf,
@@ -35,14 +34,13 @@ import {
 } from '@nats-io/jetstream';
 import {
   connect,
-  credsAuthenticator,
   errors,
   type NatsConnection,
   type NodeConnectionOptions,
   nanos,
   type Subscription,
 } from '@nats-io/transport-node';
-import { patiently } from '@switchboard/sdk';
+import { credentialOptions, patiently } from '@switchboard/sdk';
 import type { NamespaceOptions, NatsSettings } from '../config.js';
 import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
 import type { Logger } from '../log.js';
@@ -154,9 +152,7 @@ export function connectionOptions(settings: NatsSettings, name: string): NodeCon
     // Nor does a connect to an unreachable server fail: give up on it soon and try the next.
     timeout: Math.max(2000, 2 * settings.pingInterval),
   };
-  if (settings.user) Object.assign(options, { user: settings.user, pass: settings.password });
-  if (settings.token) options.token = settings.token;
-  if (settings.credsFile) options.authenticator = credsAuthenticator(readFileSync(settings.credsFile));
+  Object.assign(options, credentialOptions(settings));
   if (settings.tlsCa || settings.tlsCert) {
     options.tls = {
       ...(settings.tlsCa ? { caFile: settings.tlsCa } : {}),
@@ -359,6 +355,10 @@ export class NatsBroker implements Broker {
         );
         // Whatever was published while we were away never reached us: let subscribers recover it.
         this.guard('reconnect', () => this.events?.reconnected());
+      } else if (status.type === 'error' && status.error instanceof errors.PermissionViolationError) {
+        // Its NATS user lacks a permission this gateway needs (nats-server logs it too).
+        this.metrics.natsPermissionErrors.inc({ operation: status.error.operation });
+        this.log.error({ err: status.error }, 'NATS refused a publish or subscription: permission violation');
       }
     }
   }
