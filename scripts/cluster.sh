@@ -10,6 +10,11 @@
 # Pid files and logs: .run/cluster/<name>.pid and .run/cluster/<name>.log;
 # the JetStream stores: .run/cluster/natsN-store (kept across down/up); the
 # development CA and HAProxy's certificate: .run/tls (made once, shared with compose).
+# NATS has a user per role (README, "NATS users and permissions"): nats-config
+# writes .run/cluster/nats-auth.conf on every `up`, their random development
+# passwords are in .run/cluster/nats-passwords.env (made once, mode 600);
+# nats-server reads them from its environment, each gateway and service gets
+# its own user's.
 #
 # Environment (all optional):
 #   CLUSTER_BROKER   SWITCHBOARD_BROKER for the gateways (default nats; `memory`
@@ -71,6 +76,11 @@ SERVICES=(
   "store|$NODE services/store/dist/src/main.js"
   "jobs|$NODE services/jobs/dist/src/main.js"
 )
+
+# The NATS user of an example service: service-<the namespace it owns>, as nats-config names them.
+service_user() { case "$1" in chat) echo service-room ;; *) echo "service-$1" ;; esac; }
+NATS_AUTH="$RUN_DIR/nats-auth.conf"
+NATS_PASSWORDS="$RUN_DIR/nats-passwords.env"
 
 log() { echo "cluster: $*" >&2; }
 die() {
@@ -159,6 +169,38 @@ haproxy_ready() { # HAProxy answers and every gateway is UP with a passed /ready
   [ "$(grep -cxF -f <(printf '%s\n' "${want[@]}") <<<"$metrics")" -eq "${#want[@]}" ]
 }
 
+# nats_users: writes the NATS users (the gateways' SWITCHBOARD_NATS_PREFIX and
+# SWITCHBOARD_NAMESPACES, as they see them) and a random password for each user
+# that has none yet.
+nats_users() {
+  "$NODE" "$ROOT/services/gateway/dist/src/cli/nats-config.js" --out "$NATS_AUTH" ||
+    die "nats-config could not write $NATS_AUTH"
+  local variable
+  (umask 077 && touch "$NATS_PASSWORDS")
+  for variable in $(sed -n 's/^ *password: \$//p' "$NATS_AUTH"); do
+    grep -q "^$variable=" "$NATS_PASSWORDS" ||
+      echo "$variable=p$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >>"$NATS_PASSWORDS"
+  done
+}
+
+# nats_password USER: the password of a NATS user (its variable follows the user in nats-auth.conf).
+nats_password() {
+  local variable
+  variable="$(awk -v user="user: \"$1\"" '$0 ~ user {getline; sub(/^ *password: \$/, ""); print; exit}' "$NATS_AUTH")"
+  [ -n "$variable" ] || die "no NATS user $1 in $NATS_AUTH"
+  sed -n "s/^$variable=//p" "$NATS_PASSWORDS"
+}
+
+# start_nats NAME: a nats-server of the cluster, with the NATS users' passwords in its environment only.
+start_nats() {
+  local line
+  while IFS= read -r line; do local -x "$line"; done <"$NATS_PASSWORDS"
+  start "$1" nats-server -c "$NATS_AUTH" -js -n "switchboard-local-$1" -a 127.0.0.1 -p "$(nats_port "$1")" \
+    -m "$(nats_monitor_port "$1")" -sd "$RUN_DIR/$1-store" \
+    --cluster_name switchboard-local --cluster "nats://127.0.0.1:$(nats_route_port "$1")" \
+    --routes "$NATS_ROUTES"
+}
+
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found; run: scripts/ensure-packages.sh $2"; }
 
 up() {
@@ -182,19 +224,19 @@ up() {
   mkdir -p "$RUN_DIR"
   "$ROOT/scripts/dev-cert.sh" "$TLS_DIR" 2>"$RUN_DIR/dev-cert.log" || die "scripts/dev-cert.sh failed: $(<"$RUN_DIR/dev-cert.log")"
 
+  nats_users
   # Three JetStream servers clustered over routes: history and KV get three replicas, so
   # any one of them may die or restart (SWITCHBOARD_NATS_REPLICAS picks 3 from the URLs).
   for name in "${NATS_NODES[@]}"; do
     mkdir -p "$RUN_DIR/$name-store"
-    start "$name" nats-server -js -n "switchboard-local-$name" -a 127.0.0.1 -p "$(nats_port "$name")" \
-      -m "$(nats_monitor_port "$name")" -sd "$RUN_DIR/$name-store" \
-      --cluster_name switchboard-local --cluster "nats://127.0.0.1:$(nats_route_port "$name")" \
-      --routes "$NATS_ROUTES"
+    start_nats "$name"
   done
   for name in "${NATS_NODES[@]}"; do
     wait_for "$name (http://127.0.0.1:$(nats_monitor_port "$name")/healthz)" nats_ready "$name"
   done
 
+  local gateway_password
+  gateway_password="$(nats_password gateway)"
   for name in "${GATEWAYS[@]}"; do
     SWITCHBOARD_NODE_ID="$name" \
       SWITCHBOARD_HOST=127.0.0.1 \
@@ -203,6 +245,8 @@ up() {
       SWITCHBOARD_GRPC_PORT="$(grpc_port "$name")" \
       SWITCHBOARD_BROKER="$BROKER" \
       SWITCHBOARD_NATS_URL="$NATS_URL" \
+      SWITCHBOARD_NATS_USER=gateway \
+      SWITCHBOARD_NATS_PASSWORD="$gateway_password" \
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
       SWITCHBOARD_API_KEY="$API_KEY" \
       SWITCHBOARD_DEMO="$DEMO" \
@@ -214,10 +258,13 @@ up() {
     wait_for "$name (http://127.0.0.1:$(internal_port "$name")/readyz)" gateway_ready "$name"
   done
 
-  local entry
+  local entry user password
   for entry in "${SERVICES[@]}"; do
+    user="$(service_user "${entry%%|*}")"
+    password="$(nats_password "$user")"
     # shellcheck disable=SC2086 # the command line is split on purpose
-    SWITCHBOARD_NATS_URL="$NATS_URL" start "${entry%%|*}" ${entry#*|}
+    SWITCHBOARD_NATS_URL="$NATS_URL" SWITCHBOARD_NATS_USER="$user" SWITCHBOARD_NATS_PASSWORD="$password" \
+      start "${entry%%|*}" ${entry#*|}
   done
 
   # The variables docker/haproxy.cfg reads (exported: nothing else starts after HAProxy).
@@ -246,6 +293,7 @@ $(sed -n 's/^  /                 /p' "$RUN_DIR/dev-cert.log")
                  (each gateway: ports $(internal_port gw1)..$(internal_port "${GATEWAYS[-1]}"), also /metrics /healthz /readyz)
   gRPC API:      localhost:$(grpc_port gw1)..$(grpc_port "${GATEWAYS[-1]}")
   NATS:          $NATS_URL  (a JetStream cluster; monitoring http://localhost:$(nats_monitor_port nats1)..$(nats_monitor_port "${NATS_NODES[-1]}"))
+                 users and permissions $NATS_AUTH, passwords $NATS_PASSWORDS
   HAProxy stats: http://localhost:$HAPROXY_STATS_PORT/stats  (Prometheus: /metrics)
   logs:          $RUN_DIR/*.log
 Stop it with: make cluster-down  (or scripts/cluster.sh down)
