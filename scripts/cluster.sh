@@ -277,8 +277,9 @@ up() {
     export "SWITCHBOARD_GW${name#gw}_CHECK_PORT=$(internal_port "$name")"
   done
   haproxy -c -q -f "$ROOT/docker/haproxy.cfg" || fail_up "docker/haproxy.cfg does not validate" "${STARTED[@]}"
-  # -db: stay in the foreground (we keep the pid), log to stdout.
-  start haproxy haproxy -db -f "$ROOT/docker/haproxy.cfg"
+  # -db: stay in the foreground (we keep the pid), log to stdout; -W: master-worker, so that
+  # SIGHUP reloads the config and certificates without dropping connections.
+  start haproxy haproxy -W -db -f "$ROOT/docker/haproxy.cfg"
   wait_for "HAProxy with ${#GATEWAYS[@]} gateways up (http://127.0.0.1:$HAPROXY_STATS_PORT/metrics)" haproxy_ready
 
   cat <<EOF
