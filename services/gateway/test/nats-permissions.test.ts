@@ -32,6 +32,7 @@ import {
   permitted,
 } from '../src/nats-users.js';
 import { exited, type Nats, type Proc, run, startNats } from './cluster.js';
+import { loadCompose, REPO } from './compose.js';
 import { api, client, type Gateway, metric, nextEvent, startGateway, token, waitUntil } from './harness.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/nats-config.js', import.meta.url));
@@ -148,6 +149,45 @@ describe('nats-config', () => {
       },
       stdio: 'pipe',
     });
+  });
+  test("compose's nats-auth.conf is what nats-config writes for compose's gateways, and every user gets its password", () => {
+    const services = loadCompose({}).services as Record<string, { environment?: Record<string, string> }>;
+    const gateway = services.gw1!.environment!;
+    const settings = Object.fromEntries(
+      ['SWITCHBOARD_NATS_PREFIX', 'SWITCHBOARD_NAMESPACES']
+        .filter((key) => gateway[key] !== undefined)
+        .map((key) => [key, gateway[key]!]),
+    );
+    const written = execFileSync(process.execPath, [CLI], {
+      env: { PATH: process.env.PATH ?? '', ...settings },
+    });
+    const checkedIn = readFileSync(join(REPO, 'docker/nats-auth.conf'), 'utf8');
+    assert.equal(
+      checkedIn,
+      written.toString(),
+      'docker/nats-auth.conf is stale: write it again with nats-config',
+    );
+    // Each NATS node has every password; each of our processes connects as its user with that password.
+    const users = [...checkedIn.matchAll(/user: "([^"]+)"\n\s+password: \$(\w+)/g)].map(
+      ([, user, variable]) => ({
+        user: user!,
+        variable: variable!,
+      }),
+    );
+    for (const node of ['nats1', 'nats2', 'nats3'])
+      for (const { variable } of users)
+        assert.ok(services[node]!.environment![variable], `${node}: ${variable}`);
+    const nats = services.nats1!.environment!;
+    for (const [name, user] of Object.entries({
+      gw1: 'gateway',
+      chat: 'service-room',
+      store: 'service-store',
+      jobs: 'service-jobs',
+    })) {
+      const env = services[name]!.environment!;
+      assert.equal(env.SWITCHBOARD_NATS_USER, user, name);
+      assert.equal(env.SWITCHBOARD_NATS_PASSWORD, nats[users.find((u) => u.user === user)!.variable], name);
+    }
   });
 });
 
