@@ -30,7 +30,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { envName, KEYS, loadConfig } from '../src/config.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
-import { checkStates, exited, type Proc, run, serverStates } from './cluster.js';
+import { checkStates, exited, HAPROXY_CFG, type Proc, run, serverStates } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
 import { startDns } from './dns.js';
 import { freePort, MAIN, RawClient, SECRET, token, upgradeStatus, waitUntil } from './harness.js';
@@ -392,6 +392,14 @@ describe('charts/switchboard', () => {
     assert.match(cfg, /^\s+ssl-default-bind-options ssl-min-ver TLSv1\.2 no-tls-tickets$/m);
     assert.match(cfg, /^\s+http-request del-header X-Forwarded-For$/m);
     assert.doesNotMatch(cfg, /redirect|Strict-Transport-Security/);
+    // Protocols, ciphers and forwarded headers as in docker/haproxy.cfg.
+    const shared = (text: string) =>
+      text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => /^(ssl-default-bind-|http-request (del|set)-header X-Forwarded-)/.test(l));
+    assert.equal(shared(cfg).length, 6);
+    assert.deepEqual(shared(cfg), shared(readFileSync(HAPROXY_CFG, 'utf8')));
 
     // The generated certificate: a kubernetes.io/tls Secret for the Service's names, its key beside it.
     const secretOf = (manifests: any[]) =>
