@@ -351,6 +351,14 @@ describe('per-IP limits behind a trusted proxy', () => {
     assert.ok(opened >= 3 && opened <= 4, `${opened} of 10 opened: ${statuses}`);
     assert.equal(statuses.filter((s) => s === 429).length, 10 - opened);
     assert.equal(await upgrade('198.51.100.2'), 101);
+    // A client's own X-Forwarded-For line before the proxy's names nobody: the proxy's last hop counts.
+    assert.equal(
+      await upgradeStatus(limited.wsUrl, {
+        // Two header lines (node:http sends an array so; ws's types say string).
+        headers: { 'x-forwarded-for': ['198.51.100.77', '203.0.113.7'] as unknown as string },
+      }),
+      429,
+    );
     // IPv6 clients count per /64.
     const v6 = await Promise.all(
       Array.from({ length: 6 }, (_, i) => upgrade(`2001:db8:1:2::${(i + 1).toString(16)}`)),

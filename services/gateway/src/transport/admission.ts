@@ -33,11 +33,24 @@ export class IpLimit {
   /** Whether this request's client may go on; a refusal is counted. Call before any await. */
   allows(res: HttpResponse, req: HttpRequest): boolean {
     if (this.perSecond === 0) return true;
-    const client = this.address.of(remoteAddress(res), req.getHeader('x-forwarded-for'));
+    const client = this.address.of(remoteAddress(res), forwardedFor(req));
     if (this.limiter.take(limitKey(client))) return true;
     this.metrics.rateLimited.inc({ limit: this.name });
     return false;
   }
+}
+
+/**
+ * Every `X-Forwarded-For` line of a request as one list, in order: a client
+ * may send a line of its own before the one its proxy adds, and getHeader
+ * would read only that first line.
+ */
+export function forwardedFor(req: HttpRequest): string {
+  let joined = '';
+  req.forEach((key, value) => {
+    if (key === 'x-forwarded-for') joined = joined ? `${joined},${value}` : value;
+  });
+  return joined;
 }
 
 export class Admission {
