@@ -98,3 +98,34 @@ capabilities:
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The NATS users (nats.auth), as JSON: the gateways', the API caller's, one per service namespace (nats-config's default users). */}}
+{{- define "switchboard.natsUsers" -}}
+{{- $users := list "gateway" "api" }}
+{{- range .Values.nats.auth.services }}
+{{- $users = append $users (printf "service-%s" .) }}
+{{- end }}
+{{- toJson $users }}
+{{- end }}
+
+{{- define "switchboard.natsUsersSecret" -}}
+{{- default (include "switchboard.component" (dict "root" . "component" "nats-users")) .Values.nats.auth.existingSecret }}
+{{- end }}
+
+{{/* The environment variable nats-server reads a user's password from (nats-config's passwordVariable). */}}
+{{- define "switchboard.natsPasswordVariable" -}}
+{{- printf "NATS_PASSWORD_%s" (upper . | replace "-" "_") }}
+{{- end }}
+
+{{/* The NATS user of a client and its password: (dict "root" $ "user" "gateway"). */}}
+{{- define "switchboard.natsUserEnv" -}}
+{{- if .root.Values.nats.auth.enabled }}
+- name: SWITCHBOARD_NATS_USER
+  value: {{ .user | quote }}
+- name: SWITCHBOARD_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "switchboard.natsUsersSecret" .root }}
+      key: {{ .user }}
+{{- end }}
+{{- end }}

@@ -18,6 +18,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -25,12 +26,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { PermissionViolationError } from '@nats-io/transport-node';
+import { connectNats } from '@switchboard/sdk';
 import { parse } from 'yaml';
 import { envName, KEYS, loadConfig } from '../src/config.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
-import { checkStates, exited, HAPROXY_CFG, type Proc, run, serverStates } from './cluster.js';
+import { checkStates, exited, HAPROXY_CFG, type Proc, run, serverStates, startNats } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
 import { startDns } from './dns.js';
 import { freePort, MAIN, RawClient, SECRET, token, upgradeStatus, waitUntil } from './harness.js';
@@ -112,6 +115,8 @@ const CHART_SETS = [
   'token_hmac_secret_key',
   'token_public_key',
   'api_key',
+  'nats_user',
+  'nats_password',
   'shutdown_timeout',
   'embedded_services',
 ];
@@ -484,14 +489,52 @@ describe('charts/switchboard', () => {
     };
   };
 
-  /** nats-server -t on a rendered nats.conf, as the pod named `pod` would read it. */
-  const natsServerTest = (conf: string, pod: string) => {
-    const file = join(scratch, `${pod}.conf`);
+  /**
+   * A NATS pod's configuration files on this machine, as its containers see
+   * them: the rendered nats.conf, and the NATS users its init container
+   * writes (nats-config run here with the init container's arguments and
+   * environment). Answers the nats container's environment, passwords
+   * resolved from the rendered Secret.
+   */
+  const natsFiles = (manifests: any[], pod: string): { conf: string; env: Record<string, string> } => {
+    const { sts, conf, container } = natsOf(manifests);
+    const dir = mkdtempSync(join(scratch, `${pod}-`));
+    const mountOf = (c: any, volume: string) => c.volumeMounts.find((m: any) => m.name === volume)?.mountPath;
+    const file = join(dir, 'config/nats.conf');
+    assert.equal(container.command.at(-1), `${mountOf(container, 'config')}/nats.conf`);
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, conf);
-    execFileSync('nats-server', ['-c', file, '-t'], {
-      env: { ...process.env, POD_NAME: pod },
-      stdio: 'pipe',
-    });
+    const env: Record<string, string> = { POD_NAME: pod };
+    const init = sts.spec.template.spec.initContainers?.find((c: any) => c.name === 'users');
+    if (!init) return { conf: file, env };
+    // The include names the file the init container writes, on the volume both containers mount.
+    const users: string = mountOf(init, 'users');
+    assert.equal(mountOf(container, 'users'), users);
+    const include = /^include (\S+)$/m.exec(conf)![1]!;
+    assert.equal(posix.join(mountOf(container, 'config'), include), `${users}/auth.conf`);
+    mkdirSync(join(dir, 'users'));
+    const [program, script, ...args] = init.args as string[];
+    assert.equal(program, 'node');
+    execFileSync(
+      process.execPath,
+      [join(REPO, script!), ...args.map((a) => a.replace(users, join(dir, 'users')))],
+      {
+        env: { PATH: process.env.PATH ?? '', ...envOf(init) },
+      },
+    );
+    for (const [name, value] of Object.entries(envOf(container))) {
+      const ref = /^secret:([^/]+)\/(.+)$/.exec(value);
+      if (!ref) continue;
+      const secret = manifests.find((m) => m.kind === 'Secret' && m.metadata.name === ref[1]);
+      env[name] = Buffer.from(secret.data[ref[2]!], 'base64').toString();
+    }
+    return { conf: file, env };
+  };
+
+  /** nats-server -t on a rendered nats.conf, as the pod named `pod` would read it. */
+  const natsServerTest = (manifests: any[], pod: string) => {
+    const { conf, env } = natsFiles(manifests, pod);
+    execFileSync('nats-server', ['-c', conf, '-t'], { env: { ...process.env, ...env }, stdio: 'pipe' });
   };
 
   /** What the gateway makes of the NATS settings a container gets: its servers and stream replicas. */
@@ -531,7 +574,7 @@ describe('charts/switchboard', () => {
       { name: 'cluster', port: 6222, targetPort: 'cluster' },
     );
     assert.equal(container.ports.find((p: any) => p.name === 'cluster').containerPort, 6222);
-    for (const pod of [0, 1, 2]) natsServerTest(conf, `${name}-${pod}`);
+    for (const pod of [0, 1, 2]) natsServerTest(defaults!.manifests, `${name}-${pod}`);
     // Started once JetStream is current (a rolling update waits for it), ready once it is enabled.
     assert.equal(container.startupProbe.httpGet.path, '/healthz');
     assert.equal(container.readinessProbe.httpGet.path, '/healthz?js-enabled-only=true');
@@ -590,7 +633,7 @@ describe('charts/switchboard', () => {
     assert.equal(sts.spec.replicas, 1);
     assert.equal(sts.spec.podManagementPolicy, undefined);
     assert.doesNotMatch(conf, /^cluster|nats-route|lame_duck/m);
-    natsServerTest(conf, `${sts.metadata.name}-0`);
+    natsServerTest(single.manifests, `${sts.metadata.name}-0`);
     assert.deepEqual(
       headless.spec.ports.map((p: any) => p.name),
       ['client'],
@@ -635,7 +678,130 @@ describe('charts/switchboard', () => {
       assert.equal(env.SWITCHBOARD_NATS_URL, external.values.nats.url, name);
       assert.equal(env.SWITCHBOARD_NATS_PREFIX, 'rt', name);
     }
-    assert.throws(() => render({ set: ['nats.enabled=false'] }), /nats.url is required/);
+    assert.throws(
+      () => render({ set: ['nats.enabled=false', 'nats.auth.existingSecret=nats-users'] }),
+      /nats.url is required/,
+    );
+  });
+
+  test('NATS users by default: a password each in a generated Secret, written by nats-config in every NATS pod, each client its own; the rendered servers refuse what a role may not do', async () => {
+    const manifests = render({
+      set: ['services.chat.enabled=true', 'services.store.enabled=true', 'services.jobs.enabled=true'],
+    });
+    const secret = find(manifests, 'Secret', '-nats-users');
+    const users = ['gateway', 'api', 'service-room', 'service-store', 'service-jobs'];
+    assert.deepEqual(Object.keys(secret.data), users);
+    for (const user of users)
+      assert.match(Buffer.from(secret.data[user], 'base64').toString(), /^[A-Za-z][A-Za-z0-9]{39}$/, user);
+    const credentials = (c: any) => [envOf(c).SWITCHBOARD_NATS_USER, envOf(c).SWITCHBOARD_NATS_PASSWORD];
+    const ref = (user: string) => `secret:${secret.metadata.name}/${user}`;
+    assert.deepEqual(credentials(gatewayContainer(manifests)), ['gateway', ref('gateway')]);
+    for (const [service, user] of [
+      ['chat', 'service-room'],
+      ['store', 'service-store'],
+      ['jobs', 'service-jobs'],
+    ] as const) {
+      const container = find(manifests, 'Deployment', `-service-${service}`).spec.template.spec.containers[0];
+      assert.deepEqual(credentials(container), [user, ref(user)], service);
+    }
+    // nats-config in the NATS pod writes exactly these users, with the password variables the server gets.
+    const { sts } = natsOf(manifests);
+    const { conf, env } = natsFiles(manifests, `${sts.metadata.name}-0`);
+    const written = readFileSync(join(dirname(conf), '../users/auth.conf'), 'utf8');
+    assert.deepEqual(
+      [...written.matchAll(/user: "([^"]+)"/g)].map((m) => m[1]),
+      users,
+    );
+    assert.deepEqual(
+      [...written.matchAll(/password: \$(\w+)/g)].map((m) => m[1]).sort(),
+      Object.keys(env)
+        .filter((k) => k !== 'POD_NAME')
+        .sort(),
+    );
+    assert.ok(
+      sts.spec.template.metadata.annotations['checksum/users'],
+      'a changed password rolls the servers',
+    );
+    // gateway.config's prefix and namespaces reach nats-config.
+    const minimal = rendered.find((r) => r.name === 'minimal-values.yaml')!;
+    const custom = render({ files: minimal.files, set: ['gateway.config.nats_prefix=rt'] });
+    const customUsers = readFileSync(
+      join(dirname(natsFiles(custom, 'custom-0').conf), '../users/auth.conf'),
+      'utf8',
+    );
+    assert.match(customUsers, /"rt\.live\.>"/);
+    assert.match(customUsers, /"\$JS\.API\.STREAM\.INFO\.RT_HIST_chat"/);
+    assert.doesNotMatch(customUsers, /RT_HIST_room/);
+
+    // The single server of nats-single-values, for real: no one without a user, and each user within its role.
+    const single = rendered.find((r) => r.name === 'nats-single-values.yaml')!;
+    const files = natsFiles(single.manifests, 'single-0');
+    // The pod's volume is the harness's store here (startNats gives it).
+    writeFileSync(files.conf, readFileSync(files.conf, 'utf8').replace(/^\s*store_dir: \/data\n/m, ''));
+    const nats = await startNats(['-c', files.conf], 15_000, files.env);
+    try {
+      const password = (user: string) =>
+        Buffer.from(find(single.manifests, 'Secret', '-nats-users').data[user], 'base64').toString();
+      await assert.rejects(connectNats({ servers: [nats.url], name: 'nobody' }), /Authorization Violation/);
+      for (const [user, subject] of [
+        ['service-store', 'sb.svc.room.rpc'],
+        ['service-store', 'sb.live.store.x'],
+        ['gateway', '$JS.API.STREAM.DELETE.SB_HIST_chat'],
+        ['api', 'sb.ctl'],
+      ] as const) {
+        const nc = await connectNats({ servers: [nats.url], name: user, user, password: password(user) });
+        try {
+          const refused = (async () => {
+            for await (const status of nc.status())
+              if (status.type === 'error' && status.error instanceof PermissionViolationError)
+                return status.error;
+            return undefined;
+          })();
+          nc.publish(subject, '{}');
+          assert.equal((await refused)?.subject, subject, user);
+        } finally {
+          await nc.close();
+        }
+      }
+    } finally {
+      await nats.stop();
+    }
+  });
+
+  test('NATS users: turned off, or from a Secret of your own (required with NATS of your own); every service namespace needs its user', () => {
+    const off = render({ set: ['nats.auth.enabled=false', 'services.chat.enabled=true'] });
+    assert.equal(off.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-nats-users')).length, 0);
+    const { sts, conf, container } = natsOf(off);
+    assert.equal(sts.spec.template.spec.initContainers, undefined);
+    assert.doesNotMatch(conf, /^include/m);
+    assert.ok(!Object.keys(envOf(container)).some((k) => k.startsWith('NATS_PASSWORD_')));
+    for (const c of [
+      gatewayContainer(off),
+      find(off, 'Deployment', '-service-chat').spec.template.spec.containers[0],
+    ])
+      assert.equal(envOf(c).SWITCHBOARD_NATS_USER, undefined, c.name);
+
+    const own = render({ set: ['nats.auth.existingSecret=my-nats-users'] });
+    assert.equal(own.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-nats-users')).length, 0);
+    assert.equal(envOf(gatewayContainer(own)).SWITCHBOARD_NATS_PASSWORD, 'secret:my-nats-users/gateway');
+    assert.equal(
+      envOf(natsOf(own).container).NATS_PASSWORD_SERVICE_ROOM,
+      'secret:my-nats-users/service-room',
+    );
+    const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
+    assert.equal(
+      envOf(gatewayContainer(external.manifests)).SWITCHBOARD_NATS_PASSWORD,
+      'secret:switchboard-nats-users/gateway',
+    );
+    assert.throws(
+      () => render({ set: ['nats.enabled=false', 'nats.url=nats://nats:4222'] }),
+      /nats.auth.existingSecret is required with NATS of your own/,
+    );
+    assert.throws(
+      () => render({ set: ['services.chat.enabled=true', 'nats.auth.services={store}'] }),
+      /services.chat owns the namespace room: add it to nats.auth.services/,
+    );
+    assert.throws(() => render({ set: ['nats.auth.services={a.b}'] }), /nats\/auth\/services/);
   });
 
   test('keys: generated into a Secret, or taken from an existing one', () => {
