@@ -46,7 +46,12 @@ function gatewayConfig(): Config {
 }
 const config = gatewayConfig();
 const listed = (flag: string | undefined, fallback: string[]) =>
-  flag === undefined ? fallback : flag.split(',').map((name) => name.trim());
+  flag === undefined
+    ? fallback
+    : flag
+        .split(',')
+        .map((name) => name.trim())
+        .filter((name) => name !== '');
 const configured = [...config.namespaces.values()];
 const prefix = values.prefix ?? config.nats.prefix;
 const named = listed(
