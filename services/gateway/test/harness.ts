@@ -166,6 +166,19 @@ export function client(gateway: Pick<Gateway, 'wsUrl'>, options: Partial<Options
   });
 }
 
+/** A centrifuge-js client connected to `gateway` as `user`, added to `opened` (for the test to disconnect). */
+export async function connectedClient(
+  gateway: Pick<Gateway, 'wsUrl'>,
+  user: string,
+  opened: Centrifuge[],
+): Promise<Centrifuge> {
+  const c = client(gateway, { token: await token({ sub: user }) });
+  opened.push(c);
+  c.connect();
+  await nextEvent(c, 'connected');
+  return c;
+}
+
 /** The client URL of `transport` at host:port. */
 export function endpointOf(hostPort: string, transport: Transport): string {
   return transport === 'websocket'

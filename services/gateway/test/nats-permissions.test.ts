@@ -33,7 +33,7 @@ import {
 } from '../src/nats-users.js';
 import { exited, type Nats, type Proc, run, startNats } from './cluster.js';
 import { loadCompose, REPO } from './compose.js';
-import { api, client, type Gateway, metric, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import { api, connectedClient, type Gateway, metric, nextEvent, startGateway, waitUntil } from './harness.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/nats-config.js', import.meta.url));
 const STORE = fileURLToPath(new URL('../../../store/dist/src/main.js', import.meta.url));
@@ -82,13 +82,7 @@ async function as(user: string): Promise<{ nc: NatsConnection; refusals: Permiss
   return { nc, refusals };
 }
 
-async function connected(user: string): Promise<Centrifuge> {
-  const c = client(gateway, { token: await token({ sub: user }) });
-  clients.push(c);
-  c.connect();
-  await nextEvent(c, 'connected');
-  return c;
-}
+const connected = (user: string) => connectedClient(gateway, user, clients);
 
 before(async () => {
   const env = Object.fromEntries(users().map((u) => [passwordVariable(u.user), passwordOf(u.user)]));

@@ -13,7 +13,7 @@ import { type ApiCallError, NatsBus, Service, ServiceError } from '@switchboard/
 import type { Centrifuge, PublicationContext } from 'centrifuge';
 import { DEFAULT_NAMESPACES } from '../src/config.js';
 import { type Nats, startNats } from './cluster.js';
-import { client, type Gateway, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import { connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
 
 let nats: Nats;
 let gateway: Gateway;
@@ -50,13 +50,7 @@ function replica(): Service {
   return s;
 }
 
-async function connected(user: string): Promise<Centrifuge> {
-  const c = client(gateway, { token: await token({ sub: user }) });
-  clients.push(c);
-  c.connect();
-  await nextEvent(c, 'connected');
-  return c;
-}
+const connected = (user: string) => connectedClient(gateway, user, clients);
 
 describe('a namespace owned by a backend service', () => {
   const answeredBy: string[] = [];
