@@ -25,7 +25,7 @@ export interface PermittedUser extends NatsUser {
 }
 
 /** The user a role connects as unless told otherwise: `gateway`, `api`, `service-<namespace>`. */
-export function userOf(role: NatsRole): string {
+function userOf(role: NatsRole): string {
   const ns = roleNamespace(role);
   return ns === undefined ? role : `service-${encodeToken(ns)}`;
 }
