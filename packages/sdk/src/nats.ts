@@ -19,15 +19,23 @@ export interface NatsCredentials {
   password?: string;
   token?: string;
   credsFile?: string;
+  /** PEM CA of the NATS servers' certificates: TLS on. */
+  tlsCa?: string;
+  /** PEM client certificate and key, for servers that verify clients. */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
-/** The credentials in `SWITCHBOARD_NATS_USER`, `_PASSWORD`, `_TOKEN` and `_CREDS_FILE`, as the gateway reads them. */
+/** The credentials in `SWITCHBOARD_NATS_USER`, `_PASSWORD`, `_TOKEN`, `_CREDS_FILE` and `_TLS_CA`, `_TLS_CERT`, `_TLS_KEY`, as the gateway reads them. */
 export function natsCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): NatsCredentials {
   return {
     user: env.SWITCHBOARD_NATS_USER,
     password: env.SWITCHBOARD_NATS_PASSWORD,
     token: env.SWITCHBOARD_NATS_TOKEN,
     credsFile: env.SWITCHBOARD_NATS_CREDS_FILE,
+    tlsCa: env.SWITCHBOARD_NATS_TLS_CA,
+    tlsCert: env.SWITCHBOARD_NATS_TLS_CERT,
+    tlsKey: env.SWITCHBOARD_NATS_TLS_KEY,
   };
 }
 
@@ -37,11 +45,14 @@ export function natsCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): Na
  * else read them.
  */
 export function credentialOptions(credentials: NatsCredentials): Partial<NodeConnectionOptions> {
-  const { user, password, token, credsFile } = credentials;
+  const { user, password, token, credsFile, tlsCa, tlsCert, tlsKey } = credentials;
   return {
     ...(user ? { user, pass: password ?? '', inboxPrefix: inboxPrefix(user) } : {}),
     ...(token ? { token } : {}),
     ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
+    ...(tlsCa || tlsCert
+      ? { tls: { ...(tlsCa ? { caFile: tlsCa } : {}), ...(tlsCert ? { certFile: tlsCert, keyFile: tlsKey } : {}) } }
+      : {}),
   };
 }
 

@@ -3,7 +3,8 @@
  * (`SWITCHBOARD_NATS_URL`, comma-separated, default nats://127.0.0.1:4222;
  * subject prefix `SWITCHBOARD_NATS_PREFIX`, default sb; credentials
  * `SWITCHBOARD_NATS_USER` and `SWITCHBOARD_NATS_PASSWORD`, or
- * `SWITCHBOARD_NATS_TOKEN`, or `SWITCHBOARD_NATS_CREDS_FILE`), announces the
+ * `SWITCHBOARD_NATS_TOKEN`, or `SWITCHBOARD_NATS_CREDS_FILE`; TLS with
+ * `SWITCHBOARD_NATS_TLS_CA`, and `_TLS_CERT`/`_TLS_KEY`), announces the
  * replica in the registry, logs one JSON line when requests can reach it, and
  * stops cleanly on SIGTERM or SIGINT (exit 0, or 1 when stopping failed).
  */

@@ -175,12 +175,34 @@ const NET_PORTS = { client: 4222, monitor: 8222, route: 6222 };
 /**
  * Three (or `size`) nats-servers clustered over routes, JetStream on each
  * with its own store, on 127.0.0.1 or, given a test network, node i on host
- * `hosts[i]`; resolves once every node is healthy and the JetStream meta
+ * `hosts[i]`; with `tls`, clients and routes speak TLS only; resolves once every node is healthy and the JetStream meta
  * group has a leader.
  */
+/** PEM files for a nats-server's TLS: clients and routes (mutual: the certificate serves both ends). */
+export interface NatsTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** A config file turning TLS on for clients and for the cluster's routes (verified both ways). */
+function tlsConfig(tls: NatsTls): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-nats-tls-'));
+  tempDirs.push(dir);
+  const block = `cert_file: "${tls.certFile}"\n  key_file: "${tls.keyFile}"\n  ca_file: "${tls.caFile}"`;
+  const file = join(dir, 'tls.conf');
+  writeFileSync(file, `tls {\n  ${block}\n}\ncluster {\n  tls {\n  ${block}\n  verify: true\n  }\n}\n`);
+  return file;
+}
+
 export async function startNatsCluster(
   size = 3,
-  { net, hosts = [], timeoutMs = 30_000 }: { net?: TestNet; hosts?: string[]; timeoutMs?: number } = {},
+  {
+    net,
+    hosts = [],
+    timeoutMs = 30_000,
+    tls,
+  }: { net?: TestNet; hosts?: string[]; timeoutMs?: number; tls?: NatsTls } = {},
 ): Promise<NatsCluster> {
   const places = await Promise.all(
     Array.from(
@@ -198,12 +220,21 @@ export async function startNatsCluster(
   );
   const routes = places.map((p) => `nats://${p.host}:${p.route}`).join(',');
   const tag = `${places[0]!.host}-${places[0]!.client}`;
+  const tlsArgs = tls ? ['-c', tlsConfig(tls)] : [];
   const nodes = await Promise.all(
     places.map((p, i) =>
       launchNats(
         { host: p.host, port: p.client, monitorPort: p.monitor, ...(p.netns ? { netns: p.netns } : {}) },
         `sb-test-n${i + 1}-${tag}`,
-        ['--cluster_name', `sb-test-${tag}`, '--cluster', `nats://${p.host}:${p.route}`, '--routes', routes],
+        [
+          ...tlsArgs,
+          '--cluster_name',
+          `sb-test-${tag}`,
+          '--cluster',
+          `nats://${p.host}:${p.route}`,
+          '--routes',
+          routes,
+        ],
         timeoutMs,
       ),
     ),

@@ -24,8 +24,9 @@ export interface TestPki {
   caFile: string;
   ca: string;
   /**
-   * A server certificate (or, `client`, a client one) for `names` (DNS names or
-   * IP addresses), valid from an hour ago for a year, or, `expired`, for January 2020.
+   * A server certificate (also good as a client's, as NATS routes need), or,
+   * `client`, a client-only one, for `names` (DNS names or IP addresses), valid
+   * from an hour ago for a year, or, `expired`, for January 2020.
    */
   issue(name: string, names: string[], options?: { expired?: boolean; client?: boolean }): Issued;
 }
@@ -88,7 +89,7 @@ export function createPki(): TestPki {
       const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
       writeFileSync(
         join(dir, `${name}.ext`),
-        `subjectAltName=${san}\nextendedKeyUsage=${client ? 'clientAuth' : 'serverAuth'}\n`,
+        `subjectAltName=${san}\nextendedKeyUsage=${client ? 'clientAuth' : 'serverAuth,clientAuth'}\n`,
       );
       openssl(dir, [
         'req',

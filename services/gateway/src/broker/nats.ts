@@ -152,14 +152,7 @@ export function connectionOptions(settings: NatsSettings, name: string): NodeCon
     // Nor does a connect to an unreachable server fail: give up on it soon and try the next.
     timeout: Math.max(2000, 2 * settings.pingInterval),
   };
-  Object.assign(options, credentialOptions(settings));
-  if (settings.tlsCa || settings.tlsCert) {
-    options.tls = {
-      ...(settings.tlsCa ? { caFile: settings.tlsCa } : {}),
-      ...(settings.tlsCert ? { certFile: settings.tlsCert, keyFile: settings.tlsKey } : {}),
-    };
-  }
-  return options;
+  return Object.assign(options, credentialOptions(settings));
 }
 
 export class NatsBroker implements Broker {
