@@ -51,7 +51,12 @@ export function credentialOptions(credentials: NatsCredentials): Partial<NodeCon
     ...(token ? { token } : {}),
     ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
     ...(tlsCa || tlsCert
-      ? { tls: { ...(tlsCa ? { caFile: tlsCa } : {}), ...(tlsCert ? { certFile: tlsCert, keyFile: tlsKey } : {}) } }
+      ? {
+          tls: {
+            ...(tlsCa ? { caFile: tlsCa } : {}),
+            ...(tlsCert ? { certFile: tlsCert, keyFile: tlsKey } : {}),
+          },
+        }
       : {}),
   };
 }
