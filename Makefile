@@ -45,7 +45,8 @@ run: build
 
 USER ?= 42
 token: build
-	@SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
+	@if [ -z "$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE:-}" ]; then \
+	  export SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}"; fi; \
 	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)"
 
 lint: install

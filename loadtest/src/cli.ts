@@ -67,10 +67,11 @@ async function main(): Promise<number> {
       duration: { type: 'string', default: '30s' },
       channel: { type: 'string', default: 'bench' },
       'payload-bytes': { type: 'string', default: '64' },
-      secret: { type: 'string', default: process.env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY },
+      // The gateway's settings may list several keys while one rotates: the first signs.
+      secret: { type: 'string', default: process.env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY?.split(',')[0] },
       token: { type: 'string' },
       'api-url': { type: 'string' },
-      'api-key': { type: 'string', default: process.env.SWITCHBOARD_API_KEY },
+      'api-key': { type: 'string', default: process.env.SWITCHBOARD_API_KEY?.split(',')[0] },
       'rpc-method': { type: 'string', default: 'echo' },
       'source-addresses': { type: 'string' },
       timeout: { type: 'string', default: '10s' },

@@ -14,9 +14,10 @@ import ws, { type Socket } from 'k6/ws';
 export const env = {
   url: __ENV.SWITCHBOARD_URL || 'ws://127.0.0.1:8000/connection/websocket',
   apiUrl: __ENV.SWITCHBOARD_API_URL || 'http://127.0.0.1:9000',
-  apiKey: __ENV.SWITCHBOARD_API_KEY || '',
+  // The gateway's settings may list several keys while one rotates: the first is used.
+  apiKey: (__ENV.SWITCHBOARD_API_KEY || '').split(',')[0]!,
   /** HS256 key to mint one token per virtual user; or SWITCHBOARD_TOKEN, one token for all. */
-  secret: __ENV.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY || '',
+  secret: (__ENV.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY || '').split(',')[0]!,
   token: __ENV.SWITCHBOARD_TOKEN || '',
   channel: __ENV.CHANNEL || 'bench',
   duration: __ENV.DURATION || '1m',

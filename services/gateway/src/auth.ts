@@ -1,7 +1,8 @@
 /**
- * Verifies JWT connection and subscription tokens: HS256 with a shared
- * secret, RS256/ES256 with a PEM public key or keys from a JWKS URL.
- * HS256 on node:crypto (hs256.ts), the others via jose; our own claims in protocol.
+ * Verifies JWT connection and subscription tokens: HS256 with shared secrets
+ * (any of them, while one rotates), RS256/ES256 with a PEM public key or keys
+ * from a JWKS URL. HS256 on node:crypto (hs256.ts), the others via jose; our
+ * own claims in protocol.
  */
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -24,27 +25,24 @@ import {
 } from 'jose';
 import type { Config } from './config.js';
 import { headerAlg, verifyHs256 } from './hs256.js';
+import { KeyRing } from './keys.js';
 
 export type TokenCheck<T> = { ok: true; value: T } | { ok: false; expired: boolean; reason: string };
 
-type KeyResolver = (
-  alg: string,
-  kid: string | undefined,
-) => Promise<Uint8Array | KeyObject | JWTVerifyGetKey | undefined>;
+type KeyResolver = (alg: string, kid: string | undefined) => Promise<KeyObject | JWTVerifyGetKey | undefined>;
 
 export class TokenVerifier {
   private readonly algorithms: string[] = [];
   private readonly resolveKey: KeyResolver;
   private readonly options: { audience?: string; issuer?: string };
-  private readonly hmacSecret: Buffer | undefined;
   private readonly maxDepth: number;
+  /** The HS256 secrets in use, the signing one first; a key file replaces them (keys.ts). */
+  readonly hmac: KeyRing;
 
   /** `jwksOptions` tune the remote key set (cache age, refetch cooldown); jose's defaults otherwise. */
   constructor(settings: Config['token'], jwksOptions: RemoteJWKSetOptions = {}) {
     this.maxDepth = settings.maxDepth;
-    const secret = settings.hmacSecret ? new TextEncoder().encode(settings.hmacSecret) : undefined;
-    this.hmacSecret = secret ? Buffer.from(secret) : undefined;
-    if (secret) this.algorithms.push('HS256');
+    this.hmac = new KeyRing(settings.hmacSecrets);
     let publicKey: KeyObject | undefined;
     let publicAlg: string | undefined;
     if (settings.publicKey) {
@@ -68,7 +66,6 @@ export class TokenVerifier {
     // A token naming a key id comes from the JWKS when there is one, so that a
     // static key and a JWKS can serve side by side (e.g. while migrating).
     this.resolveKey = async (alg, kid) => {
-      if (alg === 'HS256') return secret;
       if (kid && jwks) return jwks;
       if (alg === publicAlg && publicKey) return publicKey;
       return jwks;
@@ -80,7 +77,7 @@ export class TokenVerifier {
 
   /** Whether any key is configured; without one every token is refused. */
   get enabled(): boolean {
-    return this.algorithms.length > 0;
+    return this.hmac.size > 0 || this.algorithms.length > 0;
   }
 
   connection(token: string): Promise<TokenCheck<ConnectionClaims>> {
@@ -101,10 +98,13 @@ export class TokenVerifier {
       nestedDeeperThan(payload, this.maxDepth)
         ? { ok: false, expired: false, reason: `claims nested deeper than ${this.maxDepth}` }
         : claims(payload, now);
-    if (this.hmacSecret && headerAlg(token) === 'HS256') {
+    // HS256 never reaches jose: without a secret its algorithm is not among jose's.
+    if (this.hmac.size > 0 && headerAlg(token) === 'HS256') {
       const now = Math.floor(Date.now() / 1000);
-      const checked = verifyHs256(token, this.hmacSecret, this.options, now);
-      return checked.ok ? bounded(checked.payload, now) : checked;
+      const checked = verifyHs256(token, this.hmac.secrets, this.options, now);
+      if (!checked.ok) return checked;
+      this.hmac.used(checked.secret);
+      return bounded(checked.payload, now);
     }
     try {
       const { payload } = await jwtVerify(
@@ -127,7 +127,8 @@ export class TokenVerifier {
 /**
  * Signs an HS256 token with `claims`, issued now and expiring `ttl` seconds
  * from now (0: never). For development tools and the demo, which mint tokens
- * with the gateway's own secret; production tokens come from your backend.
+ * with the gateway's own signing secret (the first); production tokens come
+ * from your backend.
  */
 export function signHs256(claims: JWTPayload, secret: string, ttl: number): Promise<string> {
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();

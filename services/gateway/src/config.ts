@@ -203,9 +203,14 @@ export const KEYS = {
     doc: 'Share of connects and disconnects logged at `info` (0..1; `1` logs all, `0` none); at `debug` every one is logged. Metrics count them all.',
   },
   token_hmac_secret_key: {
+    kind: 'list',
+    default: [],
+    doc: 'Comma-separated HS256 secrets for connection and subscription tokens: a token signed with any is accepted; what the gateway signs (demo tokens, `make token`) it signs with the first. A secret containing a comma: `SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE`.',
+  },
+  token_hmac_secret_key_file: {
     kind: 'string',
     default: '',
-    doc: 'HS256 secret for connection and subscription tokens.',
+    doc: 'Instead of `SWITCHBOARD_TOKEN_HMAC_SECRET_KEY`: a file of HS256 secrets, one a line (blank and `#` lines skipped), re-read when it changes (a mounted Secret too); turned unreadable or empty, it leaves the secrets in use and logs an error.',
   },
   token_public_key: {
     kind: 'string',
@@ -230,9 +235,14 @@ export const KEYS = {
     doc: 'Development only: with an HMAC secret set, `POST /demo/token` on the client port hands a short-lived token for a new random user to anyone who asks (for the demo page at `/`). Off: 404.',
   },
   api_key: {
+    kind: 'list',
+    default: [],
+    doc: 'Comma-separated keys for the HTTP and gRPC server API (`X-API-Key`), any of them accepted (so that a key rotates: see Security: rotating keys); the API refuses every call while there is none.',
+  },
+  api_key_file: {
     kind: 'string',
     default: '',
-    doc: 'Key for the HTTP and gRPC server API (`X-API-Key`); the API refuses every call while empty.',
+    doc: 'Instead of `SWITCHBOARD_API_KEY`: a file of server API keys, one a line (blank and `#` lines skipped), re-read when it changes (a mounted Secret too); turned unreadable or empty, it leaves the keys in use and logs an error.',
   },
   allowed_origins: {
     kind: 'list',
@@ -372,7 +382,9 @@ export interface Config {
   logLevel: string;
   logConnectionSample: number;
   token: {
-    hmacSecret: string;
+    /** From `token_hmac_secret_key`; with `hmacSecretFile`, empty: keys.ts follows the file instead. */
+    hmacSecrets: string[];
+    hmacSecretFile: string;
     publicKey: string;
     jwksUrl: string;
     audience: string;
@@ -382,7 +394,9 @@ export interface Config {
   };
   allowAnonymous: boolean;
   demo: boolean;
-  apiKey: string;
+  /** From `api_key`; with `apiKeyFile`, empty: keys.ts follows the file instead. */
+  apiKeys: string[];
+  apiKeyFile: string;
   allowedOrigins: string[];
   pingInterval: number;
   pongTimeout: number;
@@ -545,6 +559,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (err) {
     throw new ConfigError(`SWITCHBOARD_TRUSTED_PROXIES: ${(err as Error).message}`);
   }
+  for (const [list, file] of [
+    ['api_key', 'api_key_file'],
+    ['token_hmac_secret_key', 'token_hmac_secret_key_file'],
+  ] as const) {
+    if ((v[list] as string[]).length > 0 && v[file])
+      throw new ConfigError(`set ${envName(list)} or ${envName(file)}, not both`);
+  }
   let publicKey = v.token_public_key as string;
   if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
   return {
@@ -583,7 +604,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: v.log_level as string,
     logConnectionSample: v.log_connection_sample as number,
     token: {
-      hmacSecret: v.token_hmac_secret_key as string,
+      hmacSecrets: v.token_hmac_secret_key as string[],
+      hmacSecretFile: v.token_hmac_secret_key_file as string,
       publicKey,
       jwksUrl: v.token_jwks_url as string,
       audience: v.token_audience as string,
@@ -592,7 +614,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     allowAnonymous: v.allow_anonymous as boolean,
     demo: v.demo as boolean,
-    apiKey: v.api_key as string,
+    apiKeys: v.api_key as string[],
+    apiKeyFile: v.api_key_file as string,
     allowedOrigins: v.allowed_origins as string[],
     pingInterval: v.ping_interval as number,
     pongTimeout: v.pong_timeout as number,

@@ -11,9 +11,10 @@
 
 import { randomUUID } from 'node:crypto';
 import { parseJsonBytes } from '@switchboard/protocol';
-import { jwtVerify } from 'jose';
 import { signHs256 } from './auth.js';
 import type { Config } from './config.js';
+import { verifyHs256 } from './hs256.js';
+import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { readBody } from './reply.js';
@@ -45,11 +46,11 @@ function validName(name: unknown): string | undefined {
 }
 
 class DemoTokens {
-  private readonly secret: Uint8Array;
-
-  constructor(private readonly config: Config) {
-    this.secret = new TextEncoder().encode(config.token.hmacSecret);
-  }
+  /** The gateway's HS256 secrets: tokens are signed with the first, refreshed when signed with any. */
+  constructor(
+    private readonly config: Config,
+    private readonly hmac: KeyRing,
+  ) {}
 
   async answer(request: unknown): Promise<Answer> {
     if (typeof request !== 'object' || request === null)
@@ -64,18 +65,14 @@ class DemoTokens {
   /** Demo tokens (meta.demo) that expired less than a TTL ago are renewed for the same user. */
   private async refresh(token: unknown): Promise<Answer> {
     if (typeof token !== 'string') return fail('400 Bad Request', 'refresh must be a token');
-    try {
-      const { payload } = await jwtVerify(token, this.secret, {
-        algorithms: ['HS256'],
-        clockTolerance: DEMO_TOKEN_TTL,
-      });
-      const demo = (payload.meta as { demo?: unknown } | undefined)?.demo === true;
-      const name = validName((payload.info as { name?: unknown } | undefined)?.name);
-      if (!demo || typeof payload.sub !== 'string' || !name) return fail('403 Forbidden', 'not a demo token');
-      return this.mint(payload.sub, name);
-    } catch {
-      return fail('403 Forbidden', 'invalid or long expired token');
-    }
+    // Checked as of a TTL ago: a token that expired since then still counts.
+    const checked = verifyHs256(token, this.hmac.secrets, {}, Math.floor(Date.now() / 1000) - DEMO_TOKEN_TTL);
+    if (!checked.ok) return fail('403 Forbidden', 'invalid or long expired token');
+    const { payload } = checked;
+    const demo = (payload.meta as { demo?: unknown } | undefined)?.demo === true;
+    const name = validName((payload.info as { name?: unknown } | undefined)?.name);
+    if (!demo || typeof payload.sub !== 'string' || !name) return fail('403 Forbidden', 'not a demo token');
+    return this.mint(payload.sub, name);
   }
 
   private async mint(user: string, name: string): Promise<Answer> {
@@ -83,7 +80,7 @@ class DemoTokens {
     // Tokens must pass the gateway's own audience and issuer checks.
     if (this.config.token.audience) claims.aud = this.config.token.audience;
     if (this.config.token.issuer) claims.iss = this.config.token.issuer;
-    const token = await signHs256(claims, this.config.token.hmacSecret, DEMO_TOKEN_TTL);
+    const token = await signHs256(claims, this.hmac.signing, DEMO_TOKEN_TTL);
     return { status: '200 OK', body: { token, user, name, ttl: DEMO_TOKEN_TTL } };
   }
 }
@@ -102,12 +99,13 @@ function respond(res: HttpResponse, { status, body }: Answer): void {
 export function mountDemoTokens(
   app: TemplatedApp,
   config: Config,
+  hmac: KeyRing,
   log: Logger,
   metrics: Metrics,
   address: ClientAddress,
 ): void {
   if (!config.demo) return;
-  if (!config.token.hmacSecret) {
+  if (hmac.size === 0) {
     log.warn(
       'SWITCHBOARD_DEMO is on but SWITCHBOARD_TOKEN_HMAC_SECRET_KEY is empty: POST /demo/token stays off',
     );
@@ -116,7 +114,7 @@ export function mountDemoTokens(
   log.warn(
     'SWITCHBOARD_DEMO is on: POST /demo/token gives a connection token to anyone who asks; never in production',
   );
-  const tokens = new DemoTokens(config);
+  const tokens = new DemoTokens(config, hmac);
   const perIp = new IpLimit(address, metrics, 'demo_token', config.demoTokensPerIpPerSecond, DEMO_BURST);
   app.post('/demo/token', (res, req) => {
     let aborted = false;

@@ -10,7 +10,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 
-export type Hs256Result = { ok: true; payload: JWTPayload } | { ok: false; expired: boolean; reason: string };
+/** `secret`: the position of the secret that verified it. */
+export type Hs256Result =
+  { ok: true; payload: JWTPayload; secret: number } | { ok: false; expired: boolean; reason: string };
 
 const fail = (reason: string, expired = false): Hs256Result => ({ ok: false, expired, reason });
 
@@ -35,9 +37,18 @@ export function headerAlg(token: string): string | undefined {
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
+/** Which of `secrets`, tried in order (the first nearly always), `signature` is the HMAC of `input` under; -1 for none. */
+function signedWith(input: string, signature: Buffer, secrets: readonly Buffer[]): number {
+  return secrets.findIndex((secret) => {
+    const expected = createHmac('sha256', secret).update(input).digest();
+    return signature.length === expected.length && timingSafeEqual(signature, expected);
+  });
+}
+
+/** Verifies `token` against any of `secrets` (several while one rotates): the second is tried only when the first fails. */
 export function verifyHs256(
   token: string,
-  secret: Buffer,
+  secrets: readonly Buffer[],
   options: { audience?: string; issuer?: string },
   now = Math.floor(Date.now() / 1000),
 ): Hs256Result {
@@ -49,10 +60,8 @@ export function verifyHs256(
   // Extensions we do not understand must not be ignored (RFC 7515 §4.1.11); jose refuses them too.
   if (header.crit !== undefined) return fail('unsupported crit header');
   if (header.b64 === false) return fail('unencoded payloads are not supported');
-  const expected = createHmac('sha256', secret).update(`${head}.${body}`).digest();
-  const given = Buffer.from(signature, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected))
-    return fail('signature verification failed');
+  const secret = signedWith(`${head}.${body}`, Buffer.from(signature, 'base64url'), secrets);
+  if (secret < 0) return fail('signature verification failed');
   const payload = decodeJson(body) as JWTPayload | undefined;
   if (!payload) return fail('payload must be a JSON object');
   for (const claim of ['exp', 'nbf', 'iat'] as const) {
@@ -68,5 +77,5 @@ export function verifyHs256(
     const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
     if (!audiences.includes(options.audience)) return fail('unexpected "aud" claim value');
   }
-  return { ok: true, payload };
+  return { ok: true, payload, secret };
 }

@@ -13,11 +13,13 @@ export type Logger = pino.Logger;
 const SECRET_FIELDS = [
   'token',
   'apiKey',
+  'apiKeys',
   'api_key',
   'password',
   'pass',
   'secret',
   'hmacSecret',
+  'hmacSecrets',
   'authorization',
 ];
 

@@ -20,6 +20,7 @@ import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
 import { createInternalApp } from './internal.js';
+import { KeyRing, trackKeys } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { Node } from './node.js';
@@ -99,10 +100,15 @@ export async function startGateway(config: Config) {
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
   const hub = new Hub<Session>(listener.topics, metrics);
   const tokens = new TokenVerifier(config.token);
+  const apiKeys = new KeyRing(config.apiKeys);
+  const stopKeyFiles = [
+    trackKeys('api_key', apiKeys, config.apiKeyFile, log, metrics),
+    trackKeys('token_hmac', tokens.hmac, config.token.hmacSecretFile, log, metrics),
+  ];
   if (!tokens.enabled && !config.allowAnonymous) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');
   }
-  if (!config.apiKey) log.warn('SWITCHBOARD_API_KEY is empty: the server API refuses every call');
+  if (apiKeys.size === 0) log.warn('no server API key configured: the server API refuses every call');
   const { broker, registry, bus } = infrastructure(config, log, metrics);
   const subjects = new Subjects(config.nats.prefix);
   const node: Node = new Node({
@@ -122,6 +128,7 @@ export async function startGateway(config: Config) {
       internalDepth(config),
     ),
     tokens,
+    apiKeys,
   });
   // Health and readiness answer first: /readyz says 503 until every listener is up and the broker connected.
   const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
@@ -140,7 +147,7 @@ export async function startGateway(config: Config) {
     mountStreams(app, node, admission, emulation);
     mountEmulation(app, node, emulation, address);
     mountStatic(app);
-    mountDemoTokens(app, config, log, metrics, address);
+    mountDemoTokens(app, config, tokens.hmac, log, metrics, address);
     app.any('/*', (res) => {
       res.writeStatus('404 Not Found').end('not found\n');
     });
@@ -166,6 +173,7 @@ export async function startGateway(config: Config) {
       await disconnectClients(node, listener, config.shutdownTimeout * 1000);
       clearInterval(ticker);
       stopOutageWatch();
+      for (const stop of stopKeyFiles) stop();
       await services?.stop();
       stopBusApi();
       stopEmulation();

@@ -5,6 +5,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { KEY_KINDS } from './keys.js';
 
 export type Transport = 'websocket' | 'sse' | 'http_stream';
 
@@ -55,6 +56,9 @@ export const MESSAGE_SOURCES = [
   'registry',
 ] as const;
 export const IP_LIMITS = ['connect', 'emulation', 'demo_token'] as const;
+/** Why the server API refuses a call before running it (`switchboard_api_refused_total{reason}`). */
+export const API_REFUSALS = ['missing_key', 'wrong_key', 'no_key_configured'] as const;
+export type ApiRefusal = (typeof API_REFUSALS)[number];
 export type IpLimitName = (typeof IP_LIMITS)[number];
 
 export class Metrics {
@@ -273,6 +277,34 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly apiRefused = new Counter({
+    name: 'switchboard_api_refused_total',
+    help: 'Server API calls refused for their key, by protocol (http, grpc) and reason (missing_key, wrong_key, no_key_configured).',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly keys = new Gauge({
+    name: 'switchboard_keys',
+    help: 'Keys in use by kind: api_key (server API keys), token_hmac (HS256 token secrets); two while one rotates.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly olderKeyUses = new Counter({
+    name: 'switchboard_older_key_uses_total',
+    help: 'Server API calls (api_key) and tokens (token_hmac) accepted with a key other than the first: while it grows, an older key is still in use.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly keyReloads = new Counter({
+    name: 'switchboard_key_reloads_total',
+    help: 'Key files read at start-up or after a change, by kind and outcome: changed (new keys in use) or error (unreadable or no key; the keys in use stay).',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly jetstreamRetries = new Counter({
     name: 'switchboard_jetstream_retries_total',
     help: 'History appends tried again, by reason: race (another gateway took the offset) or unavailable (no stream leader yet, a leader change, NATS reconnecting).',
@@ -370,6 +402,12 @@ export class Metrics {
     for (const source of MESSAGE_SOURCES) this.invalidMessages.inc({ source }, 0);
     for (const limit of IP_LIMITS) this.rateLimited.inc({ limit }, 0);
     for (const reason of ['race', 'unavailable']) this.jetstreamRetries.inc({ reason }, 0);
+    for (const protocol of ['http', 'grpc'])
+      for (const reason of API_REFUSALS) this.apiRefused.inc({ protocol, reason }, 0);
+    for (const kind of KEY_KINDS) {
+      this.olderKeyUses.inc({ kind }, 0);
+      for (const outcome of ['changed', 'error']) this.keyReloads.inc({ kind, outcome }, 0);
+    }
     for (const operation of ['publish', 'subscription']) this.natsPermissionErrors.inc({ operation }, 0);
     for (const outcome of ['reloaded', 'failed']) this.tlsReloads.inc({ outcome }, 0);
   }

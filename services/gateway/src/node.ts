@@ -24,6 +24,7 @@ import { type Broker, type ControlMessage, HistoryUnavailable } from './broker/b
 import type { Config, NamespaceOptions } from './config.js';
 import type { HistoryLimits, Recovery } from './history.js';
 import type { Hub } from './hub.js';
+import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { BackendHandler } from './proxy.js';
@@ -63,6 +64,8 @@ export interface NodeParts {
   registry: Registry;
   handler: BackendHandler;
   tokens: TokenVerifier;
+  /** The server API keys in use. */
+  apiKeys: KeyRing;
 }
 
 export class Node {
@@ -74,6 +77,7 @@ export class Node {
   readonly registry: Registry;
   readonly handler: BackendHandler;
   readonly tokens: TokenVerifier;
+  readonly apiKeys: KeyRing;
   readonly startedAt = Date.now();
   /** The bound every client frame is parsed with. */
   readonly frameLimits: FrameLimits;
@@ -92,6 +96,7 @@ export class Node {
     this.registry = parts.registry;
     this.handler = parts.handler;
     this.tokens = parts.tokens;
+    this.apiKeys = parts.apiKeys;
     this.frameLimits = { maxDepth: this.config.jsonMaxDepth };
   }
 

@@ -23,7 +23,16 @@ import { client, type Gateway, nextEvent, startGateway, token } from './harness.
 const SECRET = 'unit-test-hs256-secret';
 
 function settings(overrides: Partial<Config['token']> = {}): Config['token'] {
-  return { hmacSecret: '', publicKey: '', jwksUrl: '', audience: '', issuer: '', maxDepth: 64, ...overrides };
+  return {
+    hmacSecrets: [],
+    hmacSecretFile: '',
+    publicKey: '',
+    jwksUrl: '',
+    audience: '',
+    issuer: '',
+    maxDepth: 64,
+    ...overrides,
+  };
 }
 
 function rsaKeys() {
@@ -78,7 +87,7 @@ function assertRefused<T>(check: TokenCheck<T>, reason?: RegExp): void {
 }
 
 describe('HS256', () => {
-  const verifier = new TokenVerifier(settings({ hmacSecret: SECRET }));
+  const verifier = new TokenVerifier(settings({ hmacSecrets: [SECRET] }));
 
   test('valid token', async () => {
     const exp = Math.floor(Date.now() / 1000) + 60;
@@ -99,6 +108,18 @@ describe('HS256', () => {
 
   test('wrong secret is refused', async () => {
     assertRefused(await verifier.connection(await hs({ sub: 'alice' }, {}, 'another-secret')), /signature/);
+  });
+
+  test('several secrets while one rotates: any verifies, the older ones are told of, a replaced one is refused', async () => {
+    const rotating = new TokenVerifier(settings({ hmacSecrets: ['new-secret', SECRET] }));
+    let olderUses = 0;
+    rotating.hmac.onOlderKey = () => olderUses++;
+    assert.equal(assertOk(await rotating.connection(await hs({ sub: 'a' }, {}, 'new-secret'))).user, 'a');
+    assert.equal(olderUses, 0);
+    assert.equal(assertOk(await rotating.connection(await hs({ sub: 'b' }))).user, 'b');
+    assert.equal(olderUses, 1);
+    rotating.hmac.replace(['new-secret']);
+    assertRefused(await rotating.connection(await hs({ sub: 'b' })), /signature/);
   });
 
   test('tampered payload is refused', async () => {
@@ -139,7 +160,7 @@ describe('HS256', () => {
     // HS512 with the right secret: same key, alg not allowed.
     const hs512 = await sign({ sub: 'alice' }, 'HS512', new TextEncoder().encode(SECRET.repeat(3)));
     assertRefused(
-      await new TokenVerifier(settings({ hmacSecret: SECRET.repeat(3) })).connection(hs512),
+      await new TokenVerifier(settings({ hmacSecrets: [SECRET.repeat(3)] })).connection(hs512),
       /alg/i,
     );
   });
@@ -189,7 +210,7 @@ describe('RS256 with a PEM public key', () => {
   });
 
   test('HS256 with its own secret still works next to a public key, and cannot use the PEM', async () => {
-    const both = new TokenVerifier(settings({ hmacSecret: SECRET, publicKey: pem(publicKey) }));
+    const both = new TokenVerifier(settings({ hmacSecrets: [SECRET], publicKey: pem(publicKey) }));
     assertOk(await both.connection(await hs({ sub: 'bob' })));
     assertOk(await both.connection(await sign({ sub: 'bob' }, 'RS256', privateKey)));
     assertRefused(await both.connection(await hs({ sub: 'mallory' }, {}, pem(publicKey))), /signature/);
@@ -239,7 +260,7 @@ describe('ES256 with a PEM public key', () => {
 
 describe('audience and issuer', () => {
   const verifier = new TokenVerifier(
-    settings({ hmacSecret: SECRET, audience: 'switchboard', issuer: 'idp' }),
+    settings({ hmacSecrets: [SECRET], audience: 'switchboard', issuer: 'idp' }),
   );
 
   test('matching aud and iss verify', async () => {
@@ -265,13 +286,13 @@ describe('audience and issuer', () => {
   });
 
   test('not enforced when not configured', async () => {
-    const plain = new TokenVerifier(settings({ hmacSecret: SECRET }));
+    const plain = new TokenVerifier(settings({ hmacSecrets: [SECRET] }));
     assertOk(await plain.connection(await hs({ sub: 'dave' }, { audience: 'anything', issuer: 'anyone' })));
   });
 });
 
 describe('subscription tokens', () => {
-  const verifier = new TokenVerifier(settings({ hmacSecret: SECRET }));
+  const verifier = new TokenVerifier(settings({ hmacSecrets: [SECRET] }));
 
   test('need the channel claim', async () => {
     const claims = assertOk(await verifier.subscription(await hs({ sub: 'erin', channel: 'chat:1' })));
@@ -434,7 +455,7 @@ describe('no key configured', () => {
   });
 
   test('enabled with any one key', () => {
-    assert.equal(new TokenVerifier(settings({ hmacSecret: SECRET })).enabled, true);
+    assert.equal(new TokenVerifier(settings({ hmacSecrets: [SECRET] })).enabled, true);
     assert.equal(new TokenVerifier(settings({ publicKey: pem(ecKeys().publicKey) })).enabled, true);
     assert.equal(new TokenVerifier(settings({ jwksUrl: 'http://127.0.0.1:1/jwks' })).enabled, true);
   });

@@ -32,6 +32,7 @@ import { PermissionViolationError } from '@nats-io/transport-node';
 import { connectNats } from '@switchboard/sdk';
 import { parse } from 'yaml';
 import { envName, KEYS, loadConfig } from '../src/config.js';
+import { parseKeyFile } from '../src/keys.js';
 import { CHART, envOf, find, helm, MONITORING_APIS, render, validateManifest, VALUE_SETS } from './chart.js';
 import { checkStates, exited, HAPROXY_CFG, type Proc, run, serverStates, startNats } from './cluster.js';
 import { jobsInDashboards, REPO } from './compose.js';
@@ -113,13 +114,17 @@ const CHART_SETS = [
   'broker',
   'nats_url',
   'token_hmac_secret_key',
+  'token_hmac_secret_key_file',
   'token_public_key',
   'api_key',
+  'api_key_file',
   'nats_user',
   'nats_password',
   'shutdown_timeout',
   'embedded_services',
 ];
+/** Of those, the ones left out of the gateway's environment: keys come as files (`*_file`) instead. */
+const NOT_IN_ENV = ['embedded_services', 'api_key', 'token_hmac_secret_key'];
 
 describe('charts/switchboard', () => {
   test('helm lint passes for the defaults and every ci value set', () => {
@@ -804,26 +809,48 @@ describe('charts/switchboard', () => {
     assert.throws(() => render({ set: ['nats.auth.services={a.b}'] }), /nats\/auth\/services/);
   });
 
-  test('keys: generated into a Secret, or taken from an existing one', () => {
+  test('keys: generated into a Secret, or taken from an existing one, read from its mounted files', () => {
     const [defaults] = rendered;
     const secret = find(defaults!.manifests, 'Secret', '-auth');
     for (const key of ['token-hmac-secret-key', 'api-key'])
       assert.ok(Buffer.from(secret.data[key], 'base64').length >= 32, key);
-    assert.equal(
-      envOf(gatewayContainer(defaults!.manifests)).SWITCHBOARD_API_KEY,
-      `secret:${secret.metadata.name}/api-key`,
-    );
+    /** The Secret the gateway's key files come from, mounted as a directory (a subPath mount never changes). */
+    const keySecret = (manifests: any[]) => {
+      const pod = find(manifests, 'Deployment', '-gateway').spec.template.spec;
+      const env = envOf(gatewayContainer(manifests));
+      assert.equal(env.SWITCHBOARD_API_KEY, undefined);
+      assert.equal(env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY, undefined);
+      const mount = gatewayContainer(manifests).volumeMounts.find((m: any) => m.name === 'auth');
+      assert.equal(mount.subPath, undefined);
+      assert.equal(mount.readOnly, true);
+      assert.equal(env.SWITCHBOARD_API_KEY_FILE, `${mount.mountPath}/api-key`);
+      assert.equal(env.SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE, `${mount.mountPath}/token-hmac-secret-key`);
+      return pod.volumes.find((v: any) => v.name === 'auth').secret.secretName;
+    };
+    assert.equal(keySecret(defaults!.manifests), secret.metadata.name);
     const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
     assert.equal(external.manifests.filter((m) => m.kind === 'Secret' && m.type === 'Opaque').length, 0);
-    assert.equal(
-      envOf(gatewayContainer(external.manifests)).SWITCHBOARD_API_KEY,
-      'secret:switchboard-keys/api-key',
-    );
+    assert.equal(keySecret(external.manifests), 'switchboard-keys');
     const minimal = rendered.find((r) => r.name === 'minimal-values.yaml')!;
     assert.equal(
       Buffer.from(find(minimal.manifests, 'Secret', '-auth').data['api-key'], 'base64').toString(),
       'ci-api-key',
     );
+  });
+
+  test('keys rotate: a list of keys is one a line in the Secret, and changing them rolls no pod', () => {
+    const withKeys = (apiKey: string, hmac: string) =>
+      render({ set: [`auth.apiKey=${apiKey}`, `auth.tokenHmacSecretKey=${hmac}`] });
+    const rotating = withKeys('{new-key,old-key}', '{new-secret,old-secret}');
+    const data = find(rotating, 'Secret', '-auth').data;
+    const file = (key: string) => parseKeyFile(Buffer.from(data[key], 'base64').toString());
+    assert.deepEqual(file('api-key'), ['new-key', 'old-key']);
+    assert.deepEqual(file('token-hmac-secret-key'), ['new-secret', 'old-secret']);
+    const pod = (manifests: any[]) => find(manifests, 'Deployment', '-gateway').spec.template;
+    assert.deepEqual(pod(withKeys('new-key', 'new-secret')), pod(rotating));
+    const emptyKey = join(scratch, 'empty-key.yaml');
+    writeFileSync(emptyKey, 'auth:\n  apiKey: [new-key, ""]\n');
+    assert.throws(() => render({ files: [emptyKey] }), /apiKey/);
   });
 
   test('gateway.config takes exactly the settings the chart does not set itself, and they reach the environment', () => {
@@ -837,7 +864,7 @@ describe('charts/switchboard', () => {
     );
     for (const { name, manifests } of rendered) {
       const env = envOf(gatewayContainer(manifests));
-      for (const key of CHART_SETS.filter((k) => k !== 'embedded_services'))
+      for (const key of CHART_SETS.filter((k) => !NOT_IN_ENV.includes(k)))
         assert.ok(envName(key) in env, `${name}: ${envName(key)}`);
       for (const variable of Object.keys(env).filter((k) => k.startsWith('SWITCHBOARD_')))
         assert.ok(

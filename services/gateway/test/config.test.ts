@@ -58,9 +58,11 @@ describe('defaults', () => {
   test('auth and misc', () => {
     assert.equal(c.logLevel, 'info');
     assert.equal(c.allowAnonymous, false);
-    assert.equal(c.apiKey, '');
+    assert.deepEqual(c.apiKeys, []);
+    assert.equal(c.apiKeyFile, '');
     assert.deepEqual(c.token, {
-      hmacSecret: '',
+      hmacSecrets: [],
+      hmacSecretFile: '',
       publicKey: '',
       jwksUrl: '',
       audience: '',
@@ -138,9 +140,10 @@ describe('environment overrides', () => {
     assert.equal(c.pingInterval, 5);
     assert.equal(c.maxMessageSize, 1024);
     assert.equal(c.allowAnonymous, true);
-    assert.equal(c.apiKey, 'k');
+    assert.deepEqual(c.apiKeys, ['k']);
     assert.deepEqual(c.token, {
-      hmacSecret: 's',
+      hmacSecrets: ['s'],
+      hmacSecretFile: '',
       publicKey: '',
       jwksUrl: 'https://idp/jwks',
       audience: 'aud',
@@ -342,7 +345,7 @@ describe('config file (SWITCHBOARD_CONFIG)', () => {
     assert.equal(c.allowAnonymous, true);
     assert.deepEqual(c.allowedOrigins, ['https://x.test', 'https://y.test']);
     assert.deepEqual([...c.namespaces.keys()], ['only']);
-    assert.equal(c.apiKey, 'from-file');
+    assert.deepEqual(c.apiKeys, ['from-file']);
     assert.equal(c.grpcPort, 10000);
   });
 
@@ -354,13 +357,13 @@ describe('config file (SWITCHBOARD_CONFIG)', () => {
       SWITCHBOARD_NAMESPACES: '[{"name":"env"}]',
     });
     assert.equal(c.clientPort, 8300);
-    assert.equal(c.apiKey, 'from-file');
+    assert.deepEqual(c.apiKeys, ['from-file']);
     assert.deepEqual([...c.namespaces.keys()], ['env']);
   });
 
   test('an empty env var still wins over the file', () => {
     const path = configFile({ api_key: 'from-file' });
-    assert.equal(loadConfig({ SWITCHBOARD_CONFIG: path, SWITCHBOARD_API_KEY: '' }).apiKey, '');
+    assert.deepEqual(loadConfig({ SWITCHBOARD_CONFIG: path, SWITCHBOARD_API_KEY: '' }).apiKeys, []);
   });
 
   test('unknown key in the file is rejected', () => {
@@ -409,5 +412,44 @@ describe('config file (SWITCHBOARD_CONFIG)', () => {
 
   test('an empty SWITCHBOARD_CONFIG means no file', () => {
     assert.equal(loadConfig({ SWITCHBOARD_CONFIG: '' }).clientPort, 8000);
+  });
+});
+
+describe('keys that rotate: lists or a file', () => {
+  test('API keys and HMAC secrets are comma-separated lists, in order', () => {
+    const c = loadConfig({
+      SWITCHBOARD_API_KEY: ' new-key, old-key ,,',
+      SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: 'new-secret,old-secret',
+    });
+    assert.deepEqual(c.apiKeys, ['new-key', 'old-key']);
+    assert.deepEqual(c.token.hmacSecrets, ['new-secret', 'old-secret']);
+  });
+
+  test('a JSON config file may give them as arrays, commas and all', () => {
+    const c = loadConfig({
+      SWITCHBOARD_CONFIG: configFile({ api_key: ['a,b', 'c'], token_hmac_secret_key: ['s,1'] }),
+    });
+    assert.deepEqual(c.apiKeys, ['a,b', 'c']);
+    assert.deepEqual(c.token.hmacSecrets, ['s,1']);
+  });
+
+  test('a key file instead of the list, never both', () => {
+    const c = loadConfig({
+      SWITCHBOARD_API_KEY_FILE: '/run/secrets/api-key',
+      SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE: '/run/secrets/hmac',
+    });
+    assert.equal(c.apiKeyFile, '/run/secrets/api-key');
+    assert.deepEqual(c.apiKeys, []);
+    assert.equal(c.token.hmacSecretFile, '/run/secrets/hmac');
+    configError(
+      { SWITCHBOARD_API_KEY: 'k', SWITCHBOARD_API_KEY_FILE: '/k' },
+      /set SWITCHBOARD_API_KEY or SWITCHBOARD_API_KEY_FILE, not both/,
+    );
+    configError(
+      { SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: 's', SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE: '/s' },
+      /set SWITCHBOARD_TOKEN_HMAC_SECRET_KEY or SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE, not both/,
+    );
+    // An empty list is no list: a deployment may leave the variable set to ''.
+    assert.equal(loadConfig({ SWITCHBOARD_API_KEY: '', SWITCHBOARD_API_KEY_FILE: '/k' }).apiKeyFile, '/k');
   });
 });

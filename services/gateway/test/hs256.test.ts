@@ -7,7 +7,7 @@ import { SignJWT } from 'jose';
 import { headerAlg, verifyHs256 } from '../src/hs256.js';
 
 const SECRET = 'a-test-secret-of-some-length';
-const key = Buffer.from(SECRET);
+const keys = [Buffer.from(SECRET)];
 const NOW = 1_800_000_000;
 
 /** Signs any header and payload by hand, to build tokens jose would never produce. */
@@ -18,7 +18,7 @@ function forge(header: unknown, payload: unknown, secret = SECRET): string {
 }
 
 const refused = (token: string, reason: RegExp, options = {}) => {
-  const result = verifyHs256(token, key, options, NOW);
+  const result = verifyHs256(token, keys, options, NOW);
   assert.equal(result.ok, false, token);
   assert.match(!result.ok ? result.reason : '', reason);
 };
@@ -28,9 +28,9 @@ describe('HS256 on node:crypto', () => {
     const token = await new SignJWT({ sub: 'ann', info: { n: 1 } })
       .setProtectedHeader({ alg: 'HS256' })
       .setExpirationTime(NOW + 60)
-      .sign(key);
+      .sign(Buffer.from(SECRET));
     assert.equal(headerAlg(token), 'HS256');
-    const result = verifyHs256(token, key, {}, NOW);
+    const result = verifyHs256(token, keys, {}, NOW);
     assert.ok(result.ok);
     assert.equal(result.ok && result.payload.sub, 'ann');
   });
@@ -42,6 +42,16 @@ describe('HS256 on node:crypto', () => {
     refused(`${h}.${Buffer.from('{"sub":"root"}').toString('base64url')}.${s}`, /signature/);
     refused(`${h}.${p}.${s.slice(0, -2)}`, /signature/);
     refused(`${h}.${p}.`, /signature/);
+  });
+
+  test('several secrets: tried in order, the one that verified named', () => {
+    const secrets = [Buffer.from('new-secret'), ...keys];
+    const check = (secret: string) =>
+      verifyHs256(forge({ alg: 'HS256' }, { sub: 'ann' }, secret), secrets, {}, NOW);
+    assert.deepEqual(check('new-secret'), { ok: true, payload: { sub: 'ann' }, secret: 0 });
+    assert.deepEqual(check(SECRET), { ok: true, payload: { sub: 'ann' }, secret: 1 });
+    assert.equal(check('other').ok, false);
+    assert.equal(verifyHs256(forge({ alg: 'HS256' }, { sub: 'ann' }), [], {}, NOW).ok, false);
   });
 
   test('malformed tokens and headers are refused', () => {
@@ -57,18 +67,18 @@ describe('HS256 on node:crypto', () => {
   });
 
   test('time claims: expired, not yet valid, and non-numeric', () => {
-    const expired = verifyHs256(forge({ alg: 'HS256' }, { exp: NOW }), key, {}, NOW);
+    const expired = verifyHs256(forge({ alg: 'HS256' }, { exp: NOW }), keys, {}, NOW);
     assert.deepEqual(expired, { ok: false, expired: true, reason: 'token expired' });
-    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { exp: NOW + 1 }), key, {}, NOW).ok);
+    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { exp: NOW + 1 }), keys, {}, NOW).ok);
     refused(forge({ alg: 'HS256' }, { nbf: NOW + 1 }), /nbf/);
-    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { nbf: NOW }), key, {}, NOW).ok);
+    assert.ok(verifyHs256(forge({ alg: 'HS256' }, { nbf: NOW }), keys, {}, NOW).ok);
     refused(forge({ alg: 'HS256' }, { exp: String(NOW + 60) }), /exp.*number/);
     refused(forge({ alg: 'HS256' }, { iat: 'yesterday' }), /iat.*number/);
   });
 
   test('audience and issuer when configured', () => {
     const options = { audience: 'app', issuer: 'https://auth.example' };
-    const ok = (payload: object) => verifyHs256(forge({ alg: 'HS256' }, payload), key, options, NOW).ok;
+    const ok = (payload: object) => verifyHs256(forge({ alg: 'HS256' }, payload), keys, options, NOW).ok;
     assert.ok(ok({ aud: 'app', iss: 'https://auth.example' }));
     assert.ok(ok({ aud: ['other', 'app'], iss: 'https://auth.example' }));
     refused(forge({ alg: 'HS256' }, { aud: 'other', iss: 'https://auth.example' }), /aud/, options);

@@ -20,7 +20,7 @@ import {
 } from '@switchboard/protocol';
 import type { Node } from '../node.js';
 import { API_MAX_BODY } from './http.js';
-import { apiKeyFrom, apiKeyMatches } from './key.js';
+import { apiKeyAccepted, apiKeyFrom } from './key.js';
 import { API_METHODS, type ApiMethod, type ApiResponse, callApi } from './methods.js';
 
 /** Compiled to `dist/src/api/grpc.js`; the proto stays in the package's `proto/` directory. */
@@ -100,7 +100,7 @@ function handler(node: Node, method: ApiMethod): grpc.handleUnaryCall<Msg, unkno
       metadataString(call.metadata, 'x-api-key'),
       metadataString(call.metadata, 'authorization'),
     );
-    if (!apiKeyMatches(node.config.apiKey, key)) {
+    if (!apiKeyAccepted(node, 'grpc', key)) {
       count('unauthorized');
       callback({ code: grpc.status.UNAUTHENTICATED, details: 'invalid API key' });
       return;

@@ -4,7 +4,7 @@ import { decodeUtf8, Errors, parseJson } from '@switchboard/protocol';
 import { readBody } from '../reply.js';
 import type { Node } from '../node.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
-import { apiKeyFrom, apiKeyMatches } from './key.js';
+import { apiKeyAccepted, apiKeyFrom } from './key.js';
 import { type ApiResponse, callApi, isApiMethod } from './methods.js';
 
 /** Largest API request body accepted. */
@@ -50,7 +50,7 @@ export function mountHttpApi(app: TemplatedApp, node: Node): void {
         method: isApiMethod(method) ? method : 'unknown',
         outcome,
       });
-    if (!apiKeyMatches(node.config.apiKey, key)) {
+    if (!apiKeyAccepted(node, 'http', key)) {
       count('unauthorized');
       return respond(res, '401 Unauthorized', {
         error: { code: Errors.unauthorized.code, message: 'invalid API key' },
