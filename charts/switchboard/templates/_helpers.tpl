@@ -55,13 +55,18 @@ or the one cert-manager or the chart fills (haproxy-tls.yaml). */}}
 {{- end }}
 
 {{/* The NATS URL(s) the gateways and services use: with the chart's NATS, every
-server by its name in the headless Service, so that clients fail over. */}}
+server by its name in the headless Service, so that clients fail over (tls://
+with nats.tls: the full name, which the servers' certificate is for). */}}
 {{- define "switchboard.natsUrl" -}}
 {{- if .Values.nats.enabled }}
 {{- $sts := include "switchboard.component" (dict "root" . "component" "nats") }}
 {{- $urls := list }}
 {{- range $i := until (int .Values.nats.replicas) }}
+{{- if $.Values.nats.tls.enabled }}
+{{- $urls = append $urls (printf "tls://%s-%d.%s-headless.%s.svc.%s:4222" $sts $i $sts $.Release.Namespace $.Values.clusterDomain) }}
+{{- else }}
 {{- $urls = append $urls (printf "nats://%s-%d.%s-headless:4222" $sts $i $sts) }}
+{{- end }}
 {{- end }}
 {{- join "," $urls }}
 {{- else }}
@@ -127,5 +132,62 @@ capabilities:
     secretKeyRef:
       name: {{ include "switchboard.natsUsersSecret" .root }}
       key: {{ .user }}
+{{- end }}
+{{- end }}
+
+
+{{/* The Secret with the NATS servers' certificate (tls.crt, tls.key) and its CA
+(ca.crt): nats.tls.secretName, or the one cert-manager or the chart fills (nats-tls.yaml). */}}
+{{- define "switchboard.natsTlsSecret" -}}
+{{- default (include "switchboard.component" (dict "root" . "component" "nats-tls")) .Values.nats.tls.secretName }}
+{{- end }}
+
+{{/* The names the NATS servers' certificate is for, as JSON: every pod in the
+headless Service (the routes' and clients' names), and the client Service. */}}
+{{- define "switchboard.natsTlsNames" -}}
+{{- $sts := include "switchboard.component" (dict "root" . "component" "nats") }}
+{{- $names := list }}
+{{- range $service := list (printf "%s-headless" $sts) $sts }}
+{{- $names = append $names $service }}
+{{- range $suffix := list "" ".svc" (printf ".svc.%s" $.Values.clusterDomain) }}
+{{- $names = append $names (printf "%s.%s%s" $service $.Release.Namespace $suffix) }}
+{{- end }}
+{{- end }}
+{{- range $suffix := list "" ".svc" (printf ".svc.%s" .Values.clusterDomain) }}
+{{- $names = append $names (printf "*.%s-headless.%s%s" $sts $.Release.Namespace $suffix) }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* Whether the gateways and services verify NATS with a CA from a Secret: the
+chart's NATS with nats.tls, or NATS of your own with nats.tls.secretName. */}}
+{{- define "switchboard.natsClientTls" -}}
+{{- if and .Values.nats.tls.enabled (or .Values.nats.enabled .Values.nats.tls.secretName) }}true{{ end }}
+{{- end }}
+
+{{/* A NATS client's CA: its environment, volume mount and volume (the CA only, never the servers' key). */}}
+{{- define "switchboard.natsTlsEnv" -}}
+{{- if include "switchboard.natsClientTls" . }}
+- name: SWITCHBOARD_NATS_TLS_CA
+  value: /etc/switchboard/nats-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.natsTlsMount" -}}
+{{- if include "switchboard.natsClientTls" . }}
+- name: nats-ca
+  mountPath: /etc/switchboard/nats-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.natsTlsVolume" -}}
+{{- if include "switchboard.natsClientTls" . }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "switchboard.natsTlsSecret" . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
 {{- end }}
 {{- end }}

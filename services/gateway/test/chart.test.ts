@@ -7,7 +7,10 @@
  * rendered config passes `haproxy -c`, and runs against three gateways found
  * through a test DNS server), NATS is a JetStream cluster of three by default
  * (routes to every pod, a PDB, every server's URL for the clients) or one
- * server, its config passes `nats-server -t` either way, the values schema
+ * server, its config passes `nats-server -t` either way, TLS to NATS is on
+ * (a generated CA and certificate for every pod's name, checked with
+ * node:crypto, and a rendered server run over TLS and reloaded with a new
+ * one; or a Secret of your own, or cert-manager), the values schema
  * refuses bad values, and the dashboards and alert rules in the chart are
  * copies of dashboards/.
  */
@@ -25,10 +28,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { PermissionViolationError } from '@nats-io/transport-node';
+import { connect, PermissionViolationError } from '@nats-io/transport-node';
 import { connectNats } from '@switchboard/sdk';
 import { parse } from 'yaml';
 import { envName, KEYS, loadConfig } from '../src/config.js';
@@ -113,6 +117,7 @@ const CHART_SETS = [
   'grpc_port',
   'broker',
   'nats_url',
+  'nats_tls_ca',
   'token_hmac_secret_key',
   'token_hmac_secret_key_file',
   'token_public_key',
@@ -435,7 +440,10 @@ describe('charts/switchboard', () => {
     // An existing Secret: nothing generated, that Secret mounted.
     const own = render({ set: ['haproxy.tls.secretName=rt-example-com'] });
     assert.equal(secretOf(own), 'rt-example-com');
-    assert.equal(own.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+    assert.equal(
+      own.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-haproxy-tls')).length,
+      0,
+    );
 
     // cert-manager: a Certificate into the Secret HAProxy mounts, only where its CRDs are.
     const certManager = [
@@ -453,7 +461,10 @@ describe('charts/switchboard', () => {
       kind: 'ClusterIssuer',
       group: 'cert-manager.io',
     });
-    assert.equal(issued.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+    assert.equal(
+      issued.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-haproxy-tls')).length,
+      0,
+    );
     assert.throws(() => render({ set: certManager }), /cert-manager's CRDs \(cert-manager\.io\/v1\)/);
     assert.throws(
       () => render({ set: certManager.slice(0, 2), apiVersions: ['cert-manager.io/v1'] }),
@@ -479,7 +490,10 @@ describe('charts/switchboard', () => {
       find(off, 'Service', '-haproxy').spec.ports.map((p: any) => p.name),
       ['client'],
     );
-    assert.equal(off.filter((m) => m.kind === 'Secret' && m.type === 'kubernetes.io/tls').length, 0);
+    assert.equal(
+      off.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-haproxy-tls')).length,
+      0,
+    );
     haproxyCheck(find(off, 'ConfigMap', '-haproxy').data['haproxy.cfg']);
   });
 
@@ -498,8 +512,9 @@ describe('charts/switchboard', () => {
    * A NATS pod's configuration files on this machine, as its containers see
    * them: the rendered nats.conf, and the NATS users its init container
    * writes (nats-config run here with the init container's arguments and
-   * environment). Answers the nats container's environment, passwords
-   * resolved from the rendered Secret.
+   * environment), and the files of its TLS Secret (the rendered one) where
+   * nats.conf names them. Answers the nats container's environment, passwords
+   * resolved from the rendered Secret and `$(POD_NAME)` from the pod's name.
    */
   const natsFiles = (manifests: any[], pod: string): { conf: string; env: Record<string, string> } => {
     const { sts, conf, container } = natsOf(manifests);
@@ -508,8 +523,19 @@ describe('charts/switchboard', () => {
     const file = join(dir, 'config/nats.conf');
     assert.equal(container.command.at(-1), `${mountOf(container, 'config')}/nats.conf`);
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, conf);
+    const tls = mountOf(container, 'tls');
+    if (tls) {
+      const secretName = sts.spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName;
+      const secret = manifests.find((m) => m.kind === 'Secret' && m.metadata.name === secretName);
+      mkdirSync(join(dir, 'tls'));
+      for (const key of ['tls.crt', 'tls.key', 'ca.crt'])
+        writeFileSync(join(dir, 'tls', key), Buffer.from(secret.data[key], 'base64'));
+      assert.ok(conf.includes(`${tls}/`), `nats.conf reads its certificate from ${tls}`);
+    }
+    writeFileSync(file, tls ? conf.replaceAll(`${tls}/`, `${join(dir, 'tls')}/`) : conf);
     const env: Record<string, string> = { POD_NAME: pod };
+    for (const e of container.env)
+      if (typeof e.value === 'string') env[e.name] = e.value.replaceAll('$(POD_NAME)', pod);
     const init = sts.spec.template.spec.initContainers?.find((c: any) => c.name === 'users');
     if (!init) return { conf: file, env };
     // The include names the file the init container writes, on the volume both containers mount.
@@ -559,7 +585,7 @@ describe('charts/switchboard', () => {
     assert.match(conf, /^server_name: \$POD_NAME$/m);
 
     // A cluster block whose routes name every pod by its stable DNS name in the headless Service.
-    const cluster = /^cluster \{\n([^}]*)\n\}$/m.exec(conf)?.[1];
+    const cluster = /^cluster \{\n([\s\S]*?)\n\}$/m.exec(conf)?.[1];
     assert.ok(cluster, conf);
     assert.match(cluster, /^\s+name: sb-switchboard-nats$/m);
     assert.match(cluster, /^\s+port: 6222$/m);
@@ -609,8 +635,11 @@ describe('charts/switchboard', () => {
     assert.ok(selects(routes.from[0].podSelector.matchLabels));
     assert.equal(routes.from.length, 1);
 
-    // The gateway and the example services get every server, and so make their streams with three replicas.
-    const urls = [0, 1, 2].map((i) => `nats://${name}-${i}.${headless.metadata.name}:4222`);
+    // The gateway and the example services get every server (over TLS, by the name its certificate is for),
+    // and so make their streams with three replicas.
+    const urls = [0, 1, 2].map(
+      (i) => `tls://${name}-${i}.${headless.metadata.name}.rt.svc.cluster.local:4222`,
+    );
     const withServices = render({ set: ['services.chat.enabled=true'] });
     for (const c of [
       gatewayContainer(defaults!.manifests),
@@ -656,7 +685,7 @@ describe('charts/switchboard', () => {
     const gateway = gatewayContainer(single.manifests);
     assert.equal(
       envOf(gateway).SWITCHBOARD_NATS_URL,
-      `nats://${sts.metadata.name}-0.${headless.metadata.name}:4222`,
+      `tls://${sts.metadata.name}-0.${headless.metadata.name}.rt.svc.cluster.local:4222`,
     );
     assert.equal(natsConfigOf(gateway).replicas, 1);
 
@@ -687,6 +716,272 @@ describe('charts/switchboard', () => {
       () => render({ set: ['nats.enabled=false', 'nats.auth.existingSecret=nats-users'] }),
       /nats.url is required/,
     );
+  });
+
+  test('NATS TLS by default: clients and verified routes over TLS, a generated CA and certificate for every pod, the CA for the gateway and services; the rendered server for real, and reloaded with a new certificate', async () => {
+    const services = [
+      'services.chat.enabled=true',
+      'services.store.enabled=true',
+      'services.jobs.enabled=true',
+    ];
+    const manifests = render({ set: services });
+    const { sts, conf, headless, container } = natsOf(manifests);
+    const name: string = sts.metadata.name;
+    const podNames = [0, 1, 2].map((i) => `${name}-${i}.${headless.metadata.name}.rt.svc.cluster.local`);
+
+    // The Secret, mounted as a directory in every NATS pod, and named by nats.conf for clients and routes.
+    const pod = sts.spec.template.spec;
+    const secretName = pod.volumes.find((v: any) => v.name === 'tls').secret.secretName;
+    const secret = find(manifests, 'Secret', '-nats-tls');
+    assert.equal(secret.metadata.name, secretName);
+    assert.equal(secret.type, 'kubernetes.io/tls');
+    const mount = container.volumeMounts.find((m: any) => m.name === 'tls');
+    assert.equal(mount.readOnly, true);
+    assert.equal(mount.subPath, undefined);
+    const files = (block: string) =>
+      Object.fromEntries([...block.matchAll(/^\s+(\w+): (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    const paths = {
+      cert_file: `${mount.mountPath}/tls.crt`,
+      key_file: `${mount.mountPath}/tls.key`,
+      ca_file: `${mount.mountPath}/ca.crt`,
+    };
+    const clientTls = /^tls \{\n([^}]*)\n\}$/m.exec(conf)?.[1];
+    assert.ok(clientTls, conf);
+    assert.deepEqual(files(clientTls), paths);
+    const cluster = /^cluster \{\n([\s\S]*?)\n\}$/m.exec(conf)?.[1] ?? '';
+    const routeTls = /^\s+tls \{\n([^}]*)\n\s+\}$/m.exec(cluster)?.[1];
+    assert.ok(routeTls, cluster);
+    assert.deepEqual(files(routeTls), { ...paths, verify: 'true' });
+    // Routes are gossiped by name (the certificate is for names, not the pods' IPs).
+    assert.match(cluster, /^\s+advertise: \$CLUSTER_ADVERTISE$/m);
+    assert.equal(
+      envOf(container).CLUSTER_ADVERTISE,
+      `$(POD_NAME).${headless.metadata.name}.rt.svc.cluster.local:6222`,
+    );
+    // Probes and the exporter keep the monitor port, plain HTTP.
+    assert.match(conf, /^http_port: 8222$/m);
+    assert.doesNotMatch(conf, /https_port/);
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+      assert.equal(container[probe].httpGet.port, 'monitor', probe);
+      assert.equal(container[probe].httpGet.scheme, undefined, probe);
+    }
+    assert.equal(pod.containers.find((c: any) => c.name === 'exporter').args.at(-1), 'http://localhost:8222');
+    assert.ok(sts.spec.template.metadata.annotations['checksum/tls'], 'a new certificate rolls the servers');
+
+    // The certificate: issued by the CA beside it, its key, for every pod's name, server and client auth.
+    const pem = (key: string) => Buffer.from(secret.data[key], 'base64');
+    const ca = new X509Certificate(pem('ca.crt'));
+    const cert = new X509Certificate(pem('tls.crt'));
+    assert.ok(ca.ca);
+    assert.ok(!cert.ca);
+    assert.ok(cert.checkIssued(ca));
+    assert.ok(cert.verify(ca.publicKey));
+    assert.ok(cert.checkPrivateKey(createPrivateKey(pem('tls.key'))));
+    assert.deepEqual(cert.keyUsage?.slice().sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+    const routes = [...conf.matchAll(/nats-route:\/\/([^:]+):6222/g)].map((m) => m[1]);
+    assert.deepEqual(routes, podNames);
+    const clientHosts = envOf(gatewayContainer(manifests))
+      .SWITCHBOARD_NATS_URL!.split(',')
+      .map((u) => new URL(u).hostname);
+    assert.deepEqual(clientHosts, podNames);
+    for (const host of [...podNames, `${name}.rt.svc.cluster.local`, `${headless.metadata.name}.rt.svc`])
+      assert.notEqual(cert.checkHost(host), undefined, `${host} in ${cert.subjectAltName}`);
+    for (const host of ['nats.example.com', `${name}-0.${headless.metadata.name}.other.svc.cluster.local`])
+      assert.equal(cert.checkHost(host), undefined, host);
+    assert.equal(cert.checkIP('127.0.0.1'), undefined);
+    assert.ok(new Date(cert.validFrom) <= new Date());
+    assert.ok(new Date(cert.validTo) > new Date(Date.now() + 5 * 365 * 86400_000));
+    for (const i of [0, 1, 2]) natsServerTest(manifests, `${name}-${i}`);
+
+    // The gateway and every service: tls:// URLs, and the CA alone (never the servers' key) as SWITCHBOARD_NATS_TLS_CA.
+    const clients = [
+      find(manifests, 'Deployment', '-gateway'),
+      ...['chat', 'store', 'jobs'].map((s) => find(manifests, 'Deployment', `-service-${s}`)),
+    ];
+    for (const deployment of clients) {
+      const spec = deployment.spec.template.spec;
+      const c = spec.containers[0];
+      const where = deployment.metadata.name;
+      assert.ok(
+        natsConfigOf(c).servers.every((u: string) => u.startsWith('tls://')),
+        where,
+      );
+      const caMount = c.volumeMounts.find((m: any) => m.name === 'nats-ca');
+      assert.equal(caMount.readOnly, true, where);
+      assert.equal(natsConfigOf(c).tlsCa, `${caMount.mountPath}/ca.crt`, where);
+      assert.deepEqual(
+        spec.volumes.find((v: any) => v.name === 'nats-ca').secret,
+        { secretName, items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+        where,
+      );
+    }
+
+    // For real: the single server of nats-single-values with its rendered certificate. A client that
+    // trusts the CA and names the pod gets in as its user; another name, another CA, plain text do not.
+    const single = rendered.find((r) => r.name === 'nats-single-values.yaml')!;
+    const singleSts = natsOf(single.manifests).sts.metadata.name;
+    const host = `${singleSts}-0.${singleSts}-headless.rt.svc.cluster.local`;
+    const served = natsFiles(single.manifests, `${singleSts}-0`);
+    const tlsDir = join(dirname(served.conf), '../tls');
+    // As the pod would run it, on free ports of 127.0.0.1 and a scratch store (and no flags, which a reload would lose).
+    const [port, monitorPort] = [await freePort(), await freePort()];
+    writeFileSync(
+      served.conf,
+      readFileSync(served.conf, 'utf8')
+        .replace(/^port: 4222$/m, `host: 127.0.0.1\nport: ${port}`)
+        .replace(/^http_port: 8222$/m, `http_port: ${monitorPort}`)
+        .replace(/^(\s*store_dir:) \/data$/m, `$1 ${mkdtempSync(join(scratch, 'store-'))}`),
+    );
+    const server = run('nats-server', ['-c', served.conf], served.env);
+    const nats = { url: `nats://127.0.0.1:${port}`, host: '127.0.0.1', port, output: server.output };
+    await waitUntil(
+      async () => {
+        if (exited(server)) throw new Error(`nats-server exited:\n${server.output()}`);
+        return (await fetch(`http://127.0.0.1:${monitorPort}/healthz`).catch(() => undefined))?.ok === true;
+      },
+      15_000,
+      () => `nats-server:\n${server.output()}`,
+    );
+    try {
+      const password = Buffer.from(
+        find(single.manifests, 'Secret', '-nats-users').data.gateway,
+        'base64',
+      ).toString();
+      const caFile = join(tlsDir, 'ca.crt');
+      const login = (tls: Record<string, unknown>) =>
+        connect({ servers: nats.url, user: 'gateway', pass: password, tls, reconnect: false, timeout: 5000 });
+      const nc = await login({ caFile, servername: host });
+      assert.equal(nc.info?.tls_required, true);
+      await nc.flush();
+      await nc.close();
+      await assert.rejects(login({ caFile, servername: 'nats.example.com' }), /altnames|Hostname/i);
+      await assert.rejects(login({ ca: pki.ca, servername: host }), /certificate|verify/i);
+      const info = await new Promise<string>((resolve, reject) => {
+        const socket = createConnection({ host: nats.host, port: nats.port });
+        socket.once('data', (data) => {
+          socket.destroy();
+          resolve(data.toString());
+        });
+        socket.once('error', reject);
+      });
+      assert.equal(JSON.parse(info.replace(/^INFO /, '')).tls_required, true);
+
+      // A new certificate and CA in the same files (the mounted Secret renewed), then
+      // `nats-server --signal reload`: served from then on, no restart.
+      const renewed = find(render({ files: single.files }), 'Secret', '-nats-tls');
+      assert.notEqual(renewed.data['ca.crt'], find(single.manifests, 'Secret', '-nats-tls').data['ca.crt']);
+      for (const key of ['tls.crt', 'tls.key', 'ca.crt'])
+        writeFileSync(join(tlsDir, key), Buffer.from(renewed.data[key], 'base64'));
+      execFileSync('nats-server', ['--signal', `reload=${server.child.pid}`], { stdio: 'pipe' });
+      await waitUntil(
+        async () =>
+          login({ caFile, servername: host }).then(
+            async (c) => (await c.close(), true),
+            () => false,
+          ),
+        10_000,
+        () => `the renewed certificate after reload:\n${nats.output()}`,
+      );
+      await assert.rejects(
+        login({
+          ca: Buffer.from(find(single.manifests, 'Secret', '-nats-tls').data['ca.crt'], 'base64').toString(),
+          servername: host,
+        }),
+        /certificate|verify/i,
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('NATS TLS: off, from a Secret of your own, from cert-manager, and for NATS of your own', () => {
+    const tlsMounts = (manifests: any[]) =>
+      manifests
+        .filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind))
+        .flatMap((m) => m.spec.template.spec.volumes ?? [])
+        .filter((v: any) => v.secret?.secretName?.includes('nats-tls') || ['tls', 'nats-ca'].includes(v.name))
+        .filter((v: any) => v.name !== 'tls' || !v.secret?.secretName?.includes('haproxy'))
+        .map((v: any) => `${v.name}:${v.secret.secretName}`);
+    const generated = (manifests: any[]) =>
+      manifests.filter((m) => m.kind === 'Secret' && m.metadata.name.endsWith('-nats-tls')).length;
+
+    // Off: no TLS anywhere, nats:// URLs.
+    const off = render({ set: ['nats.tls.enabled=false', 'services.chat.enabled=true'] });
+    const offNats = natsOf(off);
+    assert.doesNotMatch(offNats.conf, /tls \{|verify|advertise/);
+    assert.equal(generated(off), 0);
+    assert.deepEqual(tlsMounts(off), []);
+    assert.equal(envOf(offNats.container).CLUSTER_ADVERTISE, undefined);
+    assert.equal(offNats.sts.spec.template.metadata.annotations['checksum/tls'], undefined);
+    for (const c of [
+      gatewayContainer(off),
+      find(off, 'Deployment', '-service-chat').spec.template.spec.containers[0],
+    ]) {
+      assert.equal(envOf(c).SWITCHBOARD_NATS_TLS_CA, undefined, c.name);
+      assert.ok(
+        natsConfigOf(c).servers.every((u: string) => u.startsWith('nats://')),
+        c.name,
+      );
+    }
+    natsServerTest(off, `${offNats.sts.metadata.name}-0`);
+
+    // A Secret of your own: nothing generated, that Secret mounted by the servers and (its CA) by the clients.
+    const own = render({ set: ['nats.tls.secretName=nats-certs', 'services.chat.enabled=true'] });
+    assert.equal(generated(own), 0);
+    assert.deepEqual(tlsMounts(own).sort(), ['nats-ca:nats-certs', 'nats-ca:nats-certs', 'tls:nats-certs']);
+    assert.equal(natsOf(own).sts.spec.template.metadata.annotations['checksum/tls'], undefined);
+    assert.match(natsOf(own).conf, /^tls \{$/m);
+
+    // cert-manager: a Certificate for the names the generated one has, server and client auth, into the Secret mounted.
+    const certManager = ['nats.tls.certManager.enabled=true', 'nats.tls.certManager.issuerRef.name=nats-ca'];
+    const issued = render({ set: certManager, apiVersions: ['cert-manager.io/v1'] });
+    const certificate = find(issued, 'Certificate', '-nats');
+    assert.equal(certificate.apiVersion, 'cert-manager.io/v1');
+    assert.equal(generated(issued), 0);
+    assert.deepEqual(
+      [...new Set(tlsMounts(issued).map((m) => m.split(':')[1]))],
+      [certificate.spec.secretName],
+    );
+    const san = new X509Certificate(
+      Buffer.from(find(rendered[0]!.manifests, 'Secret', '-nats-tls').data['tls.crt'], 'base64'),
+    ).subjectAltName!;
+    assert.deepEqual(
+      certificate.spec.dnsNames.map((n: string) => `DNS:${n}`),
+      san.split(', '),
+    );
+    assert.ok(certificate.spec.dnsNames.includes('*.sb-switchboard-nats-headless.rt.svc.cluster.local'));
+    assert.deepEqual(certificate.spec.usages, ['server auth', 'client auth']);
+    assert.deepEqual(certificate.spec.issuerRef, {
+      name: 'nats-ca',
+      kind: 'Issuer',
+      group: 'cert-manager.io',
+    });
+    assert.throws(
+      () => render({ set: certManager }),
+      /nats\.tls\.certManager\.enabled needs cert-manager's CRDs/,
+    );
+    assert.throws(
+      () => render({ set: certManager.slice(0, 1), apiVersions: ['cert-manager.io/v1'] }),
+      /needs nats\.tls\.certManager\.issuerRef\.name/,
+    );
+
+    // NATS of your own: its CA from nats.tls.secretName for the gateway and every service, the URLs as given.
+    const external = rendered.find((r) => r.name === 'external-nats-values.yaml')!;
+    assert.equal(generated(external.manifests), 0);
+    for (const suffix of ['-gateway', '-service-chat', '-service-store', '-service-jobs']) {
+      const deployment = find(external.manifests, 'Deployment', suffix);
+      const env = envOf(deployment.spec.template.spec.containers[0]);
+      assert.equal(env.SWITCHBOARD_NATS_URL, external.values.nats.url, suffix);
+      assert.equal(env.SWITCHBOARD_NATS_TLS_CA, '/etc/switchboard/nats-ca/ca.crt', suffix);
+      assert.equal(
+        deployment.spec.template.spec.volumes.find((v: any) => v.name === 'nats-ca').secret.secretName,
+        external.values.nats.tls.secretName,
+        suffix,
+      );
+    }
+    const noCa = render({ files: external.files, set: ['nats.tls.secretName='] });
+    assert.equal(envOf(gatewayContainer(noCa)).SWITCHBOARD_NATS_TLS_CA, undefined);
+    assert.deepEqual(tlsMounts(noCa), []);
   });
 
   test('NATS users by default: a password each in a generated Secret, written by nats-config in every NATS pod, each client its own; the rendered servers refuse what a role may not do', async () => {
@@ -720,7 +1015,7 @@ describe('charts/switchboard', () => {
     assert.deepEqual(
       [...written.matchAll(/password: \$(\w+)/g)].map((m) => m[1]).sort(),
       Object.keys(env)
-        .filter((k) => k !== 'POD_NAME')
+        .filter((k) => k.startsWith('NATS_PASSWORD_'))
         .sort(),
     );
     assert.ok(
@@ -738,8 +1033,14 @@ describe('charts/switchboard', () => {
     assert.match(customUsers, /"\$JS\.API\.STREAM\.INFO\.RT_HIST_chat"/);
     assert.doesNotMatch(customUsers, /RT_HIST_room/);
 
-    // The single server of nats-single-values, for real: no one without a user, and each user within its role.
-    const single = rendered.find((r) => r.name === 'nats-single-values.yaml')!;
+    // The single server of nats-single-values, for real: no one without a user, and each user within its role
+    // (without TLS here: its certificate is for the pod's name; NATS TLS has its own test).
+    const single = {
+      manifests: render({
+        files: rendered.find((r) => r.name === 'nats-single-values.yaml')!.files,
+        set: ['nats.tls.enabled=false'],
+      }),
+    };
     const files = natsFiles(single.manifests, 'single-0');
     // The pod's volume is the harness's store here (startNats gives it).
     writeFileSync(files.conf, readFileSync(files.conf, 'utf8').replace(/^\s*store_dir: \/data\n/m, ''));
@@ -894,6 +1195,8 @@ describe('charts/switchboard', () => {
       ['haproxy.service.type=Bogus', /service\/type/],
       ['haproxy.tls.hsts=max-age=1"; evil', /tls\/hsts/],
       ['haproxy.tls.certManager.issuerRef.kind=Bogus', /issuerRef\/kind/],
+      ['nats.tls.secretName=1', /nats\/tls\/secretName/],
+      ['nats.tls.certManager.issuerRef.kind=Bogus', /issuerRef\/kind/],
       ['gatway.replicaCount=2', /gatway/],
     ];
     for (const [set, message] of refused) assert.throws(() => render({ set: [set] }), message, set);
