@@ -185,13 +185,18 @@ export interface NatsTls {
   caFile: string;
 }
 
-/** A config file turning TLS on for clients and for the cluster's routes (verified both ways). */
+/** TLS for clients and for the cluster's routes (verified both ways), as nats-server config. */
 function tlsConfig(tls: NatsTls): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-nats-tls-'));
-  tempDirs.push(dir);
   const block = `cert_file: "${tls.certFile}"\n  key_file: "${tls.keyFile}"\n  ca_file: "${tls.caFile}"`;
-  const file = join(dir, 'tls.conf');
-  writeFileSync(file, `tls {\n  ${block}\n}\ncluster {\n  tls {\n  ${block}\n  verify: true\n  }\n}\n`);
+  return `tls {\n  ${block}\n}\ncluster {\n  tls {\n  ${block}\n  verify: true\n  }\n}\n`;
+}
+
+/** A config file of `text` for the servers of a cluster. */
+function configFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-nats-conf-'));
+  tempDirs.push(dir);
+  const file = join(dir, 'nats.conf');
+  writeFileSync(file, text);
   return file;
 }
 
@@ -202,7 +207,17 @@ export async function startNatsCluster(
     hosts = [],
     timeoutMs = 30_000,
     tls,
-  }: { net?: TestNet; hosts?: string[]; timeoutMs?: number; tls?: NatsTls } = {},
+    config = '',
+    env = {},
+  }: {
+    net?: TestNet;
+    hosts?: string[];
+    timeoutMs?: number;
+    tls?: NatsTls;
+    /** More nats-server configuration (users: `authorization {...}`), read with `env` (their passwords). */
+    config?: string;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<NatsCluster> {
   const places = await Promise.all(
     Array.from(
@@ -220,14 +235,15 @@ export async function startNatsCluster(
   );
   const routes = places.map((p) => `nats://${p.host}:${p.route}`).join(',');
   const tag = `${places[0]!.host}-${places[0]!.client}`;
-  const tlsArgs = tls ? ['-c', tlsConfig(tls)] : [];
+  const text = (tls ? tlsConfig(tls) : '') + config;
+  const configArgs = text ? ['-c', configFile(text)] : [];
   const nodes = await Promise.all(
     places.map((p, i) =>
       launchNats(
         { host: p.host, port: p.client, monitorPort: p.monitor, ...(p.netns ? { netns: p.netns } : {}) },
         `sb-test-n${i + 1}-${tag}`,
         [
-          ...tlsArgs,
+          ...configArgs,
           '--cluster_name',
           `sb-test-${tag}`,
           '--cluster',
@@ -236,6 +252,7 @@ export async function startNatsCluster(
           routes,
         ],
         timeoutMs,
+        env,
       ),
     ),
   );

@@ -1,18 +1,22 @@
 /**
  * No single point of failure in the core: three gateways over a JetStream
- * cluster of three nats-servers, history and KV buckets with three replicas.
+ * cluster of three nats-servers (TLS for clients and routes, the gateways'
+ * least-privilege NATS user), history and KV buckets with three replicas.
  * Under steady publishing, with a subscriber on every gateway: SIGKILL of the
  * node leading the channel's stream, and a rolling restart of all three,
  * lose, duplicate and refuse nothing.
  */
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { connect } from '@nats-io/transport-node';
+import { connectNats } from '@switchboard/sdk';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Centrifuge } from 'centrifuge';
+import { authorizationConfig, defaultUsers, passwordVariable, permitted } from '../src/nats-users.js';
 import { type NatsCluster, startNatsCluster } from './cluster.js';
 import { client, type Gateway, metric, nextEvent, startGateway, token, waitUntil } from './harness.js';
+import { createPki } from './pki.js';
 import { finishTraffic, numbers, publisher, type Subscriber, subscribe } from './traffic.js';
 
 describe('a JetStream cluster of three under the gateways', () => {
@@ -20,14 +24,25 @@ describe('a JetStream cluster of three under the gateways', () => {
   const gateways: Gateway[] = [];
   const clients: Centrifuge[] = [];
 
+  const pki = createPki();
+  const password = `p${randomBytes(16).toString('hex')}`;
+
   before(async () => {
-    nats = await startNatsCluster(3);
+    // As in production: TLS for clients and routes, and the gateways' least-privilege NATS user.
+    nats = await startNatsCluster(3, {
+      tls: { ...pki.issue('nats', ['127.0.0.1', 'localhost']), caFile: pki.caFile },
+      config: authorizationConfig('sb', ['chat'], permitted('sb', ['chat'], defaultUsers([]))),
+      env: Object.fromEntries(defaultUsers([]).map((u) => [passwordVariable(u.user), password])),
+    });
     for (let i = 0; i < 3; i++)
       gateways.push(
         await startGateway({
           SWITCHBOARD_NODE_ID: `ha${i + 1}`,
           SWITCHBOARD_BROKER: 'nats',
           SWITCHBOARD_NATS_URL: nats.urls,
+          SWITCHBOARD_NATS_TLS_CA: pki.caFile,
+          SWITCHBOARD_NATS_USER: 'gateway',
+          SWITCHBOARD_NATS_PASSWORD: password,
           // Recovery bridges what a leader change hides only if history holds that long: here
           // 2,000 publications, 40 s at the publisher's rate (size it so in production too).
           SWITCHBOARD_NAMESPACES: JSON.stringify([
@@ -71,7 +86,13 @@ describe('a JetStream cluster of three under the gateways', () => {
     );
 
   test('history streams and KV buckets have three replicas', async () => {
-    const nc = await connect({ servers: nats.urls.split(',') });
+    const nc = await connectNats({
+      servers: nats.urls.split(','),
+      name: 'ha test',
+      user: 'gateway',
+      password,
+      tlsCa: pki.caFile,
+    });
     try {
       const jsm = await jetstreamManager(nc);
       assert.equal((await jsm.streams.info('SB_HIST_chat')).config.num_replicas, 3);
