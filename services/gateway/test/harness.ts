@@ -100,15 +100,21 @@ export async function startGateway(
       return code as number | null;
     },
   };
-  await waitUntil(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${out}`);
-      const res = await fetch(`${internalUrl}/readyz`).catch(() => undefined);
-      return res?.status === 200;
-    },
-    timeoutMs,
-    () => `gateway not ready:\n${out}`,
-  );
+  try {
+    await waitUntil(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${out}`);
+        const res = await fetch(`${internalUrl}/readyz`).catch(() => undefined);
+        return res?.status === 200;
+      },
+      timeoutMs,
+      () => `gateway not ready:\n${out}`,
+    );
+  } catch (err) {
+    // A gateway that never became ready must not outlive the test (nor keep its process running).
+    await gateway.stop('SIGKILL');
+    throw err;
+  }
   return gateway;
 }
 
