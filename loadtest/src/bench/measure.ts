@@ -154,7 +154,7 @@ async function deliver(
 }
 
 /** The clients of one measurement: subscribers, a publisher, and the tracker their publications go to. */
-class Clients {
+export class Clients {
   readonly sink: Sink = { tracker: new DeliveryTracker() };
   readonly fleet: Fleet;
   private publisherConnection: Connection | undefined;
