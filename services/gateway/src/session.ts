@@ -76,7 +76,8 @@ export class Session implements HubMember {
   private lastRefill = Date.now();
   private overLimit = 0;
   private closeReason: string | undefined;
-  private readonly connectTimer: NodeJS.Timeout;
+  /** The connect deadline; dropped once connected, so that an idle session does not keep the timer object. */
+  private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly sink: Sink,
@@ -329,6 +330,7 @@ export class Session implements HubMember {
       return undefined;
     }
     clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
     this.state = 'connected';
     hub.add(this);
     metrics.connects.inc({ transport: this.sink.transport, outcome: 'accepted', reason: 'ok' });
