@@ -9,7 +9,16 @@
  *   node loadtest/dist/src/bench/breakdown.js [--connections 5000]
  */
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -50,6 +59,20 @@ function byConstructor(file: string): Map<string, { bytes: number; count: number
   return out;
 }
 
+/** Whether a snapshot being written is whole: its last bytes close the JSON (read only those). */
+function complete(file: string): boolean {
+  const size = statSync(file).size;
+  if (size < 2) return false;
+  const tail = Buffer.alloc(Math.min(16, size));
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, tail, 0, tail.length, size - tail.length);
+  } finally {
+    closeSync(fd);
+  }
+  return tail.toString('utf8').trimEnd().endsWith('}');
+}
+
 async function snapshot(pid: number, dir: string): Promise<string> {
   const before = new Set(readdirSync(dir));
   process.kill(pid, 'SIGUSR2');
@@ -59,8 +82,7 @@ async function snapshot(pid: number, dir: string): Promise<string> {
       const made = readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
       if (!made) return false;
       file = join(dir, made);
-      // Written once its closing bracket is there.
-      return readFileSync(file, 'utf8').trimEnd().endsWith('}');
+      return complete(file);
     },
     120_000,
     () => 'the heap snapshot',
