@@ -1,19 +1,17 @@
 /**
  * Keys that rotate without a restart: the server API keys and the HS256 token
  * secrets are lists, any of which is accepted (the first signs), given in an
- * environment variable or in a file that is re-read when it changes. A
- * Kubernetes Secret mount swaps a symlink in the file's directory, which
- * fs.watch on the directory sees; a stat every few seconds catches what it
- * misses (a symlink into another directory, filesystems without inotify). A
+ * environment variable or in a file that is re-read when it changes
+ * (file-watch.ts: a Kubernetes Secret's symlink swap too). A
  * file that becomes unreadable or holds no key leaves the keys in use as they
  * are, so a botched edit never leaves the API or the tokens with no key.
  * Keys never reach a log line or a metric label: only their count does.
  */
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type FSWatcher, readFileSync, type Stats, statSync, watch } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { watchChanges } from './file-watch.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
@@ -28,8 +26,6 @@ const FILE_SETTING: Record<KeyKind, string> = {
 
 /** Milliseconds between stats of a key file, for the changes fs.watch does not report. */
 const KEY_FILE_POLL_MS = 5000;
-/** Changes come in bursts (truncate then write; a Secret's symlink swap): the file is read once they settle. */
-const SETTLE_MS = 100;
 
 /** A key file's keys: one a line, surrounding whitespace trimmed; blank lines and lines starting with `#` skipped. */
 export function parseKeyFile(text: string): string[] {
@@ -99,10 +95,6 @@ export class KeyRing {
   }
 }
 
-/** What a change of the file looks like to stat (through symlinks): a swapped Secret is another inode. */
-const signatureOf = (s: Stats) => `${s.ino}:${s.size}:${s.mtimeMs}`;
-const failureOf = (err: unknown) => `error:${(err as NodeJS.ErrnoException).code ?? String(err)}`;
-
 /**
  * Keeps `ring` to the keys of `file` when one is given (read now, then on each
  * change), and counts the keys in use and the uses of older keys. Returns what
@@ -134,12 +126,9 @@ export function trackKeys(
     log.error({ file, err }, `${setting}: ${err ? 'unreadable' : 'holds no key'}, ${kept}`);
   };
 
-  let signature = '';
   try {
-    signature = signatureOf(statSync(file));
     take(readKeyFile(file));
   } catch (err) {
-    signature = failureOf(err);
     take(undefined, err);
   }
 
@@ -154,44 +143,18 @@ export function trackKeys(
     do {
       again = false;
       try {
-        signature = signatureOf(await stat(file));
         take(parseKeyFile(await readFile(file, 'utf8')));
       } catch (err) {
-        signature = failureOf(err);
         take(undefined, err);
       }
     } while (again);
     reading = false;
   };
-
-  let settle: NodeJS.Timeout | undefined;
-  let watcher: FSWatcher | undefined;
-  const unwatched = (err: unknown) =>
-    log.warn({ file, err }, `${setting}: its directory cannot be watched, checking it every ${pollMs} ms`);
-  try {
-    watcher = watch(dirname(file), () => {
-      clearTimeout(settle);
-      settle = setTimeout(() => void reload(), SETTLE_MS);
-    });
-    watcher.on('error', (err) => {
-      unwatched(err);
-      watcher?.close();
-    });
-    watcher.unref();
-  } catch (err) {
-    unwatched(err);
-  }
-  const poll = setInterval(() => {
-    stat(file)
-      .then(signatureOf, failureOf)
-      .then((now) => {
-        if (now !== signature) void reload();
-      });
-  }, pollMs);
-  poll.unref();
-  return () => {
-    clearInterval(poll);
-    clearTimeout(settle);
-    watcher?.close();
-  };
+  return watchChanges(
+    file,
+    () => void reload(),
+    (err) =>
+      log.warn({ file, err }, `${setting}: its directory cannot be watched, checking it every ${pollMs} ms`),
+    pollMs,
+  );
 }

@@ -8,16 +8,19 @@
  */
 
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { TlsSettings } from '../config.js';
+import { watchChanges } from '../file-watch.js';
 import type { Topics } from '../hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { listenShared, type TemplatedApp, type us_listen_socket, uws } from '../uws.js';
 
-/** How often the certificate files are checked (fs.watchFile polls: Secret mounts swap symlinks). */
+/** How often the certificate files are checked besides the watch of their directories. */
 const WATCH_INTERVAL_MS = 2000;
+/** A certificate and its key are rarely written at the same instant: the reload waits for both. */
+const BOTH_FILES_MS = 1000;
 
 /** Fails when host:port is taken (uWS itself would share it silently under SO_REUSEPORT). */
 async function ensureFree(host: string, port: number): Promise<void> {
@@ -34,7 +37,7 @@ export class ClientListener {
   private readonly apps: TemplatedApp[] = [];
   private socket: us_listen_socket | undefined;
   private mount: ((app: TemplatedApp) => void) | undefined;
-  private watching: string[] = [];
+  private unwatch: (() => void)[] = [];
   private reloading = false;
 
   constructor(
@@ -63,9 +66,17 @@ export class ClientListener {
     await ensureFree(this.host, this.port);
     this.socket = await listenShared(this.build(), this.host, this.port);
     if (!this.tls) return;
-    this.watching = [this.tls.certFile, this.tls.keyFile, this.tls.caFile].filter((f) => f !== '');
-    for (const file of this.watching)
-      watchFile(file, { interval: WATCH_INTERVAL_MS }, (now, before) => this.changed(now, before));
+    this.unwatch = [this.tls.certFile, this.tls.keyFile, this.tls.caFile]
+      .filter((f) => f !== '')
+      .map((file) =>
+        watchChanges(
+          file,
+          () => this.changed(),
+          (err) =>
+            this.log.warn({ err, file }, 'cannot watch the directory of a TLS file: checking it every 2 s'),
+          WATCH_INTERVAL_MS,
+        ),
+      );
   }
 
   private build(): TemplatedApp {
@@ -90,12 +101,10 @@ export class ClientListener {
     this.metrics.tlsCertificateExpiry.set(Date.parse(cert.validTo) / 1000);
   }
 
-  private changed(now: Stats, before: Stats): void {
-    if (now.mtimeMs === before.mtimeMs && now.size === before.size && now.ino === before.ino) return;
+  private changed(): void {
     if (this.reloading || !this.socket) return;
     this.reloading = true;
-    // A certificate and its key are rarely written at the same instant: let both land.
-    setTimeout(() => void this.reload(), WATCH_INTERVAL_MS / 2).unref();
+    setTimeout(() => void this.reload(), BOTH_FILES_MS).unref();
   }
 
   private async reload(): Promise<void> {
@@ -132,8 +141,8 @@ export class ClientListener {
 
   /** Stops accepting connections (those open stay) and watching the files. */
   close(): void {
-    for (const file of this.watching) unwatchFile(file);
-    this.watching = [];
+    for (const stop of this.unwatch) stop();
+    this.unwatch = [];
     if (this.socket) uws.us_listen_socket_close(this.socket);
     this.socket = undefined;
   }
