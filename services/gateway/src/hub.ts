@@ -48,7 +48,8 @@ const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
 
 export class Hub<M extends HubMember = HubMember> {
   private readonly clients = new Map<string, M>();
-  private readonly users = new Map<string, Set<M>>();
+  /** A user's connections: the member itself while it is the only one (most users), a Set beyond. */
+  private readonly users = new Map<string, M | Set<M>>();
   private readonly subscribers = new Map<string, Set<M>>();
   private readonly subscribing = new Map<string, Set<M>>();
   /** Live subscribers whose sink is not a topic member: frames go to them one by one. */
@@ -70,23 +71,40 @@ export class Hub<M extends HubMember = HubMember> {
 
   add(member: M): void {
     this.clients.set(member.client, member);
-    this.setOf(this.users, member.user).add(member);
+    const existing = this.users.get(member.user);
+    if (existing === undefined) this.users.set(member.user, member);
+    else if (existing instanceof Set) existing.add(member);
+    else if (existing !== member) this.users.set(member.user, new Set([existing, member]));
   }
 
   remove(member: M): void {
     if (this.clients.get(member.client) !== member) return;
     this.clients.delete(member.client);
-    const set = this.users.get(member.user);
-    set?.delete(member);
-    if (set?.size === 0) this.users.delete(member.user);
+    const existing = this.users.get(member.user);
+    if (existing === member) this.users.delete(member.user);
+    else if (existing instanceof Set) {
+      existing.delete(member);
+      if (existing.size === 1) this.users.set(member.user, existing.values().next().value as M);
+    }
   }
 
   client(id: string): M | undefined {
     return this.clients.get(id);
   }
 
-  userConnections(user: string): ReadonlySet<M> {
-    return this.users.get(user) ?? new Set();
+  /** Distinct users with a connection here. */
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  userConnections(user: string): M[] {
+    const existing = this.users.get(user);
+    return existing === undefined ? [] : existing instanceof Set ? [...existing] : [existing];
+  }
+
+  userConnectionCount(user: string): number {
+    const existing = this.users.get(user);
+    return existing === undefined ? 0 : existing instanceof Set ? existing.size : 1;
   }
 
   all(): IterableIterator<M> {
@@ -136,6 +154,10 @@ export class Hub<M extends HubMember = HubMember> {
 
   channels(): IterableIterator<[string, ReadonlySet<M>]> {
     return this.subscribers.entries();
+  }
+
+  get channelCount(): number {
+    return this.subscribers.size;
   }
 
   /** Sends an encoded push to every local subscriber of the channel (but `skipClient`). */

@@ -279,7 +279,7 @@ export class Node {
 
   /** Local connections of a user, optionally one client only. */
   sessionsOf(user: string, client?: string): Session[] {
-    const sessions = [...this.hub.userConnections(user)];
+    const sessions = this.hub.userConnections(user);
     return client ? sessions.filter((s) => s.client === client) : sessions;
   }
 
@@ -305,8 +305,8 @@ export class Node {
       name: this.config.nodeId,
       version: VERSION,
       num_clients: this.hub.size,
-      num_users: new Set([...this.hub.all()].map((s) => s.user)).size,
-      num_channels: [...this.hub.channels()].length,
+      num_users: this.hub.userCount,
+      num_channels: this.hub.channelCount,
       uptime: Math.floor((Date.now() - this.startedAt) / 1000),
       process: { rss: mem.rss, heap_used: mem.heapUsed },
     };

@@ -5,7 +5,7 @@
  * Commands of one connection run in arrival order.
  */
 
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import {
   type ClientInfo,
   type Command,
@@ -32,20 +32,23 @@ import {
   userAllowed,
 } from '@switchboard/protocol';
 import type { HubMember, Sink } from './hub.js';
+import type { NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
 import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
+import { Subscriptions } from './subscriptions.js';
 
 type State = 'connecting' | 'connected' | 'closed';
 
 interface Subscription {
-  resolved: ResolvedChannel;
+  readonly channel: string;
+  readonly ns: NamespaceOptions;
   live: boolean;
-  /** Frames that arrived while subscribing, sent once the subscribe reply is out. */
-  buffered: { frame: string; offset: number | undefined }[];
+  /** Frames that arrived while subscribing, sent once the subscribe reply is out; none once live. */
+  buffered: { frame: string; offset: number | undefined }[] | undefined;
   /** Offset the client has up to, once the reply is built; buffered frames at or below it are skipped. */
   sentOffset: number;
-  chanInfo?: unknown;
+  chanInfo: unknown;
   /** Subscription token expiry in seconds since the epoch; 0 never. */
   expiresAt: number;
 }
@@ -55,25 +58,57 @@ const isError = (v: unknown): v is ProtocolError =>
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
+/**
+ * Whole milliseconds since the process started. A session keeps its times in
+ * these: small integers are stored in the object itself, where a Date.now()
+ * (beyond 2^31) would be a 16-byte heap number per field per connection.
+ */
+export const monotonicMs = () => Math.floor(performance.now());
+
+/** Random bytes for client ids, drawn a batch at a time. */
+const idPool = Buffer.alloc(4608);
+let idOffset = idPool.length;
+
+/**
+ * A client id: 72 random bits as 12 base64url characters, unique across the
+ * cluster without coordination and a 32-byte string where a UUID takes 56.
+ */
+function newClientId(): string {
+  if (idOffset + 9 > idPool.length) {
+    randomFillSync(idPool);
+    idOffset = 0;
+  }
+  idOffset += 9;
+  return idPool.toString('base64url', idOffset - 9, idOffset);
+}
+
 /** A subscribe ended by a resync while it was being prepared: the client tries again at once. */
 const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'subscription interrupted' };
 /** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
 const BROKER_PATIENCE_MS = 3000;
 
+const SETTLED = Promise.resolve();
+
 export class Session implements HubMember {
-  readonly client = randomUUID();
-  private readonly openedAt = Date.now();
+  readonly client = newClientId();
+  private readonly openedAt = monotonicMs();
   user = '';
   private state: State = 'connecting';
-  private readonly subs = new Map<string, Subscription>();
-  private queue: Promise<void> = Promise.resolve();
+  private readonly subs = new Subscriptions<Subscription>();
+  /** The last queued command while any is queued; commands run one after another. */
+  private queue: Promise<void> | undefined;
+  private queued = 0;
+  /** Subscriptions with an expiry: the tick looks at subscriptions only when there are some. */
+  private expiring = 0;
   private connInfo: unknown;
   private meta: Record<string, unknown> | undefined;
   private expiresAt = 0;
+  /** Times in monotonicMs(). */
   private nextPingAt = 0;
   private pongDueAt = 0;
+  /** Token bucket of commands_per_second, in whole tokens. */
   private tokens: number;
-  private lastRefill = Date.now();
+  private lastRefill = this.openedAt;
   private overLimit = 0;
   private closeReason: string | undefined;
   /** The connect deadline; dropped once connected, so that an idle session does not keep the timer object. */
@@ -123,7 +158,8 @@ export class Session implements HubMember {
         continue;
       }
       const command = line.command;
-      this.queue = this.queue.then(() => this.run(command));
+      this.queued++;
+      this.queue = (this.queue ?? SETTLED).then(() => this.run(command));
     }
   }
 
@@ -152,10 +188,10 @@ export class Session implements HubMember {
       });
     this.node.metrics.lifespan.observe(
       { transport: this.sink.transport, reason: label },
-      (Date.now() - this.openedAt) / 1000,
+      (monotonicMs() - this.openedAt) / 1000,
     );
     if (!wasConnected) return;
-    for (const channel of [...this.subs.keys()]) {
+    for (const { channel } of this.subs.list()) {
       this.unsubscribeCore(channel).catch((err) =>
         this.node.log.warn({ err, channel }, 'cleanup after close failed'),
       );
@@ -175,24 +211,32 @@ export class Session implements HubMember {
   }
 
   buffer(channel: string, frame: string, offset: number | undefined): void {
-    this.subs.get(channel)?.buffered.push({ frame, offset });
+    const sub = this.subs.get(channel);
+    if (sub && !sub.live) (sub.buffered ??= []).push({ frame, offset });
   }
 
-  /** Called every second: pings, pong deadline, token expiry, slow consumers. Returns the bytes queued. */
-  tick(now: number): number {
+  /**
+   * Called every second (`now` in monotonicMs(), `epochSeconds` the wall
+   * clock): pings, pong deadline, token expiry, slow consumers. Returns the
+   * bytes queued. Allocates nothing for a connection with nothing to do.
+   */
+  tick(now: number, epochSeconds: number): number {
     if (this.state !== 'connected') return 0;
     const { config } = this.node;
     const buffered = this.sink.bufferedAmount();
     const drop =
       this.pongDueAt > 0 && now > this.pongDueAt
-        ? ([Disconnects.noPong, 'no_pong'] as const)
-        : this.expiresAt > 0 && now / 1000 >= this.expiresAt + config.expiredCloseDelay
-          ? ([Disconnects.expired, 'expired'] as const)
+        ? Disconnects.noPong
+        : this.expiresAt > 0 && epochSeconds >= this.expiresAt + config.expiredCloseDelay
+          ? Disconnects.expired
           : buffered > config.maxBackpressure
-            ? ([Disconnects.slow, 'slow'] as const)
+            ? Disconnects.slow
             : undefined;
     if (drop) {
-      this.disconnect(drop[0], drop[1]);
+      this.disconnect(
+        drop,
+        drop === Disconnects.noPong ? 'no_pong' : drop === Disconnects.expired ? 'expired' : 'slow',
+      );
       return 0;
     }
     if (now >= this.nextPingAt && this.pongDueAt === 0) {
@@ -200,11 +244,13 @@ export class Session implements HubMember {
       this.pongDueAt = now + config.pongTimeout * 1000;
       this.nextPingAt = now + config.pingInterval * 1000;
     }
-    for (const [channel, sub] of this.subs) {
-      if (sub.expiresAt > 0 && now / 1000 >= sub.expiresAt + config.expiredCloseDelay)
-        this.serverUnsubscribe(channel, Unsubscribes.expired).catch((err) =>
-          this.node.log.warn({ err, channel }, 'ending an expired subscription failed'),
-        );
+    if (this.expiring > 0) {
+      for (const sub of this.subs.list()) {
+        if (sub.expiresAt > 0 && epochSeconds >= sub.expiresAt + config.expiredCloseDelay)
+          this.serverUnsubscribe(sub.channel, Unsubscribes.expired).catch((err) =>
+            this.node.log.warn({ err, channel: sub.channel }, 'ending an expired subscription failed'),
+          );
+      }
     }
     return buffered;
   }
@@ -232,12 +278,14 @@ export class Session implements HubMember {
   // ---- commands
 
   private async run(command: Command): Promise<void> {
-    if (this.state === 'closed' || command.method === 'pong') return;
-    if (this.state === 'connecting' && command.method !== 'connect') {
-      return this.disconnect(Disconnects.badRequest, 'bad_request');
-    }
     const started = process.hrtime.bigint();
+    let timed = false;
     try {
+      if (this.state === 'closed' || command.method === 'pong') return;
+      if (this.state === 'connecting' && command.method !== 'connect') {
+        return this.disconnect(Disconnects.badRequest, 'bad_request');
+      }
+      timed = true;
       const result = await this.dispatch(command);
       if (command.id > 0 && !this.isClosed() && result !== undefined) {
         if (isError(result)) {
@@ -252,8 +300,12 @@ export class Session implements HubMember {
       this.node.metrics.commandErrors.inc({ method: command.method, code: String(Errors.internal.code) });
       if (command.id > 0) this.send({ id: command.id, error: Errors.internal });
     } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.node.metrics.commandDuration.observe({ method: command.method }, seconds);
+      // The last queued command done: an idle session keeps no settled promise.
+      if (--this.queued === 0) this.queue = undefined;
+      if (timed) {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.node.metrics.commandDuration.observe({ method: command.method }, seconds);
+      }
     }
   }
 
@@ -323,7 +375,7 @@ export class Session implements HubMember {
     }
     if (
       config.maxConnectionsPerUser > 0 &&
-      hub.userConnections(this.user).size >= config.maxConnectionsPerUser
+      hub.userConnectionCount(this.user) >= config.maxConnectionsPerUser
     ) {
       reject('user_limit');
       this.disconnect(Disconnects.connectionLimit, 'limit');
@@ -339,8 +391,7 @@ export class Session implements HubMember {
       user: this.user,
       transport: this.sink.transport,
     });
-    const now = Date.now();
-    this.nextPingAt = now + config.pingInterval * 1000;
+    this.nextPingAt = monotonicMs() + config.pingInterval * 1000;
 
     const result: ConnectResult = {
       client: this.client,
@@ -376,7 +427,10 @@ export class Session implements HubMember {
       return undefined;
     }
     this.sendFrame(frame);
-    metrics.connectDuration.observe({ transport: this.sink.transport }, (Date.now() - this.openedAt) / 1000);
+    metrics.connectDuration.observe(
+      { transport: this.sink.transport },
+      (monotonicMs() - this.openedAt) / 1000,
+    );
     for (const channel of Object.keys(subs)) this.activate(channel);
     return undefined;
   }
@@ -459,14 +513,16 @@ export class Session implements HubMember {
     // A broker reconnecting (a lost NATS server) is waited out briefly rather than refused at once.
     if (!(await this.node.broker.whenReady(BROKER_PATIENCE_MS))) return BROKER_UNAVAILABLE;
     const sub: Subscription = {
-      resolved,
+      channel,
+      ns: resolved.ns,
       live: false,
-      buffered: [],
+      buffered: undefined,
       sentOffset: 0,
-      expiresAt: options.expiresAt,
+      chanInfo: options.chanInfo,
+      expiresAt: 0,
     };
-    if (options.chanInfo !== undefined) sub.chanInfo = options.chanInfo;
-    this.subs.set(channel, sub);
+    this.subs.set(sub);
+    this.setExpiry(sub, options.expiresAt);
     try {
       return await this.prepareSubscription(sub, options);
     } catch (err) {
@@ -484,8 +540,7 @@ export class Session implements HubMember {
       authorize?: () => Promise<Outcome<SubscribeDecision>>;
     },
   ): Promise<SubscribeResult | ProtocolError> {
-    const { ns } = sub.resolved;
-    const channel = sub.resolved.name.channel;
+    const { ns, channel } = sub;
     const { broker, registry } = this.node;
     await this.node.addSubscriber(channel, this);
     const result: SubscribeResult = {};
@@ -547,10 +602,10 @@ export class Session implements HubMember {
     const sub = this.subs.get(channel);
     if (!sub || sub.live) return;
     sub.live = true;
-    for (const { frame, offset } of sub.buffered) {
+    for (const { frame, offset } of sub.buffered ?? []) {
       if (offset === undefined || offset > sub.sentOffset) this.sink.send(frame);
     }
-    sub.buffered = [];
+    sub.buffered = undefined;
     this.node.hub.activate(channel, this);
   }
 
@@ -558,10 +613,11 @@ export class Session implements HubMember {
     const sub = this.subs.get(channel);
     if (!sub) return;
     this.subs.delete(channel);
+    this.setExpiry(sub, 0);
     await this.node.removeSubscriber(channel, this);
-    if (!sub.resolved.ns.presence) return;
+    if (!sub.ns.presence) return;
     await this.node.registry.removePresence(channel, this.client);
-    if (announce && sub.resolved.ns.join_leave)
+    if (announce && sub.ns.join_leave)
       await this.node.broker.publishLeave(channel, this.clientInfo(sub.chanInfo));
   }
 
@@ -638,11 +694,17 @@ export class Session implements HubMember {
     const check = await this.node.tokens.subscription(req.token);
     if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
     if (check.value.channel !== req.channel || check.value.user !== this.user) return Errors.permissionDenied;
-    sub.expiresAt = check.value.expiresAt;
+    this.setExpiry(sub, check.value.expiresAt);
     return sub.expiresAt > 0 ? { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) } : {};
   }
 
   // ---- helpers
+
+  /** A subscription's token expiry (0: none), counted in `expiring` for the tick. */
+  private setExpiry(sub: Subscription, expiresAt: number): void {
+    this.expiring += (expiresAt > 0 ? 1 : 0) - (sub.expiresAt > 0 ? 1 : 0);
+    sub.expiresAt = expiresAt;
+  }
 
   /** State read after an await, where TypeScript's narrowing no longer holds. */
   private isClosed(): boolean {
@@ -689,12 +751,25 @@ export class Session implements HubMember {
     else if ((reply.id ?? 0) > 0) this.sendFrame(JSON.stringify({ id: reply.id, error: Errors.internal }));
   }
 
-  /** Token bucket of commands_per_second; sustained excess (a second's worth refused) disconnects. */
+  /**
+   * Token bucket of commands_per_second in whole tokens (small integers, kept
+   * in the object): the refill moves `lastRefill` by the time the tokens
+   * earned stand for, so that no fraction is lost between commands.
+   * Sustained excess (a second's worth refused) disconnects.
+   */
   private takeToken(): boolean {
-    const now = Date.now();
     const rate = this.node.config.commandsPerSecond;
-    this.tokens = Math.min(rate, this.tokens + ((now - this.lastRefill) * rate) / 1000);
-    this.lastRefill = now;
+    if (this.tokens < rate) {
+      const now = monotonicMs();
+      const earned = Math.floor(((now - this.lastRefill) * rate) / 1000);
+      if (this.tokens + earned >= rate) {
+        this.tokens = rate;
+        this.lastRefill = now;
+      } else if (earned > 0) {
+        this.tokens += earned;
+        this.lastRefill += Math.floor((earned * 1000) / rate);
+      }
+    }
     if (this.tokens >= 1) {
       this.tokens -= 1;
       this.overLimit = 0;
@@ -708,11 +783,12 @@ export class Session implements HubMember {
 /** Runs every session's tick once a second, and reports send backlogs. */
 export function startSessionTicker(node: Node): NodeJS.Timeout {
   return setInterval(() => {
-    const now = Date.now();
+    const now = monotonicMs();
+    const epochSeconds = Date.now() / 1000;
     let bytes = 0;
     let backlogged = 0;
     for (const session of node.hub.all()) {
-      const buffered = session.tick(now);
+      const buffered = session.tick(now, epochSeconds);
       bytes += buffered;
       if (buffered > 0) backlogged++;
     }

@@ -14,12 +14,15 @@ import type { Admission } from './admission.js';
 
 interface SocketData {
   session?: Session;
-  sink?: WebSocketSink;
 }
 
 class WebSocketSink implements TopicSink {
-  readonly transport = 'websocket';
   open = true;
+
+  /** On the prototype, not in each connection's object. */
+  get transport(): 'websocket' {
+    return 'websocket';
+  }
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
@@ -105,9 +108,7 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
 
     open: (ws) => {
       admission.opened('websocket');
-      const data = ws.getUserData();
-      data.sink = new WebSocketSink(ws, traffic);
-      data.session = new Session(data.sink, node);
+      ws.getUserData().session = new Session(new WebSocketSink(ws, traffic), node);
     },
 
     message: (ws, message) => {
@@ -135,10 +136,12 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
 
     close: (ws, code) => {
       admission.closed('websocket');
-      const data = ws.getUserData();
-      if (data.sink) data.sink.open = false;
-      const slow = code === 1006 && (data.sink?.overLimit || (data.sink?.lastBuffered ?? 0) > 0);
-      data.session?.closed(code, slow ? 'slow' : undefined);
+      const session = ws.getUserData().session;
+      if (!session) return;
+      const sink = session.sink as WebSocketSink;
+      sink.open = false;
+      const slow = code === 1006 && (sink.overLimit || sink.lastBuffered > 0);
+      session.closed(code, slow ? 'slow' : undefined);
     },
   });
 }
