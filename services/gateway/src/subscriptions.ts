@@ -51,10 +51,4 @@ export class Subscriptions<S extends Keyed> {
     if (this.first) all.unshift(this.first);
     return all;
   }
-
-  /** Walks the subscriptions without allocating (the caller must not change them meanwhile). */
-  forEach(visit: (sub: S) => void): void {
-    if (this.first) visit(this.first);
-    this.rest?.forEach(visit);
-  }
 }
