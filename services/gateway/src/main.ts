@@ -36,7 +36,7 @@ import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
 import { ClientListener } from './transport/listener.js';
 import { mountWebSocket } from './transport/websocket.js';
-import { listenExclusive, uws } from './uws.js';
+import { describeUwsBuild, libc, listenExclusive, uws, uwsBuild } from './uws.js';
 
 /** Seconds of inactivity after which a channel's offsets and epoch are forgotten in memory. */
 const HISTORY_META_TTL = 86400;
@@ -96,6 +96,10 @@ function infrastructure(
 
 export async function startGateway(config: Config) {
   const log = createLogger(config.logLevel, config.nodeId);
+  log.info(
+    { nodejs: process.version, libc: libc(), uws: uwsBuild },
+    `uWebSockets.js: ${describeUwsBuild()} on Node ${process.version}`,
+  );
   const metrics = new Metrics();
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
   const hub = new Hub<Session>(listener.topics, metrics);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
+import { describeUwsBuild, type UwsBuild, uwsBuild } from '../src/uws.js';
 import { client, MAIN, nextEvent, startGateway, token, waitUntil } from './harness.js';
 
 async function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
@@ -37,6 +38,23 @@ test('the gateway refuses to start on the JavaScript fallback of uWebSockets.js'
   const { code, output } = await runToExit({ UWS_USE_FALLBACK: '1' });
   assert.equal(code, 1);
   assert.match(output, /native uWebSockets\.js addon/);
+});
+
+test('the gateway logs the uWebSockets.js build it runs on, once, at start-up', async () => {
+  const gateway = await startGateway({ SWITCHBOARD_LOG_LEVEL: 'info' });
+  try {
+    const lines = gateway
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"uws":'))
+      .map((l) => JSON.parse(l) as { msg: string; nodejs: string; uws: UwsBuild });
+    assert.equal(lines.length, 1);
+    assert.deepEqual(lines[0]!.uws, uwsBuild);
+    assert.equal(lines[0]!.nodejs, process.version);
+    assert.equal(lines[0]!.msg, `uWebSockets.js: ${describeUwsBuild()} on Node ${process.version}`);
+  } finally {
+    await gateway.stop();
+  }
 });
 
 test('bad configuration stops start-up with the offending key named', async () => {
