@@ -30,6 +30,7 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
       'Connect rate',
       'Delivery check',
       'Publish-to-deliver latency',
+      'Hot channel',
       'Targets',
     ]) {
       assert.ok(stdout.includes(heading), `missing ${heading}:\n${stdout}`);
@@ -61,8 +62,30 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
       ],
     );
     assert.deepEqual(
+      results.hot.map((h: any) => [h.variant, h.subscribers, h.duplicated]),
+      [
+        ['switchboard-coalesce', 100, 0],
+        ['switchboard', 100, 0],
+        ['uws', 100, 0],
+      ],
+    );
+    for (const h of results.hot) {
+      assert.ok(h.delivered > 0 && h.perCpuSecond > 0 && h.latencySamples > 0, JSON.stringify(h));
+      assert.equal(h.errors['close 3008'], undefined, `${h.variant} dropped slow subscribers`);
+    }
+    assert.deepEqual(
       results.targets.map((t: any) => t.target),
-      ['≤ 6 KB', '≥ 0.7×', '≥ 10×', '< 10 ms', '≥ 3000/s'],
+      [
+        '≤ 2.00 KB',
+        '≤ 1.25×',
+        '≥ 1.00×',
+        '≥ 0.85×',
+        '≥ 0.90×',
+        '≥ 3000/s',
+        '< 10 ms',
+        '≥ 2.00×',
+        '≤ 2.00 ms',
+      ],
     );
     assert.match(stdout, /^(PASS|MISS) {2}/m);
     const html = readFileSync(join(out, 'growth.html'), 'utf8');

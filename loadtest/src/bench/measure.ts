@@ -36,6 +36,17 @@ export interface Plan {
   timeoutMs: number;
   /** Longest wait for the server's RSS to settle before it is read. */
   settleMs: number;
+  /** The hot channel (hot.ts): 1 channel × `subscribers`, `rate` publications/s for `seconds`. */
+  hot: {
+    subscribers: number;
+    rate: number;
+    seconds: number;
+    warmupSeconds: number;
+    /** One latency recorded per this many deliveries of each subscriber. */
+    latencyEvery: number;
+    /** SWITCHBOARD_PUSH_COALESCE_WINDOW (ms) of the "with coalescing" run. */
+    coalesceWindowMs: number;
+  };
 }
 
 export interface MemoryPoint {

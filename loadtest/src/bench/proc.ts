@@ -65,3 +65,51 @@ export function machine() {
     kernel: `${os.type()} ${os.release()}`,
   };
 }
+
+/** Bytes queued in the kernel on the TCP connections of `port` on 127.0.0.x (IPv4, /proc/net/tcp). */
+export interface TcpQueues {
+  /** The server's send queues (written by the server, not yet taken by its peers). */
+  serverSend: number;
+  /** The clients' receive queues (arrived, not yet read by the load generator). */
+  clientReceive: number;
+  connections: number;
+}
+
+export function tcpQueues(port: number, table = readFileSync('/proc/net/tcp', 'latin1')): TcpQueues {
+  const portSuffix = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const queues: TcpQueues = { serverSend: 0, clientReceive: 0, connections: 0 };
+  // Fixed columns after "<sl>: ": local 0100007F:1F90, remote, st (01: established), tx_queue:rx_queue.
+  // Read by position: the table holds every socket of the machine, tens of thousands of lines at times.
+  let at = table.indexOf('\n') + 1;
+  while (at > 0 && at < table.length) {
+    const next = table.indexOf('\n', at);
+    const p = table.indexOf(': ', at) + 2;
+    at = next === -1 ? 0 : next + 1;
+    if (p < 2 || table.slice(p + 28, p + 30) !== '01') continue;
+    if (table.slice(p + 8, p + 13) === portSuffix) {
+      queues.serverSend += parseInt(table.slice(p + 31, p + 39), 16);
+      queues.connections++;
+    } else if (table.slice(p + 22, p + 27) === portSuffix)
+      queues.clientReceive += parseInt(table.slice(p + 40, p + 48), 16);
+  }
+  return queues;
+}
+
+/** Seconds core `core` spent so far, by kind (/proc/stat; softirq is accounted to no process). */
+export interface CoreTimes {
+  busy: number;
+  softirq: number;
+  idle: number;
+}
+
+export function coreTimes(core: number, stat = readFileSync('/proc/stat', 'utf8')): CoreTimes {
+  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core} `));
+  if (!line) throw new Error(`no cpu${core} in /proc/stat`);
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1, 9)
+    .map((v) => Number(v) / CLOCK_TICKS) as [number, number, number, number, number, number, number, number];
+  return { busy: user + nice + system + irq + softirq + steal, softirq, idle: idle + iowait };
+}

@@ -3,6 +3,7 @@
  * the margin.
  */
 
+import { HOT_LABELS, HOT_VARIANTS, type HotResult, type HotVariant } from './hot.js';
 import type { DeliveryRun, LatencyResult, ServerResult } from './measure.js';
 import { LABELS, type ServerKind } from './servers.js';
 
@@ -13,6 +14,8 @@ export interface TargetRow {
   pass: boolean;
   /** Positive: better than the target by this fraction; negative: missed by it. */
   margin: number;
+  /** The figures behind a ratio or a difference (Switchboard's and bare uWS's, say). */
+  detail: string;
 }
 
 export const kb = (bytes: number) => `${(bytes / 1024).toFixed(2)} KB`;
@@ -159,67 +162,134 @@ function target(
   limit: number,
   atMost: boolean,
   unit: (v: number) => string,
+  detail = '',
 ): TargetRow {
   const pass = atMost ? measured <= limit : measured >= limit;
   const margin = atMost ? (limit - measured) / limit : (measured - limit) / limit;
-  return { name, target: goal, measured: unit(measured), pass, margin };
+  return { name, target: goal, measured: unit(measured), pass, margin, detail };
 }
 
-/** The issue's targets, judged on what was measured (rows are left out when their data is missing). */
-export function judgeTargets(results: ServerResult[], latencies: LatencyResult[]): TargetRow[] {
+const times = (v: number) => `${v.toFixed(2)}×`;
+const ms = (v: number) => `${v.toFixed(2)} ms`;
+const perCpu = (v: number) => `${count(v)}/CPU-s`;
+
+/** Switchboard's figure ÷ bare uWS's, as a target row: left out when either is missing or 0. */
+function versusUws(
+  name: string,
+  goal: string,
+  factor: number,
+  atMost: boolean,
+  sb: number | undefined,
+  uws: number | undefined,
+  unit: (v: number) => string,
+): TargetRow[] {
+  if (!sb || !uws) return [];
+  return [
+    target(name, goal, sb / uws, factor, atMost, times, `Switchboard ${unit(sb)}, bare uWS ${unit(uws)}`),
+  ];
+}
+
+/** The point measured at `n` (or the nearest), for the same level in another server's results. */
+function at<T>(points: T[], n: number, nOf: (p: T) => number): T | undefined {
+  return points.reduce<T | undefined>(
+    (best, p) => (!best || Math.abs(nOf(p) - n) < Math.abs(nOf(best) - n) ? p : best),
+    undefined,
+  );
+}
+
+/**
+ * Issue 14's targets, judged on what was measured, Switchboard against bare
+ * uWS measured in the same run; rows whose data is missing are left out.
+ */
+export function judgeTargets(
+  results: ServerResult[],
+  latencies: LatencyResult[],
+  hot: HotResult[] = [],
+): TargetRow[] {
   const of = (kind: ServerKind) => results.find((r) => r.kind === kind);
   const sb = of('switchboard');
+  const uws = of('uws');
   const rows: TargetRow[] = [];
-  if (!sb) return rows;
-  const closestTo = <T extends { n: number }>(points: T[], n: number) =>
-    points.reduce<T | undefined>(
-      (best, p) => (!best || Math.abs(p.n - n) < Math.abs(best.n - n) ? p : best),
-      undefined,
-    );
-  const memory = closestTo(
-    sb.memory.map((m) => ({ ...m, n: m.connections })),
-    10_000,
-  );
-  if (memory) {
+  const memory = sb?.memory.at(-1);
+  if (sb && memory) {
+    const level = count(memory.connections);
     rows.push(
       target(
-        `idle connection memory at ${count(memory.n)} connections`,
-        '≤ 6 KB',
+        `RSS per idle connection at ${level} (authenticated, subscribed)`,
+        '≤ 2.00 KB',
         memory.bytesPerConnection,
-        6 * 1024,
+        2 * 1024,
         true,
         kb,
       ),
     );
-  }
-  const largest = sb.fanout.at(-1);
-  for (const [peer, factor] of [
-    ['uws', 0.7],
-    ['socketio', 10],
-  ] as const) {
-    const p = of(peer)?.fanout.find((r) => r.n === largest?.n) ?? of(peer)?.fanout.at(-1);
-    if (largest && p && p.perCpuSecond > 0) {
-      rows.push(
-        target(
-          `fan-out 1×${count(largest.n)} deliveries/CPU-s vs ${LABELS[peer]}`,
-          `≥ ${factor}×`,
-          largest.perCpuSecond / p.perCpuSecond,
-          factor,
-          false,
-          (v) => `${v.toFixed(2)}×`,
-        ),
-      );
-    }
-  }
-  const cluster = latencies
-    .filter((l) => l.setup === 'cluster')
-    .reduce<LatencyResult | undefined>(
-      (best, l) =>
-        !best || Math.abs(l.offeredDeliveryRate - 20_000) < Math.abs(best.offeredDeliveryRate - 20_000)
-          ? l
-          : best,
-      undefined,
+    const peer = uws && at(uws.memory, memory.connections, (m) => m.connections);
+    rows.push(
+      ...versusUws(
+        `RSS per idle connection at ${level} vs bare uWS`,
+        '≤ 1.25×',
+        1.25,
+        true,
+        memory.bytesPerConnection,
+        peer?.bytesPerConnection,
+        kb,
+      ),
     );
+  }
+  const fanout = sb?.fanout.at(-1);
+  if (fanout) {
+    rows.push(
+      ...versusUws(
+        `fan-out 1 channel × ${count(fanout.n)}, deliveries/CPU-s vs bare uWS`,
+        '≥ 1.00×',
+        1,
+        false,
+        fanout.perCpuSecond,
+        uws && at(uws.fanout, fanout.n, (r) => r.n)?.perCpuSecond,
+        perCpu,
+      ),
+    );
+  }
+  const channels = sb?.channels.at(-1);
+  if (channels) {
+    rows.push(
+      ...versusUws(
+        `fan-out ${count(channels.n)} channels × 1 (a client publish each), deliveries/CPU-s vs bare uWS`,
+        '≥ 0.85×',
+        0.85,
+        false,
+        channels.perCpuSecond,
+        uws && at(uws.channels, channels.n, (r) => r.n)?.perCpuSecond,
+        perCpu,
+      ),
+    );
+  }
+  if (sb) {
+    rows.push(
+      ...versusUws(
+        'connects/CPU-s with HS256 vs bare uWS',
+        '≥ 0.90×',
+        0.9,
+        false,
+        sb.connect.perCpuSecond,
+        uws?.connect.perCpuSecond,
+        (v) => `${v.toFixed(0)}/CPU-s`,
+      ),
+      target(
+        'connects per gateway CPU-second (HS256)',
+        '≥ 3000/s',
+        sb.connect.perCpuSecond,
+        3000,
+        false,
+        (v) => `${v.toFixed(0)}/s`,
+      ),
+    );
+  }
+  const cluster = at(
+    latencies.filter((l) => l.setup === 'cluster'),
+    20_000,
+    (l) => l.offeredDeliveryRate,
+  );
   if (cluster) {
     rows.push(
       target(
@@ -228,32 +298,121 @@ export function judgeTargets(results: ServerResult[], latencies: LatencyResult[]
         cluster.p99,
         10,
         true,
-        (v) => `${v.toFixed(2)} ms`,
+        ms,
       ),
     );
   }
-  rows.push(
-    target(
-      'connects per second per gateway (HS256), per gateway CPU-second',
-      '≥ 3000/s',
-      sb.connect.perCpuSecond,
-      3000,
-      false,
-      (v) => `${v.toFixed(0)}/s`,
-    ),
-  );
+  const variant = (v: HotVariant) => hot.find((h) => h.variant === v);
+  const on = variant('switchboard-coalesce');
+  const off = variant('switchboard');
+  const bare = variant('uws');
+  const scenario = (h: HotResult) => `hot channel 1 × ${count(h.subscribers)} at ${count(h.offeredRate)}/s`;
+  // The setting took only if frames carried more than one push (at 2 pushes per window, well above 1).
+  const uncoalesced = (h: HotResult) =>
+    h.linesPerMessage < 1.05
+      ? ` (no coalescing seen: ${h.linesPerMessage.toFixed(2)} pushes per message)`
+      : '';
+  if (on) {
+    rows.push(
+      ...versusUws(
+        `${scenario(on)}, deliveries/CPU-s with coalescing (${on.coalesceWindowMs} ms) vs bare uWS`,
+        '≥ 2.00×',
+        2,
+        false,
+        on.perCpuSecond,
+        bare?.perCpuSecond,
+        perCpu,
+      ).map((r) => ({ ...r, detail: r.detail + uncoalesced(on) })),
+    );
+  }
+  if (on && off) {
+    const overloaded = [on, off].filter((h) => !h.sustained).map((h) => HOT_LABELS[h.variant]);
+    rows.push(
+      target(
+        `${scenario(on)}, p99 publish→deliver added by coalescing (${on.coalesceWindowMs} ms)`,
+        '≤ 2.00 ms',
+        on.p99 - off.p99,
+        2,
+        true,
+        ms,
+        `with ${ms(on.p99)}, without ${ms(off.p99)}` +
+          (overloaded.length > 0 ? ` (not sustained: ${overloaded.join(', ')})` : '') +
+          uncoalesced(on),
+      ),
+    );
+  }
   return rows;
 }
 
+const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MB`;
+
+/** The hot channel's variants side by side, one column each, and Switchboard's ratios to bare uWS. */
+export function formatHot(hot: HotResult[]): string {
+  if (hot.length === 0) return '';
+  const runs = HOT_VARIANTS.map((v) => hot.find((h) => h.variant === v)).filter(
+    (h): h is HotResult => h !== undefined,
+  );
+  const first = runs[0]!;
+  const bare = runs.find((h) => h.variant === 'uws');
+  const row = (name: string, cell: (h: HotResult) => string) => [name, ...runs.map(cell)];
+  const rows = [
+    row('coalescing window', (h) => (h.coalesceWindowMs === undefined ? '–' : `${h.coalesceWindowMs} ms`)),
+    row('subscribers', (h) => String(h.subscribers)),
+    row('delivered / expected', (h) => `${h.delivered} / ${h.expected}`),
+    row('lost / duplicated / reordered', (h) => `${h.lost} / ${h.duplicated} / ${h.reordered}`),
+    row('publish errors', (h) => String(h.publishErrors)),
+    row('wall s (planned)', (h) => `${h.seconds.toFixed(2)} (${h.plannedSeconds.toFixed(2)})`),
+    row('deliveries/s', (h) => h.perSecond.toFixed(0)),
+    row('server CPU s', (h) => h.cpuSeconds.toFixed(2)),
+    row('server CPU, share of its core', (h) => `${(h.serverCpu * 100).toFixed(0)} %`),
+    row('deliveries per server CPU-second', (h) => h.perCpuSecond.toFixed(0)),
+    row('÷ bare uWS', (h) => (bare ? ratio(h.perCpuSecond, bare.perCpuSecond) : '–')),
+    row(
+      "server's core: busy, of which softirq",
+      (h) => `${(h.serverCoreBusy * 100).toFixed(0)} %, ${(h.serverCoreSoftirq * 100).toFixed(0)} %`,
+    ),
+    row('deliveries per (server CPU + softirq) s', (h) => h.perCpuSecondWithSoftirq.toFixed(0)),
+    row('÷ bare uWS ', (h) => (bare ? ratio(h.perCpuSecondWithSoftirq, bare.perCpuSecondWithSoftirq) : '–')),
+    row('pushes per WebSocket message', (h) => h.linesPerMessage.toFixed(2)),
+    row('WebSocket messages per TCP read', (h) => h.messagesPerRead.toFixed(1)),
+    row('p50 ms', (h) => h.p50.toFixed(2)),
+    row('p99 ms', (h) => h.p99.toFixed(2)),
+    row('p999 ms', (h) => h.p999.toFixed(2)),
+    row('latency samples', (h) => String(h.latencySamples)),
+    row('drain s (last publish reply → last delivery)', (h) => h.drainSeconds.toFixed(2)),
+    row('load generator CPU, share of core 0', (h) => `${(h.generatorCpu * 100).toFixed(0)} %`),
+    row('most bytes unread by the generator (kernel)', (h) => mb(h.maxGeneratorBacklogBytes)),
+    row("most bytes in the server's send queues (kernel)", (h) => mb(h.maxServerSendQueueBytes)),
+    row('sustained', (h) => (h.sustained ? 'yes' : 'no')),
+    row(
+      'connection errors and closes',
+      (h) =>
+        Object.entries(h.errors)
+          .map(([what, n]) => `${what}: ${n}`)
+          .join(', ') || 'none',
+    ),
+  ];
+  // The names left-aligned: padded to one width, table's right alignment leaves them so.
+  const width = Math.max(...rows.map((r) => r[0]!.length));
+  for (const r of rows) r[0] = r[0]!.padEnd(width);
+  return (
+    `Hot channel: 1 channel × ${first.subscribers} subscribers × ${first.offeredRate} publications/s ` +
+    `(${first.offeredDeliveryRate.toLocaleString('en-US')} deliveries/s offered) for ` +
+    `${first.plannedSeconds.toFixed(1)} s; lean subscribers\n` +
+    `${table([''.padEnd(width), ...runs.map((h) => HOT_LABELS[h.variant])], rows)}\n`
+  );
+}
+
 export function formatTargets(rows: TargetRow[]): string {
-  return `Targets\n${table(
-    ['', 'target', 'measured', 'margin', 'what'],
+  return `Targets (issue 14; Switchboard ÷ bare uWS measured in the same run)\n${table(
+    ['', 'target', 'measured', 'margin', 'what', 'figures'],
     rows.map((r) => [
       r.pass ? 'PASS' : 'MISS',
       r.target,
       r.measured,
       `${r.margin >= 0 ? '+' : ''}${(r.margin * 100).toFixed(0)}%`,
       r.name,
+      r.detail,
     ]),
   )}\n`;
 }

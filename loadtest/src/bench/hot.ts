@@ -1,0 +1,193 @@
+/**
+ * The hot channel: one channel, many subscribers, publications at a rate
+ * that makes per-message costs dominate (1,000 × 2,000/s = 2 million
+ * deliveries per second offered). Run against Switchboard with push
+ * coalescing (SWITCHBOARD_PUSH_COALESCE_WINDOW > 0: one channel's pushes
+ * within the window leave as one frame of newline-separated lines),
+ * Switchboard without it, and bare uWS. The subscribers are lean clients
+ * (src/lean-client.ts) so that one generator process can read what a server
+ * core sends; the publisher is the ordinary Connection.
+ */
+
+import { centrifugo } from '../connection.js';
+import { loopbackAddresses } from '../fleet.js';
+import { LeanStats, leanFleet } from '../lean-client.js';
+import { openLoop, payload } from '../tracker.js';
+import { type DeliveryRun, type Plan, tokens } from './measure.js';
+import { coreTimes, cpuSeconds, tcpQueues } from './proc.js';
+import { startServer } from './servers.js';
+
+export const HOT_VARIANTS = ['switchboard-coalesce', 'switchboard', 'uws'] as const;
+export type HotVariant = (typeof HOT_VARIANTS)[number];
+
+export const HOT_LABELS: Record<HotVariant, string> = {
+  'switchboard-coalesce': 'Switchboard, coalescing',
+  switchboard: 'Switchboard, no coalescing',
+  uws: 'bare uWS',
+};
+
+export interface HotResult extends DeliveryRun {
+  variant: HotVariant;
+  /** SWITCHBOARD_PUSH_COALESCE_WINDOW given (ms); undefined for bare uWS. */
+  coalesceWindowMs: number | undefined;
+  offeredRate: number;
+  offeredDeliveryRate: number;
+  /** Subscribers that connected and subscribed (of plan.subscribers). */
+  subscribers: number;
+  /** Lines (pushes) per WebSocket message, and messages per TCP read, as the subscribers saw them. */
+  linesPerMessage: number;
+  messagesPerRead: number;
+  /** Seconds from the last publication sent to the last delivery read. */
+  drainSeconds: number;
+  /** Load generator CPU (user + system) over the run, as a fraction of one core. */
+  generatorCpu: number;
+  /** Server CPU over the run as a fraction of one core. */
+  serverCpu: number;
+  /**
+   * The server's core over the run, as fractions of it: busy (any process or
+   * kernel work), and softirq alone: the loopback TCP work of the server's
+   * sends, which the kernel accounts to no process (so not to cpuSeconds).
+   */
+  serverCoreBusy: number;
+  serverCoreSoftirq: number;
+  /** Deliveries per server CPU-second counting the core's softirq time as the server's too. */
+  perCpuSecondWithSoftirq: number;
+  /** Seconds the publications were planned to take. */
+  plannedSeconds: number;
+  /**
+   * The server kept up: nothing lost, no publish error, every delivery in
+   * within half a second of the planned end. When false, latency is mostly
+   * queueing in an overloaded server (or generator: see generatorCpu).
+   */
+  sustained: boolean;
+  /** Largest kernel backlog seen (sampled every second): bytes waiting for the generator, in the server's send queues. */
+  maxGeneratorBacklogBytes: number;
+  maxServerSendQueueBytes: number;
+  latencySamples: number;
+  errors: Record<string, number>;
+}
+
+const CHANNEL = 'hot';
+
+async function waitFor(stats: LeanStats, target: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = stats.delivered;
+  let quietSince = performance.now();
+  while (stats.delivered < target && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (stats.delivered !== last) {
+      last = stats.delivered;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince > Math.min(timeoutMs, 3000)) return;
+  }
+}
+
+/** One variant: its own server process pinned to `core`, `plan.hot.subscribers` lean subscribers, one publisher. */
+export async function hotChannel(
+  variant: HotVariant,
+  plan: Plan,
+  secret: string,
+  core: number,
+): Promise<HotResult> {
+  const hot = plan.hot;
+  const kind = variant === 'uws' ? 'uws' : 'switchboard';
+  const window = variant === 'switchboard-coalesce' ? hot.coalesceWindowMs : 0;
+  const env: Record<string, string> =
+    kind === 'switchboard' ? { SWITCHBOARD_PUSH_COALESCE_WINDOW: String(window) } : {};
+  const server = await startServer(kind, secret, core, env);
+  const port = Number(new URL(server.url).port);
+  const token = tokens(secret);
+  const stats = new LeanStats();
+  stats.latencyEvery = hot.latencyEvery;
+  const { subscribers, errors } = await leanFleet(hot.subscribers, CHANNEL, {
+    url: server.url,
+    timeoutMs: plan.timeoutMs,
+    stats,
+    token,
+    localAddresses: loopbackAddresses(4),
+  });
+  const publisher = await centrifugo({ url: server.url, token: token(-1), timeoutMs: plan.timeoutMs });
+  let publishErrors = 0;
+  let seq = 0;
+  const publish = (count: number) =>
+    openLoop(
+      count,
+      hot.rate,
+      () => publisher.publish(CHANNEL, payload(seq++, plan.payloadBytes)),
+      () => publishErrors++,
+    );
+  const live = () => subscribers.filter((s) => !s.closed).length;
+  try {
+    const warmup = Math.max(1, Math.round(hot.rate * hot.warmupSeconds));
+    await publish(warmup);
+    await waitFor(stats, warmup * live(), plan.timeoutMs);
+    stats.reset();
+    publishErrors = 0;
+
+    const count = Math.max(1, Math.round(hot.rate * hot.seconds));
+    const receivers = live();
+    const expected = count * receivers;
+    let maxGeneratorBacklogBytes = 0;
+    let maxServerSendQueueBytes = 0;
+    const sample = setInterval(() => {
+      const q = tcpQueues(port);
+      maxGeneratorBacklogBytes = Math.max(maxGeneratorBacklogBytes, q.clientReceive);
+      maxServerSendQueueBytes = Math.max(maxServerSendQueueBytes, q.serverSend);
+    }, 1000);
+    const cpuBefore = cpuSeconds(server.pid);
+    const coreBefore = coreTimes(core);
+    const generatorBefore = process.cpuUsage();
+    const started = performance.now();
+    await publish(count);
+    const published = performance.now();
+    await waitFor(stats, expected, plan.timeoutMs);
+    // The end is the last read: a wait that gave up after a quiet while does not count.
+    const ended = Math.max(published, Math.min(performance.now(), stats.lastReadAt - performance.timeOrigin));
+    clearInterval(sample);
+    const generator = process.cpuUsage(generatorBefore);
+    const cpu = cpuSeconds(server.pid) - cpuBefore;
+    const coreAfter = coreTimes(core);
+    const softirq = coreAfter.softirq - coreBefore.softirq;
+    const seconds = (ended - started) / 1000;
+    return {
+      variant,
+      coalesceWindowMs: kind === 'switchboard' ? window : undefined,
+      offeredRate: hot.rate,
+      offeredDeliveryRate: hot.rate * receivers,
+      subscribers: receivers,
+      n: receivers,
+      published: count,
+      expected,
+      delivered: stats.delivered,
+      lost: Math.max(0, expected - stats.delivered),
+      duplicated: stats.duplicated,
+      reordered: stats.reordered,
+      publishErrors,
+      seconds,
+      cpuSeconds: cpu,
+      perCpuSecond: cpu > 0 ? stats.delivered / cpu : 0,
+      perSecond: stats.delivered / seconds,
+      p50: stats.latency.percentile(50),
+      p99: stats.latency.percentile(99),
+      p999: stats.latency.percentile(99.9),
+      linesPerMessage: stats.messages > 0 ? stats.lines / stats.messages : 0,
+      messagesPerRead: stats.reads > 0 ? stats.messages / stats.reads : 0,
+      drainSeconds: (ended - published) / 1000,
+      generatorCpu: (generator.user + generator.system) / 1e6 / seconds,
+      serverCpu: cpu / seconds,
+      serverCoreBusy: (coreAfter.busy - coreBefore.busy) / seconds,
+      serverCoreSoftirq: softirq / seconds,
+      perCpuSecondWithSoftirq: cpu + softirq > 0 ? stats.delivered / (cpu + softirq) : 0,
+      plannedSeconds: count / hot.rate,
+      sustained: stats.delivered >= expected && publishErrors === 0 && seconds <= count / hot.rate + 0.5,
+      maxGeneratorBacklogBytes,
+      maxServerSendQueueBytes,
+      latencySamples: stats.latency.count,
+      errors: Object.fromEntries(errors),
+    };
+  } finally {
+    publisher.close();
+    for (const s of subscribers) s.close();
+    await server.stop();
+  }
+}

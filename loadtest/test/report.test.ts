@@ -1,0 +1,213 @@
+/** Issue 14's targets as judgeTargets reads them off a run's results (pure, no servers). */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { HotResult, HotVariant } from '../src/bench/hot.js';
+import type { DeliveryRun, LatencyResult, ServerResult } from '../src/bench/measure.js';
+import { formatHot, formatTargets, judgeTargets } from '../src/bench/report.js';
+import type { ServerKind } from '../src/bench/servers.js';
+
+const run = (n: number, perCpuSecond: number, p99 = 1): DeliveryRun => ({
+  n,
+  published: 1,
+  expected: n,
+  delivered: n,
+  lost: 0,
+  duplicated: 0,
+  reordered: 0,
+  publishErrors: 0,
+  seconds: 1,
+  cpuSeconds: 1,
+  perCpuSecond,
+  perSecond: n,
+  p50: p99 / 2,
+  p99,
+  p999: p99,
+});
+
+const server = (
+  kind: ServerKind,
+  {
+    kbPerConn,
+    fanout,
+    channels,
+    connects,
+  }: { kbPerConn: number; fanout: number; channels: number; connects: number },
+): ServerResult => ({
+  kind,
+  pinned: true,
+  baselineRssBytes: 50e6,
+  memory: [
+    { connections: 1000, rssBytes: 0, bytesPerConnection: 10_000 },
+    { connections: 19_000, rssBytes: 0, bytesPerConnection: kbPerConn * 1024 },
+  ],
+  fanout: [run(1000, 1), run(19_000, fanout)],
+  channels: [run(1000, 1), run(10_000, channels)],
+  connect: {
+    connections: 19_000,
+    failed: 0,
+    seconds: 1,
+    perSecond: 1,
+    cpuSeconds: 1,
+    perCpuSecond: connects,
+  },
+  errors: {},
+});
+
+const hot = (variant: HotVariant, perCpuSecond: number, p99: number, sustained = true): HotResult => ({
+  ...run(1000, perCpuSecond, p99),
+  variant,
+  coalesceWindowMs: variant === 'uws' ? undefined : variant === 'switchboard' ? 0 : 1,
+  offeredRate: 2000,
+  offeredDeliveryRate: 2_000_000,
+  subscribers: 1000,
+  linesPerMessage: variant === 'switchboard-coalesce' ? 2 : 1,
+  messagesPerRead: 10,
+  drainSeconds: 0.01,
+  generatorCpu: 0.5,
+  serverCpu: 0.9,
+  serverCoreBusy: 1,
+  serverCoreSoftirq: 0.1,
+  perCpuSecondWithSoftirq: perCpuSecond * 0.9,
+  plannedSeconds: 8,
+  sustained,
+  maxGeneratorBacklogBytes: 0,
+  maxServerSendQueueBytes: 0,
+  latencySamples: 1000,
+  errors: {},
+});
+
+const cluster: LatencyResult = {
+  ...run(100, 0, 9),
+  setup: 'cluster',
+  gateways: 3,
+  offeredDeliveryRate: 20_000,
+};
+
+const byTarget = (rows: ReturnType<typeof judgeTargets>) =>
+  Object.fromEntries(rows.map((r) => [`${r.target} ${r.name}`, r]));
+
+describe('judgeTargets', () => {
+  const results = [
+    server('switchboard', { kbPerConn: 1.9, fanout: 110_000, channels: 17_000, connects: 5000 }),
+    server('uws', { kbPerConn: 1.6, fanout: 100_000, channels: 20_000, connects: 6000 }),
+  ];
+  const hotRuns = [
+    hot('switchboard-coalesce', 650_000, 6.5),
+    hot('switchboard', 280_000, 5),
+    hot('uws', 300_000, 4),
+  ];
+  const rows = judgeTargets(results, [cluster], hotRuns);
+
+  test('every target of issue 14, in order, each against bare uWS of the same run', () => {
+    assert.deepEqual(
+      rows.map((r) => r.target),
+      [
+        '≤ 2.00 KB',
+        '≤ 1.25×',
+        '≥ 1.00×',
+        '≥ 0.85×',
+        '≥ 0.90×',
+        '≥ 3000/s',
+        '< 10 ms',
+        '≥ 2.00×',
+        '≤ 2.00 ms',
+      ],
+    );
+    assert.match(rows[0]!.name, /at 19k/);
+    assert.match(rows[2]!.name, /1 channel × 19k/);
+    assert.match(rows[3]!.name, /10k channels × 1/);
+  });
+
+  test('ratios, PASS and MISS with their margins and figures', () => {
+    const [memory, memoryRatio, fanout, channels, connects, connectsAbs, p99, hotRatio, added] = rows;
+    assert.deepEqual([memory!.pass, memory!.measured], [true, '1.90 KB']);
+    // 1.9 / 1.6 = 1.19× ≤ 1.25×
+    assert.deepEqual([memoryRatio!.pass, memoryRatio!.measured], [true, '1.19×']);
+    assert.equal(memoryRatio!.detail, 'Switchboard 1.90 KB, bare uWS 1.60 KB');
+    assert.deepEqual([fanout!.pass, fanout!.measured], [true, '1.10×']);
+    // 17k / 20k = 0.85×: exactly at the target passes.
+    assert.deepEqual([channels!.pass, channels!.measured], [true, '0.85×']);
+    // 5000 / 6000 = 0.83× < 0.9×: missed by 7 %.
+    assert.deepEqual([connects!.pass, connects!.measured], [false, '0.83×']);
+    assert.ok(Math.abs(connects!.margin - (5000 / 6000 - 0.9) / 0.9) < 1e-9);
+    assert.equal(connectsAbs!.pass, true);
+    assert.equal(p99!.pass, true);
+    // 650k / 300k = 2.17×
+    assert.deepEqual([hotRatio!.pass, hotRatio!.measured], [true, '2.17×']);
+    assert.match(hotRatio!.name, /hot channel 1 × 1000 at 2000\/s/);
+    // 6.5 - 5 = 1.5 ms added ≤ 2 ms
+    assert.deepEqual(
+      [added!.pass, added!.measured, added!.detail],
+      [true, '1.50 ms', 'with 6.50 ms, without 5.00 ms'],
+    );
+  });
+
+  test('misses: more memory than 2 KB or 1.25× uWS, coalescing short of 2×, more than 2 ms added', () => {
+    const worse = judgeTargets(
+      [
+        server('switchboard', { kbPerConn: 2.5, fanout: 90_000, channels: 10_000, connects: 7000 }),
+        server('uws', { kbPerConn: 1.6, fanout: 100_000, channels: 20_000, connects: 6000 }),
+      ],
+      [],
+      [
+        hot('switchboard-coalesce', 500_000, 9, false),
+        hot('switchboard', 280_000, 5),
+        hot('uws', 300_000, 4),
+      ],
+    );
+    const t = byTarget(worse);
+    assert.equal(t['≤ 2.00 KB RSS per idle connection at 19k (authenticated, subscribed)']!.pass, false);
+    assert.equal(t['≤ 1.25× RSS per idle connection at 19k vs bare uWS']!.measured, '1.56×');
+    assert.equal(worse.find((r) => r.target === '≥ 1.00×')!.pass, false);
+    assert.equal(worse.find((r) => r.target === '≥ 0.90×')!.pass, true);
+    assert.equal(worse.find((r) => r.target === '≥ 2.00×')!.measured, '1.67×');
+    const added = worse.find((r) => r.target === '≤ 2.00 ms')!;
+    assert.deepEqual([added.pass, added.measured], [false, '4.00 ms']);
+    assert.match(added.detail, /not sustained: Switchboard, coalescing/);
+    assert.doesNotMatch(added.detail, /no coalescing seen/);
+    // A gateway that ignored the setting: one push per message, and the rows say so.
+    const ignored = judgeTargets(
+      [],
+      [],
+      [{ ...hot('switchboard-coalesce', 1, 1), linesPerMessage: 1 }, hot('uws', 1, 1)],
+    );
+    assert.match(ignored[0]!.detail, /\(no coalescing seen: 1\.00 pushes per message\)$/);
+    // No cluster latency measured: no p99 row.
+    assert.equal(
+      worse.some((r) => r.target === '< 10 ms'),
+      false,
+    );
+  });
+
+  test('rows whose data is missing are left out', () => {
+    const sbOnly = judgeTargets(
+      [server('switchboard', { kbPerConn: 1.9, fanout: 1, channels: 1, connects: 5000 })],
+      [],
+    );
+    assert.deepEqual(
+      sbOnly.map((r) => r.target),
+      ['≤ 2.00 KB', '≥ 3000/s'],
+    );
+    // The hot channel alone (bench --only hot).
+    assert.deepEqual(
+      judgeTargets([], [], hotRuns).map((r) => r.target),
+      ['≥ 2.00×', '≤ 2.00 ms'],
+    );
+    assert.deepEqual(judgeTargets([], [], [hot('uws', 1, 1)]), []);
+  });
+
+  test('formatted: PASS/MISS lines with the figures; the hot table side by side', () => {
+    const text = formatTargets(rows);
+    assert.match(
+      text,
+      /^MISS {2}.*connects\/CPU-s with HS256 vs bare uWS {2}Switchboard 5000\/CPU-s, bare uWS 6000\/CPU-s$/m,
+    );
+    const table = formatHot(hotRuns);
+    assert.match(table, /2,000,000 deliveries\/s offered/);
+    assert.match(table, /Switchboard, coalescing +Switchboard, no coalescing +bare uWS$/m);
+    assert.match(table, /^deliveries per server CPU-second +650000 +280000 +300000$/m);
+    assert.match(table, /^÷ bare uWS +2\.17× +0\.93× +1\.00×$/m);
+    assert.match(table, /^pushes per WebSocket message +2\.00 +1\.00 +1\.00$/m);
+  });
+});
