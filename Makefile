@@ -15,7 +15,7 @@ DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
 
 
-.PHONY: help install build run token test unit lint format clean deps node24 cluster cluster-down images chart chart-files helm bench bench-scale fuzz
+.PHONY: help install build run token test unit lint format clean deps node24 cluster cluster-down images chart chart-files helm bench bench-scale soak fuzz
 
 help:
 	@echo "make run     install, build and start one gateway (embedded mode) on ports 8000/9000/10000; demo page http://localhost:8000/"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench   benchmark vs bare uWS, ws, Socket.IO, SocketCluster (minutes; BENCH_ARGS=--quick for a smoke run; NODE=$(NODE24) for Node 24)"
 	@echo "make node24  install the pinned Node 24 into .tools/node24 (make test does)"
 	@echo "make bench-scale     NATS + 1, 2, 4, 6 gateways, up to 100,000 clients (~5 min; SCALE_ARGS=--quick for a smoke run)"
+	@echo "make soak    one gateway, 19,000 clients, 10 % reconnecting per minute, steady publishing: RSS, heap, fd slopes (10 min; SOAK_ARGS='--minutes 60' for the hour)"
 
 # npm ci only when the lock file changed since the last install.
 node_modules/.package-lock.json: package-lock.json
@@ -126,6 +127,16 @@ SCALE_ARGS ?=
 bench-scale: build deps $(call NODE24_IF_NAMED,$(NODE))
 	$(NODE) services/gateway/dist/src/cli/runtime.js
 	$(NODE) loadtest/dist/src/bench/scale.js $(SCALE_ARGS)
+
+# Soak, not part of `make test`: one gateway pinned to core 1 (load on core 0)
+# holds 19,000 clients for 10 minutes (SOAK_ARGS='--minutes 60' for the recorded
+# hour) while 10 % of them reconnect per minute and a publisher publishes
+# steadily; RSS, JS heap and fd slopes per hour after the warm-up with PASS/MISS,
+# soak.json and soak.png in test-output/soak/ (docs/benchmarks/ for an hour).
+SOAK_ARGS ?=
+soak: build $(call NODE24_IF_NAMED,$(NODE))
+	$(NODE) services/gateway/dist/src/cli/runtime.js
+	$(NODE) loadtest/dist/src/bench/soak.js $(SOAK_ARGS)
 
 clean:
 	npx tsc -b --clean tsconfig.json loadtest loadtest/k6

@@ -27,8 +27,17 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 const short = (v: number) =>
   v >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : v >= 1e3 ? `${+(v / 1e3).toFixed(1)}k` : `${+v.toFixed(1)}`;
 
-/** A line chart (SVG); the y axis is logarithmic when the values span more than 20×. */
-export function chart(title: string, xLabel: string, yLabel: string, series: Series[]): string {
+/**
+ * A line chart (SVG); the y axis is logarithmic when the values span more than 20×. The x axis is
+ * labelled at every x of the points, or at `xTicks` (a time series has too many points for that).
+ */
+export function chart(
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  series: Series[],
+  xTicks?: number[],
+): string {
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1])).filter((y) => y > 0);
   if (xs.length === 0 || ys.length === 0) return '';
@@ -62,7 +71,7 @@ export function chart(title: string, xLabel: string, yLabel: string, series: Ser
       `<text x="${PAD.left - 5}" y="${y(t) + 4}" text-anchor="end">${short(t)}</text>`,
     );
   }
-  for (const v of [...new Set(xs)].sort((a, b) => a - b)) {
+  for (const v of xTicks ?? [...new Set(xs)].sort((a, b) => a - b)) {
     parts.push(`<text x="${x(v)}" y="${PAD.top + h + 15}" text-anchor="middle">${short(v)}</text>`);
   }
   series.forEach((s, i) => {

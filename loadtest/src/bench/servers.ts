@@ -27,6 +27,10 @@ export interface RunningServer {
   kind: ServerKind;
   pid: number;
   url: string;
+  /** Switchboard's internal (admin) port: /metrics, /readyz and the HTTP server API. */
+  internalUrl?: string;
+  /** Everything Switchboard printed so far (stdout and stderr). */
+  output?: () => string;
   dialect: Dialect;
   pinned: boolean;
   stop(): Promise<void>;
@@ -90,6 +94,8 @@ export async function startServer(
       kind,
       pid,
       url: gateway.wsUrl,
+      internalUrl: gateway.internalUrl,
+      output: gateway.output,
       dialect: centrifugo,
       pinned: pin(pid, core),
       stop: async () => void (await gateway.stop()),
