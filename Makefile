@@ -50,7 +50,7 @@ run: build $(call NODE24_IF_NAMED,$(NODE))
 	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
 	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \
 	SWITCHBOARD_DEMO="$${SWITCHBOARD_DEMO:-true}" \
-	$(NODE) services/gateway/dist/src/main.js
+	$(NODE) --max-semi-space-size=4 services/gateway/dist/src/main.js
 
 USER ?= 42
 token: build $(call NODE24_IF_NAMED,$(NODE))

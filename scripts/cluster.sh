@@ -252,7 +252,7 @@ up() {
       SWITCHBOARD_DEMO="$DEMO" \
       SWITCHBOARD_ALLOWED_ORIGINS="${SWITCHBOARD_ALLOWED_ORIGINS:-$ORIGINS}" \
       SWITCHBOARD_TRUSTED_PROXIES="${SWITCHBOARD_TRUSTED_PROXIES:-127.0.0.1}" \
-      start "$name" "$NODE" services/gateway/dist/src/main.js
+      start "$name" "$NODE" --max-semi-space-size=4 services/gateway/dist/src/main.js
   done
   for name in "${GATEWAYS[@]}"; do
     wait_for "$name (http://127.0.0.1:$(internal_port "$name")/readyz)" gateway_ready "$name"

@@ -20,7 +20,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import * as harness from '@switchboard/gateway/dist/test/harness.js';
+import { GATEWAY_NODE_FLAG } from '@switchboard/gateway/dist/test/harness.js';
 import { centrifugo, type Connection } from '../connection.js';
 import { Fleet, loopbackAddresses } from '../fleet.js';
 import { Histogram } from '../histogram.js';
@@ -134,13 +134,12 @@ async function main(): Promise<boolean> {
   if (asked > ceiling) console.log(`connections: ${asked} asked, ${ceiling} held (the open-files limit)`);
   console.log(`plan: ${JSON.stringify(plan)}`);
 
-  // V8's GC trace on: the heap each mark-compact leaves is what a leak would grow. Beside the
-  // options the harness launches every gateway with, if it has any (replaced otherwise).
-  const launch = (harness as unknown as { GATEWAY_NODE_OPTIONS?: string }).GATEWAY_NODE_OPTIONS;
+  // V8's GC trace on: the heap each mark-compact leaves is what a leak would grow. The harness
+  // adds the Node flag every launcher runs the gateway with (GATEWAY_NODE_FLAG).
+  const gatewayNodeOptions = `${GATEWAY_NODE_FLAG} --import=${TRACE_GC}`;
   const server = await startServer('switchboard', SECRET, SERVER_CORE, {
-    NODE_OPTIONS: [launch, `--import=${TRACE_GC}`].filter(Boolean).join(' '),
+    NODE_OPTIONS: `--import=${TRACE_GC}`,
   });
-  const gatewayNodeOptions = [launch, `--import=${TRACE_GC}`].filter(Boolean).join(' ');
   const { pid, internalUrl } = server;
   if (!internalUrl) throw new Error('the gateway has no internal URL');
   console.log(

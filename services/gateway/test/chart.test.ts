@@ -178,7 +178,8 @@ describe('charts/switchboard', () => {
         for (const c of pod.spec.containers.filter((c: any) => c.image.startsWith('switchboard:'))) {
           assert.equal(c.command, undefined, `${name}: ${pod.name} keeps tini`);
           assert.equal(c.args[0], 'node');
-          assert.ok(existsSync(join(REPO, c.args[1])), `${name}: ${c.args[1]}`);
+          const script = c.args.find((a: string) => !a.startsWith('-') && a !== 'node');
+          assert.ok(existsSync(join(REPO, script)), `${name}: ${script}`);
         }
       }
     }
