@@ -22,18 +22,33 @@ type Validator = (body: Obj) => string | undefined;
 const isObj = isJsonObject;
 const isNonNegInt = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 
-function check(
-  body: Obj,
-  spec: Record<string, 'string' | 'string?' | 'bool?' | 'uint?' | 'object?' | 'any'>,
-) {
-  for (const [key, want] of Object.entries(spec)) {
+type FieldType = 'string' | 'bool' | 'uint' | 'object';
+type Want = FieldType | `${FieldType}?`;
+interface Field {
+  key: string;
+  type: FieldType;
+  optional: boolean;
+}
+
+/**
+ * A body's fields checked against a spec compiled once (a command's parse
+ * is on the path of every publish: no spec object or string is made per call).
+ */
+function fields(spec: Record<string, Want>): Field[] {
+  return Object.entries(spec).map(([key, want]) => ({
+    key,
+    type: want.replace('?', '') as FieldType,
+    optional: want.endsWith('?'),
+  }));
+}
+
+function check(body: Obj, spec: readonly Field[]): string | undefined {
+  for (const { key, type, optional } of spec) {
     const v = body[key];
-    const optional = want.endsWith('?');
     if (v === undefined || v === null) {
-      if (!optional && want !== 'any') return `${key} is required`;
+      if (!optional) return `${key} is required`;
       continue;
     }
-    const type = want.replace('?', '');
     if (type === 'string' && typeof v !== 'string') return `${key} must be a string`;
     if (type === 'bool' && typeof v !== 'boolean') return `${key} must be a boolean`;
     if (type === 'uint' && !isNonNegInt(v)) return `${key} must be a non-negative integer`;
@@ -42,52 +57,59 @@ function check(
   return undefined;
 }
 
-const channelOnly: Validator = (b) => check(b, { channel: 'string' });
+const CHANNEL = fields({ channel: 'string' });
+const channelOnly: Validator = (b) => check(b, CHANNEL);
 const recoverySpec = { recover: 'bool?', offset: 'uint?', epoch: 'string?' } as const;
+const RECOVERY = fields(recoverySpec);
+const CONNECT = fields({
+  token: 'string?',
+  name: 'string?',
+  version: 'string?',
+  subs: 'object?',
+  headers: 'object?',
+});
+const SUBSCRIBE = fields({
+  channel: 'string',
+  token: 'string?',
+  ...recoverySpec,
+  positioned: 'bool?',
+  recoverable: 'bool?',
+  join_leave: 'bool?',
+  flag: 'uint?',
+});
+const HISTORY = fields({ channel: 'string', limit: 'uint?', since: 'object?', reverse: 'bool?' });
+const RPC = fields({ method: 'string?' });
+const REFRESH = fields({ token: 'string' });
+const SUB_REFRESH = fields({ channel: 'string', token: 'string' });
 
 const validators: Record<Method, Validator> = {
   connect: (b) => {
-    const err = check(b, {
-      token: 'string?',
-      name: 'string?',
-      version: 'string?',
-      subs: 'object?',
-      headers: 'object?',
-    });
+    const err = check(b, CONNECT);
     if (err || !isObj(b.subs)) return err;
     for (const [channel, sub] of Object.entries(b.subs)) {
       if (!isObj(sub)) return `subs.${channel} must be an object`;
-      const subErr = check(sub, recoverySpec);
+      const subErr = check(sub, RECOVERY);
       if (subErr) return `subs.${channel}.${subErr}`;
     }
     return undefined;
   },
-  subscribe: (b) =>
-    check(b, {
-      channel: 'string',
-      token: 'string?',
-      ...recoverySpec,
-      positioned: 'bool?',
-      recoverable: 'bool?',
-      join_leave: 'bool?',
-      flag: 'uint?',
-    }),
+  subscribe: (b) => check(b, SUBSCRIBE),
   unsubscribe: channelOnly,
-  publish: (b) => check(b, { channel: 'string' }) ?? ('data' in b ? undefined : 'data is required'),
+  publish: (b) => check(b, CHANNEL) ?? ('data' in b ? undefined : 'data is required'),
   presence: channelOnly,
   presence_stats: channelOnly,
   history: (b) => {
-    const err = check(b, { channel: 'string', limit: 'uint?', since: 'object?', reverse: 'bool?' });
+    const err = check(b, HISTORY);
     if (err || !isObj(b.since)) return err;
     const s = b.since;
     if (!isNonNegInt(s.offset ?? 0) || typeof (s.epoch ?? '') !== 'string')
       return 'since must be {offset, epoch}';
     return undefined;
   },
-  rpc: (b) => check(b, { method: 'string?' }),
+  rpc: (b) => check(b, RPC),
   send: () => undefined,
-  refresh: (b) => check(b, { token: 'string' }),
-  sub_refresh: (b) => check(b, { channel: 'string', token: 'string' }),
+  refresh: (b) => check(b, REFRESH),
+  sub_refresh: (b) => check(b, SUB_REFRESH),
 };
 
 const methodSet = new Set<string>(METHODS);
@@ -107,16 +129,21 @@ export function parseLine(line: string, limits: FrameLimits = DEFAULT_LIMITS): P
     return { ok: false, kind: 'bad_request', detail: 'malformed JSON' };
   }
   if (!isObj(value)) return { ok: false, kind: 'bad_request', detail: 'command must be a JSON object' };
-  const keys = Object.keys(value).filter((k) => k !== 'id');
+  // The one key besides `id` names the method (counted without building a key list).
+  let method: string | undefined;
+  let others = 0;
+  for (const key in value) {
+    if (key === 'id') continue;
+    method ??= key;
+    others++;
+  }
   const rawId = value.id;
-  if (keys.length === 0) {
+  if (method === undefined) {
     if (rawId !== undefined && rawId !== 0)
       return { ok: false, kind: 'bad_request', detail: 'empty command' };
     return { ok: true, command: { id: 0, method: 'pong' } };
   }
-  if (keys.length > 1)
-    return { ok: false, kind: 'bad_request', detail: 'command must name exactly one method' };
-  const method = keys[0]!;
+  if (others > 1) return { ok: false, kind: 'bad_request', detail: 'command must name exactly one method' };
   const id = rawId === undefined ? 0 : (rawId as number);
   if (!isNonNegInt(id))
     return { ok: false, kind: 'bad_request', detail: 'id must be a non-negative integer' };

@@ -2,7 +2,9 @@
  * Local index of connections and subscriptions, and fan-out: a publication is
  * encoded once and handed to the transport's topic publish, never encoded per
  * socket. Connections still subscribing get it into a buffer instead, so that
- * nothing falls between their history snapshot and the live stream.
+ * nothing falls between their history snapshot and the live stream. With a
+ * coalescing window, a channel's publications within it go to the topic as
+ * one frame of newline-separated pushes.
  */
 
 import type { Metrics, Traffic, Transport } from './metrics.js';
@@ -46,6 +48,15 @@ export interface HubMember {
 
 const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
 
+/** A coalesced frame goes out early once its pushes reach this many characters. */
+export const COALESCE_MAX_CHARS = 16 * 1024;
+
+/** A channel's pushes waiting for the coalescing window to end. */
+interface Batch {
+  frames: string[];
+  chars: number;
+}
+
 export class Hub<M extends HubMember = HubMember> {
   private readonly clients = new Map<string, M>();
   /** A user's connections: the member itself while it is the only one (most users), a Set beyond. */
@@ -55,14 +66,19 @@ export class Hub<M extends HubMember = HubMember> {
   /** Live subscribers whose sink is not a topic member: frames go to them one by one. */
   private readonly direct = new Map<string, Set<M>>();
   private subscriptionCount = 0;
+  private readonly batches = new Map<string, Batch>();
+  private batchTimer: NodeJS.Timeout | undefined;
 
   private readonly traffic: Traffic;
 
+  /** `coalesceWindowMs`: how long a channel's pushes may wait to share a topic frame (0: never). */
   constructor(
     private readonly topics: Topics,
     private readonly metrics: Metrics,
+    private readonly coalesceWindowMs = 0,
   ) {
     this.traffic = metrics.traffic('websocket');
+    metrics.hubCounts = () => ({ channels: this.subscribers.size, subscriptions: this.subscriptionCount });
   }
 
   get size(): number {
@@ -115,11 +131,10 @@ export class Hub<M extends HubMember = HubMember> {
   addSubscriber(channel: string, member: M): boolean {
     const first = !this.subscribers.has(channel);
     const set = this.setOf(this.subscribers, channel);
-    if (first) this.metrics.channels.set(this.subscribers.size);
     if (set.has(member)) return false;
     set.add(member);
     this.setOf(this.subscribing, channel).add(member);
-    this.metrics.subscriptions.set(++this.subscriptionCount);
+    this.subscriptionCount++;
     return first;
   }
 
@@ -128,23 +143,29 @@ export class Hub<M extends HubMember = HubMember> {
     const pending = this.subscribing.get(channel);
     if (!pending?.delete(member)) return;
     if (pending.size === 0) this.subscribing.delete(channel);
-    if (isTopicSink(member.sink)) member.sink.joinTopic(channel);
-    else this.setOf(this.direct, channel).add(member);
+    if (isTopicSink(member.sink)) {
+      // What waits in a batch reached this member through its buffer already.
+      this.flush(channel);
+      member.sink.joinTopic(channel);
+    } else this.setOf(this.direct, channel).add(member);
   }
 
   /** True when it was the channel's last local subscriber. */
   removeSubscriber(channel: string, member: M): boolean {
     const set = this.subscribers.get(channel);
     if (!set?.delete(member)) return false;
-    this.metrics.subscriptions.set(--this.subscriptionCount);
+    this.subscriptionCount--;
     const pending = this.subscribing.get(channel);
     if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
-    if (isTopicSink(member.sink)) member.sink.leaveTopic(channel);
+    if (isTopicSink(member.sink)) {
+      // Published while it was subscribed: it gets those before it leaves.
+      this.flush(channel);
+      member.sink.leaveTopic(channel);
+    }
     const direct = this.direct.get(channel);
     if (direct?.delete(member) && direct.size === 0) this.direct.delete(channel);
     if (set.size > 0) return false;
     this.subscribers.delete(channel);
-    this.metrics.channels.set(this.subscribers.size);
     return true;
   }
 
@@ -167,12 +188,16 @@ export class Hub<M extends HubMember = HubMember> {
     const pending = this.subscribing.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
     const skipTopic = skip !== undefined && isTopicSink(skip.sink) && set.has(skip) && !pending?.has(skip);
-    if (skipTopic) (skip.sink as TopicSink).publishExceptSelf(channel, frame);
-    else this.topics.publish(channel, frame);
     const viaTopic = this.topics.numSubscribers(channel) - (skipTopic ? 1 : 0);
-    if (viaTopic > 0) {
-      this.traffic.messagesOut.inc(viaTopic);
-      this.traffic.bytesOut.inc(viaTopic * Buffer.byteLength(frame));
+    if (skipTopic) {
+      this.flush(channel);
+      (skip.sink as TopicSink).publishExceptSelf(channel, frame);
+      this.countTopicFrames(viaTopic, frame);
+    } else if (viaTopic > 0 && this.coalesceWindowMs > 0) {
+      this.coalesce(channel, frame);
+    } else if (viaTopic > 0) {
+      this.topics.publish(channel, frame);
+      this.countTopicFrames(viaTopic, frame);
     }
     let count = viaTopic;
     for (const member of this.direct.get(channel) ?? []) {
@@ -188,6 +213,44 @@ export class Hub<M extends HubMember = HubMember> {
       }
     }
     if (count > 0) this.metrics.deliveries.inc(count);
+  }
+
+  /** Sends what waits in the channel's batch now (before anything that must come after it). */
+  flush(channel: string): void {
+    const batch = this.batches.get(channel);
+    if (!batch) return;
+    this.batches.delete(channel);
+    this.publishBatch(channel, batch);
+  }
+
+  private coalesce(channel: string, frame: string): void {
+    let batch = this.batches.get(channel);
+    if (!batch) {
+      batch = { frames: [], chars: 0 };
+      this.batches.set(channel, batch);
+    }
+    batch.frames.push(frame);
+    batch.chars += frame.length;
+    if (batch.chars >= COALESCE_MAX_CHARS) this.flush(channel);
+    else this.batchTimer ??= setTimeout(() => this.flushAll(), this.coalesceWindowMs).unref();
+  }
+
+  private flushAll(): void {
+    this.batchTimer = undefined;
+    for (const [channel, batch] of this.batches) this.publishBatch(channel, batch);
+    this.batches.clear();
+  }
+
+  private publishBatch(channel: string, batch: Batch): void {
+    const frame = batch.frames.length === 1 ? batch.frames[0]! : batch.frames.join('\n');
+    this.topics.publish(channel, frame);
+    this.countTopicFrames(this.topics.numSubscribers(channel), frame);
+  }
+
+  private countTopicFrames(subscribers: number, frame: string): void {
+    if (subscribers <= 0) return;
+    this.traffic.messagesOut.inc(subscribers);
+    this.traffic.bytesOut.inc(subscribers * Buffer.byteLength(frame));
   }
 
   private setOf(map: Map<string, Set<M>>, key: string): Set<M> {

@@ -102,7 +102,7 @@ export async function startGateway(config: Config) {
   );
   const metrics = new Metrics();
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
-  const hub = new Hub<Session>(listener.topics, metrics);
+  const hub = new Hub<Session>(listener.topics, metrics, config.pushCoalesceWindow);
   const tokens = new TokenVerifier(config.token);
   const apiKeys = new KeyRing(config.apiKeys);
   const stopKeyFiles = [

@@ -5,6 +5,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { HotCounter, HotHistogram, type Tally } from './hot-metrics.js';
 import { KEY_KINDS } from './keys.js';
 
 export type Transport = 'websocket' | 'sse' | 'http_stream';
@@ -14,10 +15,10 @@ export type Direction = 'in' | 'out';
 
 /** Frame and byte counters of one transport, each direction. */
 export interface Traffic {
-  messagesIn: Counter.Internal;
-  messagesOut: Counter.Internal;
-  bytesIn: Counter.Internal;
-  bytesOut: Counter.Internal;
+  messagesIn: Tally;
+  messagesOut: Tally;
+  bytesIn: Tally;
+  bytesOut: Tally;
 }
 
 export const JETSTREAM_OPERATIONS = ['append', 'last', 'read', 'purge', 'streams'] as const;
@@ -64,47 +65,64 @@ export type IpLimitName = (typeof IP_LIMITS)[number];
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly connections = new Gauge({
+  /**
+   * What the connection and subscription gauges show, read when they are
+   * scraped (the admission and the hub set these) rather than set on every
+   * connect and subscribe.
+   */
+  openConnections: () => { byTransport: ReadonlyMap<Transport, number>; capacity: number } = () => ({
+    byTransport: new Map(),
+    capacity: 0,
+  });
+  hubCounts: () => { channels: number; subscriptions: number } = () => ({ channels: 0, subscriptions: 0 });
+
+  readonly connections: Gauge<'transport'> = new Gauge({
     name: 'switchboard_connections',
     help: 'Client connections open now, by transport.',
     labelNames: ['transport'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const [transport, n] of this.openConnections().byTransport) this.connections.set({ transport }, n);
+    },
   });
 
-  readonly connects = new Counter({
+  readonly connects = new HotCounter({
     name: 'switchboard_connects_total',
     help: 'Connection attempts by outcome (accepted, rejected) and reason.',
     labelNames: ['transport', 'outcome', 'reason'] as const,
     registers: [this.registry],
   });
 
-  readonly disconnects = new Counter({
+  readonly disconnects = new HotCounter({
     name: 'switchboard_disconnects_total',
     help: 'Closed connections by reason and code (client_close, no_pong, slow, limit, expired, shutdown, ...).',
     labelNames: ['transport', 'reason', 'code'] as const,
     registers: [this.registry],
   });
 
-  readonly lifespan = new Histogram({
-    name: 'switchboard_connection_lifespan_seconds',
-    help: 'How long connections lived, by transport and why they ended (as in switchboard_disconnects_total).',
-    labelNames: ['transport', 'reason'] as const,
-    buckets: [1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
-    registers: [this.registry],
-  });
+  readonly lifespan = new HotHistogram(
+    'switchboard_connection_lifespan_seconds',
+    'How long connections lived, by transport and why they ended (as in switchboard_disconnects_total).',
+    ['transport', 'reason'] as const,
+    [1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+    this.registry,
+  );
 
-  readonly connectDuration = new Histogram({
-    name: 'switchboard_connect_duration_seconds',
-    help: 'From the socket opening to the connect reply: token check, limits and server-side subscriptions.',
-    labelNames: ['transport'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
-    registers: [this.registry],
-  });
+  readonly connectDuration = new HotHistogram(
+    'switchboard_connect_duration_seconds',
+    'From the socket opening to the connect reply: token check, limits and server-side subscriptions.',
+    ['transport'] as const,
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    this.registry,
+  );
 
-  readonly capacity = new Gauge({
+  readonly capacity: Gauge = new Gauge({
     name: 'switchboard_capacity_ratio',
     help: 'Open connections over SWITCHBOARD_MAX_CONNECTIONS: 1 means new clients are refused.',
     registers: [this.registry],
+    collect: () => {
+      this.capacity.set(this.openConnections().capacity);
+    },
   });
 
   readonly eventLoopUtilization = new Gauge({
@@ -118,14 +136,14 @@ export class Metrics {
     },
   });
 
-  readonly bytes = new Counter({
+  readonly bytes = new HotCounter({
     name: 'switchboard_transport_bytes_total',
     help: 'Payload bytes received (in) and sent (out), by transport.',
     labelNames: ['transport', 'direction'] as const,
     registers: [this.registry],
   });
 
-  readonly messages = new Counter({
+  readonly messages = new HotCounter({
     name: 'switchboard_transport_messages_total',
     help: 'Frames received (in) and sent (out), by transport.',
     labelNames: ['transport', 'direction'] as const,
@@ -139,13 +157,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly commandDuration = new Histogram({
-    name: 'switchboard_command_duration_seconds',
-    help: 'Time to answer a client command, by method.',
-    labelNames: ['method'] as const,
-    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-    registers: [this.registry],
-  });
+  readonly commandDuration = new HotHistogram(
+    'switchboard_command_duration_seconds',
+    'Time to answer a client command, by method.',
+    ['method'] as const,
+    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    this.registry,
+  );
 
   readonly commandErrors = new Counter({
     name: 'switchboard_command_errors_total',
@@ -154,18 +172,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly publications = new Counter({
+  readonly publications = new HotCounter({
     name: 'switchboard_publications_total',
     help: 'Publications accepted for broadcast, by namespace and source (client, api).',
     labelNames: ['namespace', 'source'] as const,
     registers: [this.registry],
   });
 
-  readonly deliveries = new Counter({
+  readonly deliveries = new HotCounter({
     name: 'switchboard_deliveries_total',
     help: 'Publication frames handed to client connections (fan-out).',
+    labelNames: [] as const,
     registers: [this.registry],
-  });
+  }).of({});
 
   readonly sendBufferBytes = new Gauge({
     name: 'switchboard_send_buffer_bytes',
@@ -179,16 +198,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly channels = new Gauge({
+  readonly channels: Gauge = new Gauge({
     name: 'switchboard_channels',
     help: 'Channels with at least one local subscriber.',
     registers: [this.registry],
+    collect: () => {
+      this.channels.set(this.hubCounts().channels);
+    },
   });
 
-  readonly subscriptions = new Gauge({
+  readonly subscriptions: Gauge = new Gauge({
     name: 'switchboard_subscriptions',
     help: 'Channel subscriptions held by local connections.',
     registers: [this.registry],
+    collect: () => {
+      this.subscriptions.set(this.hubCounts().subscriptions);
+    },
   });
 
   readonly brokerConnected = new Gauge({
@@ -419,10 +444,10 @@ export class Metrics {
     let traffic = this.trafficOf.get(transport);
     if (!traffic) {
       traffic = {
-        messagesIn: this.messages.labels(transport, 'in'),
-        messagesOut: this.messages.labels(transport, 'out'),
-        bytesIn: this.bytes.labels(transport, 'in'),
-        bytesOut: this.bytes.labels(transport, 'out'),
+        messagesIn: this.messages.of({ transport, direction: 'in' }),
+        messagesOut: this.messages.of({ transport, direction: 'out' }),
+        bytesIn: this.bytes.of({ transport, direction: 'in' }),
+        bytesOut: this.bytes.of({ transport, direction: 'out' }),
       };
       this.trafficOf.set(transport, traffic);
     }

@@ -50,7 +50,7 @@ export interface ResolvedChannel {
 
 export interface PublishOptions {
   info?: ClientInfo;
-  skipClient?: string;
+  skipClient?: string | undefined;
   tags?: Record<string, string>;
   source: 'client' | 'api';
 }
@@ -249,13 +249,14 @@ export class Node {
     const pub: Publication = { data };
     if (options.info) pub.info = options.info;
     if (options.tags) pub.tags = options.tags;
-    if (!(await this.broker.whenReady(this.config.publishTimeout))) return BROKER_UNAVAILABLE;
+    if (!this.broker.ready && !(await this.broker.whenReady(this.config.publishTimeout)))
+      return BROKER_UNAVAILABLE;
     const history = this.historyLimits(resolved.ns);
     let position: StreamPosition | undefined;
     try {
       position = await this.broker.publish(resolved.name.channel, pub, {
-        ...(history ? { history } : {}),
-        ...(options.skipClient ? { skipClient: options.skipClient } : {}),
+        history,
+        skipClient: options.skipClient,
       });
     } catch (err) {
       if (!(err instanceof HistoryUnavailable)) throw err;

@@ -87,7 +87,8 @@ const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'sub
 /** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
 const BROKER_PATIENCE_MS = 3000;
 
-const SETTLED = Promise.resolve();
+/** A command's empty result, answered by a frame written without JSON.stringify. */
+const EMPTY: Record<string, never> = Object.freeze({});
 
 export class Session implements HubMember {
   readonly client = newClientId();
@@ -129,6 +130,8 @@ export class Session implements HubMember {
 
   handleFrame(frame: string): void {
     if (this.state === 'closed') return;
+    // Run once the whole frame is read: a bad line anywhere refuses every command in it.
+    const commands: Command[] = [];
     for (const line of parseFrame(frame, this.node.frameLimits)) {
       if (!line.ok && line.kind === 'bad_request') {
         this.node.log.debug({ client: this.client, detail: line.detail }, 'bad request');
@@ -157,10 +160,19 @@ export class Session implements HubMember {
         if (id > 0) this.send({ id, error });
         continue;
       }
-      const command = line.command;
-      this.queued++;
-      this.queue = (this.queue ?? SETTLED).then(() => this.run(command));
+      commands.push(line.command);
     }
+    for (const command of commands) {
+      // Nothing queued: the command starts now (its writes go out with this frame's); else after the last.
+      this.queue = this.queued++ === 0 ? this.run(command) : this.queue!.then(() => this.run(command));
+    }
+  }
+
+  /** A frame that is only `{}`, the client's pong, read by the transport without parsing: counted towards a flood, never refused. */
+  pong(): void {
+    if (this.state === 'closed') return;
+    this.takeToken();
+    this.pongDueAt = 0;
   }
 
   /** The transport closed, whoever closed it; `reason` labels a close the transport understood. */
@@ -271,14 +283,18 @@ export class Session implements HubMember {
     const sub = this.subs.get(channel);
     if (!sub) return;
     // One still subscribing hears of it as a temporary error of its subscribe (SUBSCRIBE_INTERRUPTED).
-    if (sub.live) this.send({ push: { channel, unsubscribe: code } });
+    // A live one gets what the channel published before the unsubscribe push, not after it.
+    if (sub.live) {
+      this.node.hub.flush(channel);
+      this.send({ push: { channel, unsubscribe: code } });
+    }
     await this.unsubscribeCore(channel);
   }
 
   // ---- commands
 
   private async run(command: Command): Promise<void> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     let timed = false;
     try {
       if (this.state === 'closed' || command.method === 'pong') return;
@@ -291,6 +307,8 @@ export class Session implements HubMember {
         if (isError(result)) {
           this.node.metrics.commandErrors.inc({ method: command.method, code: String(result.code) });
           this.send({ id: command.id, error: result });
+        } else if (result === EMPTY) {
+          this.sendFrame(`{"id":${command.id},"${command.method}":{}}`);
         } else {
           this.send({ id: command.id, [command.method]: result } as Reply);
         }
@@ -303,8 +321,10 @@ export class Session implements HubMember {
       // The last queued command done: an idle session keeps no settled promise.
       if (--this.queued === 0) this.queue = undefined;
       if (timed) {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        this.node.metrics.commandDuration.observe({ method: command.method }, seconds);
+        this.node.metrics.commandDuration.observe(
+          { method: command.method },
+          (performance.now() - started) / 1000,
+        );
       }
     }
   }
@@ -316,7 +336,7 @@ export class Session implements HubMember {
       case 'subscribe':
         return this.subscribe(command.id, command.body);
       case 'unsubscribe':
-        return this.unsubscribeCore(command.body.channel).then(() => ({}));
+        return this.unsubscribeCore(command.body.channel).then(() => EMPTY);
       case 'publish':
         return this.publish(command.body);
       case 'presence':
@@ -621,7 +641,7 @@ export class Session implements HubMember {
       await this.node.broker.publishLeave(channel, this.clientInfo(sub.chanInfo));
   }
 
-  private async publish(req: PublishRequest): Promise<Record<string, never> | ProtocolError> {
+  private async publish(req: PublishRequest): Promise<typeof EMPTY | ProtocolError> {
     const resolved = this.node.resolve(req.channel);
     if (isError(resolved)) return resolved;
     const { name, ns } = resolved;
@@ -640,9 +660,9 @@ export class Session implements HubMember {
     const published = await this.node.publish(resolved, data, {
       info: this.clientInfo(sub?.chanInfo),
       source: 'client',
-      ...(skipSender ? { skipClient: this.client } : {}),
+      skipClient: skipSender ? this.client : undefined,
     });
-    return isError(published) ? published : {};
+    return isError(published) ? published : EMPTY;
   }
 
   private async presence(channel: string, stats: boolean): Promise<unknown> {
@@ -673,7 +693,7 @@ export class Session implements HubMember {
   private async rpc(req: RpcRequest): Promise<unknown> {
     const outcome = await this.node.handler.rpc(this.context(), req.method ?? '', req.data);
     if (!outcome.ok) return outcome.error;
-    return outcome.value === undefined ? {} : { data: outcome.value };
+    return outcome.value === undefined ? EMPTY : { data: outcome.value };
   }
 
   private async refresh(req: RefreshRequest): Promise<unknown> {

@@ -3,7 +3,7 @@
  * protocol, subscriptions as uWS topics, publications with `app.publish`.
  */
 
-import uWS from 'uWebSockets.js';
+import { uws as uWS } from '@switchboard/gateway/dist/src/uws.js';
 import { announce, handleFrame, type LiteSocket, peerSettings } from './lite-protocol.js';
 
 const { port, secret } = peerSettings();
@@ -25,7 +25,6 @@ app.ws<{ socket?: LiteSocket }>('/connection/websocket', {
     );
   },
   open: (ws) => {
-    // This uWS build merges user data into the socket object: keep ours apart.
     ws.getUserData().socket = {
       authenticated: false,
       send: (frame) => void ws.send(frame, false, false),

@@ -33,8 +33,8 @@ export type ChannelCounts = Record<string, { num_clients: number }>;
 
 export interface PublishOptions {
   /** Keep the publication in history with these limits; it then gets an offset. */
-  history?: HistoryLimits;
-  skipClient?: string;
+  history?: HistoryLimits | undefined;
+  skipClient?: string | undefined;
 }
 
 /** A publish that could not be stored within `publish_timeout`: the caller gets a temporary error. */

@@ -65,6 +65,10 @@ export class Admission {
   ) {
     this.metrics = node.metrics;
     this.connects = new IpLimit(address, node.metrics, 'connect', node.config.connectsPerIpPerSecond);
+    node.metrics.openConnections = () => ({
+      byTransport: this.open,
+      capacity: this.total / node.config.maxConnections,
+    });
   }
 
   /** Why a new connection is refused now, or undefined to let it in. Call before any await. */
@@ -96,7 +100,5 @@ export class Admission {
     const n = (this.open.get(transport) ?? 0) + delta;
     this.open.set(transport, n);
     this.total += delta;
-    this.metrics.connections.set({ transport }, n);
-    this.metrics.capacity.set(this.total / this.node.config.maxConnections);
   }
 }

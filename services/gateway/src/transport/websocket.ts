@@ -115,6 +115,11 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
       traffic.messagesIn.inc();
       traffic.bytesIn.inc(message.byteLength);
       const session = ws.getUserData().session;
+      // The pong every client sends per ping interval: `{}`, no decoding and parsing.
+      if (message.byteLength === 2 && session) {
+        const bytes = new Uint8Array(message);
+        if (bytes[0] === 0x7b && bytes[1] === 0x7d) return session.pong();
+      }
       if (message.byteLength > config.maxMessageSize) {
         session?.disconnect(MESSAGE_TOO_BIG, 'message_size');
         return;
