@@ -147,12 +147,12 @@ export class HotHistogram<L extends string> {
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
         cumulative += series.counts[i]!;
-        values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${this.name}_bucket` });
+        values.push({ value: cumulative, labels: { le, ...labels }, metricName: `${this.name}_bucket` });
       });
       cumulative += series.counts[this.buckets.length]!;
       values.push({
         value: cumulative,
-        labels: { ...labels, le: '+Inf' },
+        labels: { le: '+Inf', ...labels },
         metricName: `${this.name}_bucket`,
       });
       values.push({ value: series.sum, labels, metricName: `${this.name}_sum` });

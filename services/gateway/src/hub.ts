@@ -55,6 +55,8 @@ export const COALESCE_MAX_CHARS = 16 * 1024;
 interface Batch {
   frames: string[];
   chars: number;
+  /** performance.now() of its first push: a batch past its window goes out with the next push, timer or not. */
+  since: number;
 }
 
 export class Hub<M extends HubMember = HubMember> {
@@ -224,14 +226,16 @@ export class Hub<M extends HubMember = HubMember> {
   }
 
   private coalesce(channel: string, frame: string): void {
+    const now = performance.now();
     let batch = this.batches.get(channel);
     if (!batch) {
-      batch = { frames: [], chars: 0 };
+      batch = { frames: [], chars: 0, since: now };
       this.batches.set(channel, batch);
     }
     batch.frames.push(frame);
     batch.chars += frame.length;
-    if (batch.chars >= COALESCE_MAX_CHARS) this.flush(channel);
+    // Full, or due while the event loop was too busy to run the timer: out now.
+    if (batch.chars >= COALESCE_MAX_CHARS || now - batch.since >= this.coalesceWindowMs) this.flush(channel);
     else this.batchTimer ??= setTimeout(() => this.flushAll(), this.coalesceWindowMs).unref();
   }
 
