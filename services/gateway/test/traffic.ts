@@ -4,6 +4,7 @@
  * gateway's connection count from its own metrics.
  */
 
+import { after } from 'node:test';
 import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
 import { api, type Gateway, waitUntil } from './harness.js';
 
@@ -41,15 +42,30 @@ export async function connectionsOn(gateway: Gateway, transport = 'websocket'): 
 
 export const numbers = (got: PublicationContext[]) => got.map((p) => (p.data as { n: number }).n);
 
+/**
+ * The loops of publishers not stopped yet. A test that fails before it stops its
+ * publisher would leave the loop running, and the test file's process would
+ * never exit (nor would `make test`): whatever is left ends after the file's tests.
+ */
+const running = new Set<() => void>();
+after(() => {
+  for (const halt of running) halt();
+});
+
 /** Publishes n = 1, 2, ... through `via` every 10 ms until stopped; returns the accepted numbers. */
 export function publisher(via: () => Gateway, channel: string) {
   const accepted: number[] = [];
   /** When the publish of each n was sent (Date.now()). */
   const sentAt = new Map<number, number>();
   let n = 0;
-  let running = true;
+  let on = true;
+  const halt = () => {
+    on = false;
+    running.delete(halt);
+  };
+  running.add(halt);
   const done = (async () => {
-    while (running) {
+    while (on) {
       const current = ++n;
       sentAt.set(current, Date.now());
       const res = await api(via(), 'publish', { channel, data: { n: current } }).catch(() => undefined);
@@ -61,7 +77,7 @@ export function publisher(via: () => Gateway, channel: string) {
     accepted,
     sentAt,
     stop: async () => {
-      running = false;
+      halt();
       await done;
     },
   };
