@@ -91,12 +91,19 @@ if [ -n "$private_glibc" ]; then
   # As root apt would hand the download to its _apt user, who cannot write to our directory.
   [ "$(id -u)" -ne 0 ] || apt_options+=(-o "APT::Sandbox::User=root")
   apt-get "${apt_options[@]}" -qq update >/dev/null || fail "apt-get update of $DEBIAN_ARCHIVE $DEBIAN_SUITE failed"
-  if ! (cd "$apt/download" && apt-get "${apt_options[@]}" -qq download "libc6=$LIBC6_VERSION" >/dev/null); then
+  if (cd "$apt/download" && apt-get "${apt_options[@]}" -qq download "libc6=$LIBC6_VERSION" >/dev/null); then
+    deb="$(echo "$apt/download"/libc6_*.deb)"
+    echo "$LIBC6_SHA256  $deb" | sha256sum -c --status || fail "$(basename "$deb") does not match its pinned SHA-256"
+  else
+    # The mirror keeps only a suite's current libc6: once Debian ships a newer one the pin is gone
+    # from it. Take the suite's own, which apt checks against the signed index, and say so.
     available="$(apt-cache "${apt_options[@]}" policy libc6 | awk '/Candidate:/ { print $2 }')"
-    fail "Debian $DEBIAN_SUITE has no libc6 $LIBC6_VERSION (it has ${available:-none}): update LIBC6_VERSION and LIBC6_SHA256 in $0"
+    case "$available" in 2.4[1-9]-*) ;; *) fail "Debian $DEBIAN_SUITE has no libc6 $LIBC6_VERSION, nor a 2.41+ one (it has ${available:-none})" ;; esac
+    say "warning: Debian $DEBIAN_SUITE no longer has libc6 $LIBC6_VERSION; using its $available (signature-checked by apt; update LIBC6_VERSION and LIBC6_SHA256 in $0)"
+    (cd "$apt/download" && apt-get "${apt_options[@]}" -qq download "libc6=$available" >/dev/null) || fail "apt-get download libc6=$available failed"
+    deb="$(echo "$apt/download"/libc6_*.deb)"
+    private_glibc="$available"
   fi
-  deb="$(echo "$apt/download"/libc6_*.deb)"
-  echo "$LIBC6_SHA256  $deb" | sha256sum -c --status || fail "$(basename "$deb") does not match its pinned SHA-256"
   dpkg-deb -x "$deb" "$new/glibc"
   # The final paths: the directory is moved into place below.
   patchelf --set-interpreter "$GLIBC/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$GLIBC" "$new/bin/node"
