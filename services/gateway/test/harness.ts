@@ -29,14 +29,25 @@ export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
  */
 export const GATEWAY_NODE_FLAG = '--max-semi-space-size=4';
 
+/**
+ * Ports this process handed out already: the kernel may offer a port it just
+ * released again, and a gateway's three listeners (or two gateways) given the
+ * same one fail with EADDRINUSE.
+ */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (typeof address !== 'object' || address === null) throw new Error('no port');
-  return address.port;
+  for (;;) {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = server.address();
+    server.close();
+    if (typeof address !== 'object' || address === null) throw new Error('no port');
+    if (handedOut.has(address.port)) continue;
+    handedOut.add(address.port);
+    return address.port;
+  }
 }
 
 export interface Gateway {
