@@ -9,8 +9,7 @@
  */
 
 import { type Disconnect, Disconnects } from '@switchboard/protocol';
-import type { Node } from './node.js';
-import type { Session } from './session.js';
+import type { Connection, Node } from './node.js';
 import type { ClientListener } from './transport/listener.js';
 
 const BATCHES = 10;
@@ -24,7 +23,7 @@ const OUTAGE_SPREAD_MS = 3000;
  * `wanted()` holds (a broker back in the meantime keeps the rest).
  */
 async function inBatches(
-  sessions: Session[],
+  sessions: Connection[],
   disconnect: Disconnect,
   reason: string,
   spreadMs: number,

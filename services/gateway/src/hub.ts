@@ -1,12 +1,14 @@
 /**
  * Local index of connections and subscriptions, and fan-out: a publication is
- * encoded once and handed to the transport's topic publish, never encoded per
- * socket. Connections still subscribing get it into a buffer instead, so that
- * nothing falls between their history snapshot and the live stream. With a
- * coalescing window, a channel's publications within it go to the topic as
- * one frame of newline-separated pushes.
+ * encoded once per client protocol edge (Centrifugo, Pusher) that has
+ * subscribers to the channel and handed to the transport's topic publish,
+ * never encoded per socket. Connections still subscribing get it into a
+ * buffer instead, so that nothing falls between their history snapshot and
+ * the live stream. With a coalescing window, a channel's publications within
+ * it go to the topic as one frame of newline-separated pushes.
  */
 
+import type { ClientInfo, Publication } from '@switchboard/protocol';
 import type { Metrics, Traffic, Transport } from './metrics.js';
 
 /** What the hub needs of a transport connection. */
@@ -25,10 +27,26 @@ export interface Sink {
  * topic publish reaches all of them. Other sinks get frames one by one.
  */
 export interface TopicSink extends Sink {
-  joinTopic(channel: string): void;
-  leaveTopic(channel: string): void;
+  joinTopic(topic: string): void;
+  leaveTopic(topic: string): void;
   /** Publishes to a topic from this connection: every subscriber but this one gets it. */
-  publishExceptSelf(channel: string, frame: string): void;
+  publishExceptSelf(topic: string, frame: string): void;
+}
+
+/** What the hub fans out: a channel's publication, or a subscriber's join or leave. */
+export type Push =
+  { readonly pub: Publication } | { readonly join: ClientInfo } | { readonly leave: ClientInfo };
+
+/** A client protocol edge: how its connections see a push, and where their topics are. */
+export interface Edge {
+  /** A connection of this edge is in topic `topicPrefix + channel` ('' for the first edge). */
+  readonly topicPrefix: string;
+  /** Its clients read several pushes in one frame, newline-separated (push coalescing). */
+  readonly coalesces: boolean;
+  /** Labels the bytes and frames its topic publishes send. */
+  readonly transport: Transport;
+  /** The push as this edge's frame; undefined when its connections do not see it. */
+  encode(channel: string, push: Push): string | undefined;
 }
 
 /** Topic publish of the transport server (uWS app). */
@@ -42,6 +60,7 @@ export interface HubMember {
   readonly client: string;
   readonly user: string;
   readonly sink: Sink;
+  readonly edge: Edge;
   /** A frame for a channel this member is still subscribing to. */
   buffer(channel: string, frame: string, offset: number | undefined): void;
 }
@@ -53,6 +72,8 @@ export const COALESCE_MAX_CHARS = 16 * 1024;
 
 /** A channel's pushes waiting for the coalescing window to end. */
 interface Batch {
+  /** Index of the edge whose topic it is. */
+  edge: number;
   frames: string[];
   chars: number;
   /** performance.now() of its first push: a batch past its window goes out with the next push, timer or not. */
@@ -68,18 +89,27 @@ export class Hub<M extends HubMember = HubMember> {
   /** Live subscribers whose sink is not a topic member: frames go to them one by one. */
   private readonly direct = new Map<string, Set<M>>();
   private subscriptionCount = 0;
+  /** Coalesced pushes waiting, per topic. */
   private readonly batches = new Map<string, Batch>();
   private batchTimer: NodeJS.Timeout | undefined;
 
-  private readonly traffic: Traffic;
+  private readonly traffic: Traffic[];
+  /** One push's frame per edge, encoded on first use (reused by every broadcast). */
+  private readonly frames: (string | undefined | null)[];
 
-  /** `coalesceWindowMs`: how long a channel's pushes may wait to share a topic frame (0: never). */
+  /**
+   * `edges`: the client protocols served (the first one's topics are the
+   * channel names themselves); `coalesceWindowMs`: how long a channel's pushes
+   * may wait to share a topic frame (0: never).
+   */
   constructor(
     private readonly topics: Topics,
     private readonly metrics: Metrics,
+    private readonly edges: readonly Edge[],
     private readonly coalesceWindowMs = 0,
   ) {
-    this.traffic = metrics.traffic('websocket');
+    this.traffic = edges.map((edge) => metrics.traffic(edge.transport));
+    this.frames = edges.map(() => null);
     metrics.hubCounts = () => ({ channels: this.subscribers.size, subscriptions: this.subscriptionCount });
   }
 
@@ -147,8 +177,9 @@ export class Hub<M extends HubMember = HubMember> {
     if (pending.size === 0) this.subscribing.delete(channel);
     if (isTopicSink(member.sink)) {
       // What waits in a batch reached this member through its buffer already.
-      this.flush(channel);
-      member.sink.joinTopic(channel);
+      const topic = member.edge.topicPrefix + channel;
+      this.flushTopic(topic);
+      member.sink.joinTopic(topic);
     } else this.setOf(this.direct, channel).add(member);
   }
 
@@ -161,8 +192,9 @@ export class Hub<M extends HubMember = HubMember> {
     if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
     if (isTopicSink(member.sink)) {
       // Published while it was subscribed: it gets those before it leaves.
-      this.flush(channel);
-      member.sink.leaveTopic(channel);
+      const topic = member.edge.topicPrefix + channel;
+      this.flushTopic(topic);
+      member.sink.leaveTopic(topic);
     }
     const direct = this.direct.get(channel);
     if (direct?.delete(member) && direct.size === 0) this.direct.delete(channel);
@@ -183,33 +215,48 @@ export class Hub<M extends HubMember = HubMember> {
     return this.subscribers.size;
   }
 
-  /** Sends an encoded push to every local subscriber of the channel (but `skipClient`). */
-  broadcast(channel: string, frame: string, offset: number | undefined, skipClient?: string): void {
+  /** Sends a push to every local subscriber of the channel (but `skipClient`), encoded once per edge. */
+  broadcast(channel: string, push: Push, offset: number | undefined, skipClient?: string): void {
     const set = this.subscribers.get(channel);
     if (!set) return;
     const pending = this.subscribing.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
-    const skipTopic = skip !== undefined && isTopicSink(skip.sink) && set.has(skip) && !pending?.has(skip);
-    const viaTopic = this.topics.numSubscribers(channel) - (skipTopic ? 1 : 0);
-    if (skipTopic) {
-      this.flush(channel);
-      (skip.sink as TopicSink).publishExceptSelf(channel, frame);
-      this.countTopicFrames(viaTopic, frame);
-    } else if (viaTopic > 0 && this.coalesceWindowMs > 0) {
-      this.coalesce(channel, frame);
-    } else if (viaTopic > 0) {
-      this.topics.publish(channel, frame);
-      this.countTopicFrames(viaTopic, frame);
+    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip);
+    const frames = this.frames;
+    frames.fill(null);
+    let count = 0;
+    for (let i = 0; i < this.edges.length; i++) {
+      const edge = this.edges[i]!;
+      const topic = i === 0 ? channel : edge.topicPrefix + channel;
+      const skipTopic = skipLive && skip.edge === edge && isTopicSink(skip.sink);
+      const viaTopic = this.topics.numSubscribers(topic) - (skipTopic ? 1 : 0);
+      if (viaTopic <= 0) continue;
+      const frame = this.frameOf(i, channel, push);
+      if (frame === undefined) continue;
+      count += viaTopic;
+      if (skipTopic) {
+        this.flushTopic(topic);
+        (skip.sink as TopicSink).publishExceptSelf(topic, frame);
+        this.countTopicFrames(i, viaTopic, frame);
+      } else if (edge.coalesces && this.coalesceWindowMs > 0) {
+        this.coalesce(i, topic, frame);
+      } else {
+        this.topics.publish(topic, frame);
+        this.countTopicFrames(i, viaTopic, frame);
+      }
     }
-    let count = viaTopic;
     for (const member of this.direct.get(channel) ?? []) {
       if (member === skip) continue;
+      const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
+      if (frame === undefined) continue;
       member.sink.send(frame);
       count++;
     }
     if (pending) {
       for (const member of pending) {
         if (member === skip) continue;
+        const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
+        if (frame === undefined) continue;
         member.buffer(channel, frame, offset);
         count++;
       }
@@ -217,44 +264,57 @@ export class Hub<M extends HubMember = HubMember> {
     if (count > 0) this.metrics.deliveries.inc(count);
   }
 
-  /** Sends what waits in the channel's batch now (before anything that must come after it). */
-  flush(channel: string): void {
-    const batch = this.batches.get(channel);
-    if (!batch) return;
-    this.batches.delete(channel);
-    this.publishBatch(channel, batch);
+  private frameOf(edge: number, channel: string, push: Push): string | undefined {
+    let frame = this.frames[edge];
+    if (frame === null) frame = this.frames[edge] = this.edges[edge]!.encode(channel, push);
+    return frame;
   }
 
-  private coalesce(channel: string, frame: string): void {
+  /** Sends what waits in the channel's batches now (before anything that must come after it). */
+  flush(channel: string): void {
+    if (this.batches.size === 0) return;
+    for (const edge of this.edges) if (edge.coalesces) this.flushTopic(edge.topicPrefix + channel);
+  }
+
+  private flushTopic(topic: string): void {
+    const batch = this.batches.get(topic);
+    if (!batch) return;
+    this.batches.delete(topic);
+    this.publishBatch(topic, batch);
+  }
+
+  private coalesce(edge: number, topic: string, frame: string): void {
     const now = performance.now();
-    let batch = this.batches.get(channel);
+    let batch = this.batches.get(topic);
     if (!batch) {
-      batch = { frames: [], chars: 0, since: now };
-      this.batches.set(channel, batch);
+      batch = { edge, frames: [], chars: 0, since: now };
+      this.batches.set(topic, batch);
     }
     batch.frames.push(frame);
     batch.chars += frame.length;
     // Full, or due while the event loop was too busy to run the timer: out now.
-    if (batch.chars >= COALESCE_MAX_CHARS || now - batch.since >= this.coalesceWindowMs) this.flush(channel);
+    if (batch.chars >= COALESCE_MAX_CHARS || now - batch.since >= this.coalesceWindowMs)
+      this.flushTopic(topic);
     else this.batchTimer ??= setTimeout(() => this.flushAll(), this.coalesceWindowMs).unref();
   }
 
   private flushAll(): void {
     this.batchTimer = undefined;
-    for (const [channel, batch] of this.batches) this.publishBatch(channel, batch);
+    for (const [topic, batch] of this.batches) this.publishBatch(topic, batch);
     this.batches.clear();
   }
 
-  private publishBatch(channel: string, batch: Batch): void {
+  private publishBatch(topic: string, batch: Batch): void {
     const frame = batch.frames.length === 1 ? batch.frames[0]! : batch.frames.join('\n');
-    this.topics.publish(channel, frame);
-    this.countTopicFrames(this.topics.numSubscribers(channel), frame);
+    this.topics.publish(topic, frame);
+    this.countTopicFrames(batch.edge, this.topics.numSubscribers(topic), frame);
   }
 
-  private countTopicFrames(subscribers: number, frame: string): void {
+  private countTopicFrames(edge: number, subscribers: number, frame: string): void {
     if (subscribers <= 0) return;
-    this.traffic.messagesOut.inc(subscribers);
-    this.traffic.bytesOut.inc(subscribers * Buffer.byteLength(frame));
+    const traffic = this.traffic[edge]!;
+    traffic.messagesOut.inc(subscribers);
+    traffic.bytesOut.inc(subscribers * Buffer.byteLength(frame));
   }
 
   private setOf(map: Map<string, Set<M>>, key: string): Set<M> {

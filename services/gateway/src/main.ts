@@ -23,12 +23,12 @@ import { createInternalApp } from './internal.js';
 import { KeyRing, trackKeys } from './keys.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { Node } from './node.js';
+import { type Connection, Node } from './node.js';
 import { Backend, LocalHandler } from './proxy.js';
 import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
-import { type Session, startSessionTicker } from './session.js';
+import { centrifugoEdge, startSessionTicker } from './session.js';
 import { mountStatic } from './static.js';
 import { Admission } from './transport/admission.js';
 import { ClientAddress } from './transport/client-address.js';
@@ -102,7 +102,7 @@ export async function startGateway(config: Config) {
   );
   const metrics = new Metrics();
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
-  const hub = new Hub<Session>(listener.topics, metrics, config.pushCoalesceWindow);
+  const hub = new Hub<Connection>(listener.topics, metrics, [centrifugoEdge], config.pushCoalesceWindow);
   const tokens = new TokenVerifier(config.token);
   const apiKeys = new KeyRing(config.apiKeys);
   const stopKeyFiles = [

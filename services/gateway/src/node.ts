@@ -1,6 +1,6 @@
 /**
  * The gateway's core: resolves channels to namespaces, publishes through the
- * broker, turns broker events into encoded pushes for the hub, and carries
+ * broker, hands broker events to the hub as pushes, and carries
  * out server-side actions on local connections. Sessions and the server API
  * both go through it.
  */
@@ -9,6 +9,7 @@ import {
   type ChannelName,
   type ClientInfo,
   compilePattern,
+  type Disconnect,
   Errors,
   type FrameLimits,
   matchesPattern,
@@ -23,13 +24,12 @@ import type { TokenVerifier } from './auth.js';
 import { type Broker, type ControlMessage, HistoryUnavailable } from './broker/broker.js';
 import type { Config, NamespaceOptions } from './config.js';
 import type { HistoryLimits, Recovery } from './history.js';
-import type { Hub } from './hub.js';
+import type { Hub, HubMember } from './hub.js';
 import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { BackendHandler } from './proxy.js';
 import type { GatewayEntry, Registry } from './registry/registry.js';
-import type { Session } from './session.js';
 
 export const VERSION = '0.1.0';
 
@@ -55,11 +55,23 @@ export interface PublishOptions {
   source: 'client' | 'api';
 }
 
+/** A client connection of either edge, as the node, the ticker and drain use it. */
+export interface Connection extends HubMember {
+  /** Once a second (`now` in monotonic ms): pings, deadlines, slow consumers; returns the bytes queued. */
+  tick(now: number, epochSeconds: number): number;
+  /** Closes with a Centrifugo disconnect code (an edge maps it to its own); `reason` labels the metric. */
+  disconnect(disconnect: Disconnect, reason: string): void;
+  serverSubscribe(channel: string, chanInfo?: unknown): Promise<ProtocolError | undefined>;
+  serverUnsubscribe(channel: string, code?: Disconnect): Promise<void>;
+  /** An async message from a backend service (`send` answered). */
+  message(data: unknown): void;
+}
+
 export interface NodeParts {
   config: Config;
   log: Logger;
   metrics: Metrics;
-  hub: Hub<Session>;
+  hub: Hub<Connection>;
   broker: Broker;
   registry: Registry;
   handler: BackendHandler;
@@ -72,7 +84,7 @@ export class Node {
   readonly config: Config;
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly hub: Hub<Session>;
+  readonly hub: Hub<Connection>;
   readonly broker: Broker;
   readonly registry: Registry;
   readonly handler: BackendHandler;
@@ -103,10 +115,8 @@ export class Node {
   async start(): Promise<void> {
     await this.broker.start({
       publication: (channel, pub, skipClient) => this.deliver(channel, pub, skipClient),
-      join: (channel, info) =>
-        this.hub.broadcast(channel, JSON.stringify({ push: { channel, join: { info } } }), undefined),
-      leave: (channel, info) =>
-        this.hub.broadcast(channel, JSON.stringify({ push: { channel, leave: { info } } }), undefined),
+      join: (channel, info) => this.hub.broadcast(channel, { join: info }, undefined),
+      leave: (channel, info) => this.hub.broadcast(channel, { leave: info }, undefined),
       control: (message) => this.applyControl(message),
       channels: (pattern) => this.channels(pattern),
       reconnected: () => {
@@ -139,7 +149,7 @@ export class Node {
         this.resync(channel);
       }
     }
-    this.hub.broadcast(channel, JSON.stringify({ push: { channel, pub } }), pub.offset, skipClient);
+    this.hub.broadcast(channel, { pub }, pub.offset, skipClient);
   }
 
   /**
@@ -268,18 +278,18 @@ export class Node {
   }
 
   /** A local connection starts or stops subscribing: the broker follows the first and the last. */
-  async addSubscriber(channel: string, session: Session): Promise<void> {
+  async addSubscriber(channel: string, session: Connection): Promise<void> {
     if (this.hub.addSubscriber(channel, session)) await this.broker.subscribe(channel);
   }
 
-  async removeSubscriber(channel: string, session: Session): Promise<void> {
+  async removeSubscriber(channel: string, session: Connection): Promise<void> {
     if (!this.hub.removeSubscriber(channel, session)) return;
     this.lastSeen.delete(channel);
     await this.broker.unsubscribe(channel);
   }
 
   /** Local connections of a user, optionally one client only. */
-  sessionsOf(user: string, client?: string): Session[] {
+  sessionsOf(user: string, client?: string): Connection[] {
     const sessions = this.hub.userConnections(user);
     return client ? sessions.filter((s) => s.client === client) : sessions;
   }

@@ -31,10 +31,10 @@ import {
   Unsubscribes,
   userAllowed,
 } from '@switchboard/protocol';
-import type { HubMember, Sink } from './hub.js';
+import type { Edge, Sink } from './hub.js';
 import type { NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
-import { BROKER_UNAVAILABLE, type Node, type ResolvedChannel, VERSION } from './node.js';
+import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
 import { Subscriptions } from './subscriptions.js';
 
@@ -90,7 +90,19 @@ const BROKER_PATIENCE_MS = 3000;
 /** A command's empty result, answered by a frame written without JSON.stringify. */
 const EMPTY: Record<string, never> = Object.freeze({});
 
-export class Session implements HubMember {
+/** The Centrifugo protocol's pushes: topics are the channel names, several pushes may share a frame. */
+export const centrifugoEdge: Edge = {
+  topicPrefix: '',
+  coalesces: true,
+  transport: 'websocket',
+  encode(channel, push) {
+    if ('pub' in push) return JSON.stringify({ push: { channel, pub: push.pub } });
+    if ('join' in push) return JSON.stringify({ push: { channel, join: { info: push.join } } });
+    return JSON.stringify({ push: { channel, leave: { info: push.leave } } });
+  },
+};
+
+export class Session implements Connection {
   readonly client = newClientId();
   private readonly openedAt = monotonicMs();
   user = '';
@@ -114,6 +126,11 @@ export class Session implements HubMember {
   private closeReason: string | undefined;
   /** The connect deadline; dropped once connected, so that an idle session does not keep the timer object. */
   private connectTimer: NodeJS.Timeout | undefined;
+
+  /** On the prototype, not in each connection's object. */
+  get edge(): Edge {
+    return centrifugoEdge;
+  }
 
   constructor(
     readonly sink: Sink,

@@ -52,16 +52,16 @@ class WebSocketSink implements TopicSink {
     return this.lastBuffered;
   }
 
-  joinTopic(channel: string): void {
-    if (this.open) this.ws.subscribe(channel);
+  joinTopic(topic: string): void {
+    if (this.open) this.ws.subscribe(topic);
   }
 
-  leaveTopic(channel: string): void {
-    if (this.open) this.ws.unsubscribe(channel);
+  leaveTopic(topic: string): void {
+    if (this.open) this.ws.unsubscribe(topic);
   }
 
-  publishExceptSelf(channel: string, frame: string): void {
-    if (this.open) this.ws.publish(channel, frame, false, false);
+  publishExceptSelf(topic: string, frame: string): void {
+    if (this.open) this.ws.publish(topic, frame, false, false);
   }
 }
 
