@@ -13,6 +13,8 @@ NODE24_IF_NAMED = $(if $(filter $(NODE24) $(abspath $(NODE24)),$(1)),node24)
 # Development defaults for `make run` only; override them in the environment.
 DEV_SECRET ?= switchboard-dev-secret
 DEV_API_KEY ?= switchboard-dev-api-key
+# The Pusher edge's development app (pusher-js: key app-key; the pusher SDK: app-id, app-secret, port 9000).
+DEV_PUSHER_APPS ?= [{"id":"app-id","key":"app-key","secret":"app-secret"}]
 
 
 .PHONY: help install build run token test unit lint format clean deps node24 cluster cluster-down images chart chart-files helm bench bench-scale soak fuzz
@@ -47,6 +49,8 @@ run: build $(call NODE24_IF_NAMED,$(NODE))
 	@echo "  demo page: http://localhost:8000/  (SWITCHBOARD_DEMO=true: anyone may get a token; development only)"
 	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
 	@echo "  server API: POST http://localhost:9000/api/<method> with X-API-Key: $${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}"
+	@echo "  Pusher: ws://localhost:8000/app/app-key (pusher-js), HTTP API http://localhost:9000/apps/app-id (secret app-secret; development only)"
+	SWITCHBOARD_PUSHER_APPS='$(or $(SWITCHBOARD_PUSHER_APPS),$(DEV_PUSHER_APPS))' \
 	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
 	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \
 	SWITCHBOARD_DEMO="$${SWITCHBOARD_DEMO:-true}" \
@@ -83,7 +87,7 @@ helm:
 	@scripts/install-helm.sh >/dev/null
 
 cluster: build deps
-	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" scripts/cluster.sh up
+	DEV_SECRET="$(DEV_SECRET)" DEV_API_KEY="$(DEV_API_KEY)" DEV_PUSHER_APPS='$(DEV_PUSHER_APPS)' scripts/cluster.sh up
 
 cluster-down:
 	scripts/cluster.sh down
@@ -161,3 +165,14 @@ chart: helm
 	  $(HELM) template sb charts/switchboard $${values:+-f $$values} >/dev/null || exit 1; \
 	done
 	@echo "chart: lint and template pass for the defaults and every charts/switchboard/ci/*.yaml"
+
+# The reference Pusher Channels server, Soketi 1.6.1, in loadtest/peers/soketi
+# (a package of its own; scripts/install-soketi.sh), not part of `make test`.
+.PHONY: soketi pusher-reference
+soketi:
+	@scripts/install-soketi.sh >/dev/null
+
+# The Pusher conformance suite (services/gateway/test/pusher-conformance.ts)
+# against Soketi on the machine's Node 20, not part of `make test`.
+pusher-reference: build soketi
+	node --test --test-reporter=spec services/gateway/dist/test/pusher-soketi.js

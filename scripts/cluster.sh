@@ -25,6 +25,7 @@
 #                    default to DEV_SECRET / DEV_API_KEY (which the Makefile passes)
 #                    and else to the Makefile's development values
 #   SWITCHBOARD_DEMO default true here: the demo page's token endpoint (development only)
+#   SWITCHBOARD_PUSHER_APPS default: the development Pusher app app-id / app-key / app-secret
 #   SWITCHBOARD_ALLOWED_ORIGINS default: the demo page through HAProxy, http:// and https://
 #   Other SWITCHBOARD_* variables (SWITCHBOARD_LOG_LEVEL, SWITCHBOARD_NAMESPACES, ...)
 #   reach the gateways unchanged.
@@ -41,6 +42,8 @@ GRACE="${CLUSTER_GRACE:-15}"
 SECRET="${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-${DEV_SECRET:-switchboard-dev-secret}}"
 API_KEY="${SWITCHBOARD_API_KEY:-${DEV_API_KEY:-switchboard-dev-api-key}}"
 DEMO="${SWITCHBOARD_DEMO:-true}"
+DEV_APP='[{"id":"app-id","key":"app-key","secret":"app-secret"}]'
+PUSHER_APPS="${SWITCHBOARD_PUSHER_APPS:-${DEV_PUSHER_APPS:-$DEV_APP}}"
 
 # natsN listens on 4221+N (clients), 8221+N (monitoring) and 6221+N (cluster routes).
 NATS_NODES=(nats1 nats2 nats3)
@@ -250,6 +253,7 @@ up() {
       SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$SECRET" \
       SWITCHBOARD_API_KEY="$API_KEY" \
       SWITCHBOARD_DEMO="$DEMO" \
+      SWITCHBOARD_PUSHER_APPS="$PUSHER_APPS" \
       SWITCHBOARD_ALLOWED_ORIGINS="${SWITCHBOARD_ALLOWED_ORIGINS:-$ORIGINS}" \
       SWITCHBOARD_TRUSTED_PROXIES="${SWITCHBOARD_TRUSTED_PROXIES:-127.0.0.1}" \
       start "$name" "$NODE" --max-semi-space-size=4 services/gateway/dist/src/main.js

@@ -9,7 +9,7 @@ export const NAMESPACE_BOUNDARY = ':';
 export const USER_BOUNDARY = '#';
 export const USER_SEPARATOR = ',';
 
-const ALLOWED = /^[A-Za-z0-9_\-:#,./@=!~+]+$/;
+const ALLOWED = /^[A-Za-z0-9_\-:#,./@=!~+;]+$/;
 
 export interface ChannelRules {
   maxLength: number;
@@ -29,7 +29,7 @@ export function parseChannel(channel: string, rules: ChannelRules): ChannelCheck
   if (channel.length > rules.maxLength)
     return { ok: false, reason: `channel name longer than ${rules.maxLength}` };
   if (!ALLOWED.test(channel))
-    return { ok: false, reason: 'channel name has characters outside A-Z a-z 0-9 _-:#,./@=!~+' };
+    return { ok: false, reason: 'channel name has characters outside A-Z a-z 0-9 _-:#,./@=!~+;' };
   const namespace = namespaceOf(channel);
   const hash = channel.indexOf(USER_BOUNDARY);
   if (hash === -1) return { ok: true, value: { channel, namespace } };

@@ -114,9 +114,9 @@ describe('parseChannel: length', () => {
 });
 
 describe('parseChannel: character set', () => {
-  test('every allowed punctuation character is accepted', () => {
+  test('every allowed punctuation character is accepted (`;` as Pusher channel names have it)', () => {
     accept('A-Za_z09:x#1,2');
-    accept('a.b/c@d=e!f~g+h');
+    accept('a.b/c@d=e!f~g+h;i');
   });
 
   const hostile: [string, string][] = [
@@ -140,7 +140,6 @@ describe('parseChannel: character set', () => {
     ['ampersand', 'a&b'],
     ['brackets', 'a[0]'],
     ['braces', '{a}'],
-    ['semicolon', 'a;b'],
     ['pipe', 'a|b'],
   ];
   for (const [what, ch] of hostile) {

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import type { Centrifuge } from 'centrifuge';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../test/browser-harness.js';
-import type { Transport } from '../src/metrics.js';
+import type { CentrifugoTransport as Transport } from '../src/metrics.js';
 import {
   api,
   endpointOf,

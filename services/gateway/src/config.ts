@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DEFAULT_JSON_MAX_DEPTH, ENVELOPE_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
 import { proxyList } from './transport/client-address.js';
+import { parseApps, type PusherApp } from './pusher/apps.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
 export const EMBEDDED_SERVICE_NAMES = ['chat', 'store', 'jobs'];
@@ -341,6 +342,16 @@ export const KEYS = {
     default: DEFAULT_NAMESPACES,
     doc: 'JSON array of namespace options (see Namespaces); replaces the defaults (`""`, `chat`, and `room`, `store`, `jobs` of the example services).',
   },
+  pusher_apps: {
+    kind: 'json',
+    default: [],
+    doc: 'JSON array of Pusher apps (see [docs/pusher.md](docs/pusher.md)): `id`, `key`, `secret`, `enabled`, `namespace`, limits and `allowed_origins`. With none, the Pusher edge (`/app/<key>` and `/apps/<id>/…`) is off. Holds secrets: pass it from a Secret.',
+  },
+  pusher_activity_timeout: {
+    kind: 'int',
+    default: 120,
+    doc: 'Seconds of silence after which a Pusher client pings (`activity_timeout` in `pusher:connection_established`); the gateway pings a silent client after as long and closes it with 4201 when no pong comes within `SWITCHBOARD_PONG_TIMEOUT`.',
+  },
 } satisfies Record<string, KeySpec>;
 
 export type Key = keyof typeof KEYS;
@@ -424,6 +435,12 @@ export interface Config {
   historyMaxPublications: number;
   shutdownTimeout: number;
   namespaces: Map<string, NamespaceOptions>;
+  pusher: {
+    apps: PusherApp[];
+    /** The apps' namespaces: their `private-` and `presence-` channels need a subscription token on the Centrifugo edge. */
+    namespaces: ReadonlySet<string>;
+    activityTimeout: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -575,6 +592,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if ((v[list] as string[]).length > 0 && v[file])
       throw new ConfigError(`set ${envName(list)} or ${envName(file)}, not both`);
   }
+  let apps: PusherApp[];
+  try {
+    apps = parseApps(v.pusher_apps);
+  } catch (err) {
+    throw new ConfigError(`SWITCHBOARD_PUSHER_APPS: ${(err as Error).message}`);
+  }
+  if ((v.pusher_activity_timeout as number) < 1)
+    throw new ConfigError('SWITCHBOARD_PUSHER_ACTIVITY_TIMEOUT must be at least 1');
+  const spaces = namespaces(v.namespaces);
+  // An app's namespace not configured: its own, with presence for `presence-` channels.
+  for (const app of apps) {
+    if (!spaces.has(app.namespace))
+      spaces.set(app.namespace, {
+        name: app.namespace,
+        ...NAMESPACE_DEFAULTS,
+        presence: true,
+        join_leave: true,
+      });
+  }
   let publicKey = v.token_public_key as string;
   if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
   return {
@@ -645,6 +681,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demoTokensPerIpPerSecond: v.demo_tokens_per_ip_per_second as number,
     historyMaxPublications: v.history_max_publications as number,
     shutdownTimeout: v.shutdown_timeout as number,
-    namespaces: namespaces(v.namespaces),
+    namespaces: spaces,
+    pusher: {
+      apps,
+      namespaces: new Set(apps.map((a) => a.namespace)),
+      activityTimeout: v.pusher_activity_timeout as number,
+    },
   };
 }

@@ -1,11 +1,15 @@
-/** Internal port: health, readiness, Prometheus metrics and the HTTP server API. */
+/** Internal port: health, readiness, Prometheus metrics and the HTTP server APIs. */
 
 import { mountHttpApi } from './api/http.js';
 import type { Node } from './node.js';
 import { replyText } from './reply.js';
 import { type TemplatedApp, uws } from './uws.js';
 
-export function createInternalApp(node: Node): TemplatedApp {
+/** `mount` adds routes of its own (the Pusher HTTP API) before the 404 fallback. */
+export function createInternalApp(
+  node: Node,
+  mount: (app: TemplatedApp) => void = () => undefined,
+): TemplatedApp {
   const app = uws.App();
   app.get('/healthz', (res) => {
     res.writeHeader('content-type', 'text/plain').end('ok\n');
@@ -41,6 +45,7 @@ export function createInternalApp(node: Node): TemplatedApp {
     );
   });
   mountHttpApi(app, node);
+  mount(app);
   app.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });

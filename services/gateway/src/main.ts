@@ -25,6 +25,10 @@ import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { type Connection, Node } from './node.js';
 import { Backend, LocalHandler } from './proxy.js';
+import { mountPusherApi } from './pusher/api.js';
+import { Apps } from './pusher/apps.js';
+import { pusherEdge } from './pusher/edge.js';
+import { mountPusher } from './pusher/websocket.js';
 import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
@@ -102,7 +106,9 @@ export async function startGateway(config: Config) {
   );
   const metrics = new Metrics();
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
-  const hub = new Hub<Connection>(listener.topics, metrics, [centrifugoEdge], config.pushCoalesceWindow);
+  const apps = new Apps(config.pusher.apps);
+  const edges = apps.size > 0 ? [centrifugoEdge, pusherEdge] : [centrifugoEdge];
+  const hub = new Hub<Connection>(listener.topics, metrics, edges, config.pushCoalesceWindow);
   const tokens = new TokenVerifier(config.token);
   const apiKeys = new KeyRing(config.apiKeys);
   const stopKeyFiles = [
@@ -135,7 +141,13 @@ export async function startGateway(config: Config) {
     apiKeys,
   });
   // Health and readiness answer first: /readyz says 503 until every listener is up and the broker connected.
-  const internal = await listenExclusive(createInternalApp(node), config.host, config.internalPort);
+  const internal = await listenExclusive(
+    createInternalApp(node, (app) => {
+      if (apps.size > 0) mountPusherApi(app, node, apps);
+    }),
+    config.host,
+    config.internalPort,
+  );
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
   const emulation = new Emulation(node, bus, subjects);
@@ -148,6 +160,7 @@ export async function startGateway(config: Config) {
   const admission = new Admission(node, address);
   await listener.listen((app) => {
     mountWebSocket(app, node, admission);
+    if (apps.size > 0) mountPusher(app, node, admission, apps);
     mountStreams(app, node, admission, emulation);
     mountEmulation(app, node, emulation, address);
     mountStatic(app);
@@ -168,6 +181,7 @@ export async function startGateway(config: Config) {
       page: `${listener.scheme.http}://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
+      pusher: apps.size > 0 ? `${listener.scheme.ws}://localhost:${config.clientPort}/app/<key>` : 'off',
     },
     'switchboard gateway ready',
   );

@@ -8,7 +8,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { HotCounter, HotHistogram, type Tally } from './hot-metrics.js';
 import { KEY_KINDS } from './keys.js';
 
-export type Transport = 'websocket' | 'sse' | 'http_stream';
+/** The Centrifugo protocol's transports. */
+export type CentrifugoTransport = 'websocket' | 'sse' | 'http_stream';
+/** Transport label values: the Centrifugo transports and the Pusher edge's WebSocket. */
+export type Transport = CentrifugoTransport | 'pusher';
 
 let lastUtilization = performance.eventLoopUtilization();
 export type Direction = 'in' | 'out';
@@ -45,7 +48,21 @@ export const HANDLER_PLACES = [
   'broker_survey',
   'broker_reconnect',
   'broker_leader',
+  'pusher',
+  'pusher_api',
 ] as const;
+/** Why the Pusher edge refuses a frame, subscription or API call (`switchboard_pusher_rejections_total{reason}`). */
+export const PUSHER_REJECTIONS = [
+  'bad_frame',
+  'bad_channel',
+  'auth',
+  'client_event_not_allowed',
+  'client_event_rate',
+  'too_large',
+  'api_unauthorized',
+  'api_bad_request',
+] as const;
+export type PusherRejection = (typeof PUSHER_REJECTIONS)[number];
 /** What sends the messages `switchboard_invalid_messages_total{source}` counts. */
 export const MESSAGE_SOURCES = [
   'channel',
@@ -85,6 +102,40 @@ export class Metrics {
       for (const [transport, n] of this.openConnections().byTransport) this.connections.set({ transport }, n);
     },
   });
+
+  /** Pusher connections per app id, read at scrape time (set by the Pusher edge). */
+  pusherCounts: () => ReadonlyMap<string, number> = () => new Map();
+
+  readonly pusherConnections: Gauge<'app'> = new Gauge({
+    name: 'switchboard_pusher_connections',
+    help: 'Pusher connections open now on this gateway, by app.',
+    labelNames: ['app'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [app, n] of this.pusherCounts()) this.pusherConnections.set({ app }, n);
+    },
+  });
+
+  readonly pusherEvents = new Counter({
+    name: 'switchboard_pusher_events_total',
+    help: 'Pusher events published through this gateway, by app and source (client: client events; api: the Pusher HTTP API).',
+    labelNames: ['app', 'source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly pusherRejections = new Counter({
+    name: 'switchboard_pusher_rejections_total',
+    help: 'Pusher frames, subscriptions, client events and API calls refused, by app and reason.',
+    labelNames: ['app', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  /** An app's series start at 0. */
+  pusherApp(app: string): void {
+    this.pusherConnections.set({ app }, 0);
+    for (const source of ['client', 'api']) this.pusherEvents.inc({ app, source }, 0);
+    for (const reason of PUSHER_REJECTIONS) this.pusherRejections.inc({ app, reason }, 0);
+  }
 
   readonly connects = new HotCounter({
     name: 'switchboard_connects_total',

@@ -21,7 +21,7 @@ import {
   Unsubscribes,
 } from '@switchboard/protocol';
 import type { TokenVerifier } from './auth.js';
-import { type Broker, type ControlMessage, HistoryUnavailable } from './broker/broker.js';
+import { type Broker, type ChannelCounts, type ControlMessage, HistoryUnavailable } from './broker/broker.js';
 import type { Config, NamespaceOptions } from './config.js';
 import type { HistoryLimits, Recovery } from './history.js';
 import type { Hub, HubMember } from './hub.js';
@@ -286,6 +286,16 @@ export class Node {
     if (!this.hub.removeSubscriber(channel, session)) return;
     this.lastSeen.delete(channel);
     await this.broker.unsubscribe(channel);
+  }
+
+  /**
+   * Channels with subscribers anywhere in the cluster, counts added up. A
+   * survey of the live gateways, answered within a bound: a dead gateway's
+   * channels are missing from it, never waited for.
+   */
+  async clusterChannels(pattern?: string): Promise<ChannelCounts> {
+    const gateways = (await this.registry.gateways()).length;
+    return this.broker.channels(pattern, Math.max(gateways, 1));
   }
 
   /** Local connections of a user, optionally one client only. */

@@ -32,7 +32,7 @@ import {
   userAllowed,
 } from '@switchboard/protocol';
 import type { Edge, Sink } from './hub.js';
-import type { NamespaceOptions } from './config.js';
+import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
 import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
@@ -81,6 +81,14 @@ function newClientId(): string {
   idOffset += 9;
   return idPool.toString('base64url', idOffset - 9, idOffset);
 }
+
+/**
+ * A Pusher app's `private-` and `presence-` channels are guarded by the
+ * Pusher auth on that edge: here only a subscription token opens them,
+ * whatever the namespace allows.
+ */
+const pusherGuarded = (config: Config, namespace: string, channel: string): boolean =>
+  config.pusher.namespaces.has(namespace) && /^(private|presence)-/.test(channel.slice(namespace.length + 1));
 
 /** A subscribe ended by a resync while it was being prepared: the client tries again at once. */
 const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'subscription interrupted' };
@@ -490,7 +498,7 @@ export class Session implements Connection {
         return Errors.permissionDenied;
       chanInfo = check.value.info;
       expiresAt = check.value.expiresAt;
-    } else if (!userAllowed(name, this.user)) {
+    } else if (!userAllowed(name, this.user) || pusherGuarded(config, ns.name, req.channel)) {
       return Errors.permissionDenied;
     } else if (ns.service) {
       // Asked once live traffic is buffered (see prepareSubscription): nothing the

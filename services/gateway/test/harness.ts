@@ -12,7 +12,7 @@ import { Centrifuge, type Options } from 'centrifuge';
 import { EventSource } from 'eventsource';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import type { Transport } from '../src/metrics.js';
+import type { CentrifugoTransport as Transport } from '../src/metrics.js';
 import { inNamespace } from './netns.js';
 
 export const SECRET = 'test-secret-key-for-hs256';

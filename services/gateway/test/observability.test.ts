@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
-import type { Transport } from '../src/metrics.js';
+import type { CentrifugoTransport as Transport } from '../src/metrics.js';
 import { type Cluster, startCluster, startNats } from './cluster.js';
 import { dashboardExpressions, type Expression, loadDashboards, panelsOf, signalOf } from './dashboards.js';
 import {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Centrifuge, Options } from 'centrifuge';
-import type { Transport } from '../src/metrics.js';
+import type { CentrifugoTransport as Transport } from '../src/metrics.js';
 import { type BlockingProxy, type Cluster, startBlockingProxy, startCluster } from './cluster.js';
 import {
   api,

@@ -191,11 +191,10 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
   },
 
   channels: async (node, p) => {
-    const gateways = (await node.registry.gateways()).length;
     const pattern = str(p, 'pattern', false) || undefined;
     if (pattern && pattern.length > 2 * node.config.channelMaxLength)
       throw bad(`pattern longer than ${2 * node.config.channelMaxLength}`);
-    return { channels: await node.broker.channels(pattern, Math.max(gateways, 1)) };
+    return { channels: await node.clusterChannels(pattern) };
   },
 
   info: async (node) => {

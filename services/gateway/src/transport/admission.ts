@@ -71,9 +71,16 @@ export class Admission {
     });
   }
 
-  /** Why a new connection is refused now, or undefined to let it in. Call before any await. */
-  refusal(res: HttpResponse, req: HttpRequest): Refusal | undefined {
-    if (!originAllowed(req.getHeader('origin'), this.node.config.allowedOrigins))
+  /**
+   * Why a new connection is refused now, or undefined to let it in. Call
+   * before any await. `origins`: an allow-list of its own (a Pusher app's).
+   */
+  refusal(
+    res: HttpResponse,
+    req: HttpRequest,
+    origins = this.node.config.allowedOrigins,
+  ): Refusal | undefined {
+    if (!originAllowed(req.getHeader('origin'), origins))
       return { status: '403 Forbidden', reason: 'origin_not_allowed' };
     if (this.node.draining) return { status: '503 Service Unavailable', reason: 'shutdown' };
     if (this.total >= this.node.config.maxConnections)

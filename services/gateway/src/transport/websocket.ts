@@ -6,7 +6,8 @@
 
 import { decodeUtf8, Disconnects } from '@switchboard/protocol';
 import type { TopicSink } from '../hub.js';
-import type { Traffic } from '../metrics.js';
+import type { Traffic, Transport } from '../metrics.js';
+import type { Config } from '../config.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import { type TemplatedApp, uws, type WebSocket } from '../uws.js';
@@ -16,16 +17,17 @@ interface SocketData {
   session?: Session;
 }
 
-class WebSocketSink implements TopicSink {
+/** A uWS WebSocket as the hub and a session see it. */
+export class WebSocketSink implements TopicSink {
   open = true;
 
   /** On the prototype, not in each connection's object. */
-  get transport(): 'websocket' {
+  get transport(): Transport {
     return 'websocket';
   }
 
   constructor(
-    private readonly ws: WebSocket<SocketData>,
+    private readonly ws: WebSocket<unknown>,
     private readonly traffic: Traffic,
   ) {}
 
@@ -75,24 +77,31 @@ class WebSocketSink implements TopicSink {
 export const WEBSOCKET_READ_CEILING = 16 * 1024 * 1024;
 
 /** WebSocket's own code for an oversized message: the client does not reconnect. */
-const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
+export const MESSAGE_TOO_BIG = { code: 1009, reason: 'message size limit exceeded' };
+
+/** The socket settings both WebSocket edges use. */
+export function socketOptions(config: Config) {
+  return {
+    // uWS drops oversized frames without a close frame; it gets headroom so that
+    // our own check answers with 1009 and a reason instead.
+    maxPayloadLength: Math.max(config.maxMessageSize * 4, WEBSOCKET_READ_CEILING),
+    // A session disconnects clients past max_backpressure at its once-a-second
+    // check; this hard bound (4x) closes at once when a burst outruns that
+    // check, so nothing is ever buffered without limit.
+    maxBackpressure: config.maxBackpressure * 4,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
+    compression: uws.DISABLED,
+  } as const;
+}
 
 export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admission): void {
   const { config, metrics, log } = node;
   const traffic = metrics.traffic('websocket');
 
   app.ws<SocketData>('/connection/websocket', {
-    // uWS drops oversized frames without a close frame; it gets headroom so that
-    // our own check below answers with 1009 and a reason instead.
-    maxPayloadLength: Math.max(config.maxMessageSize * 4, WEBSOCKET_READ_CEILING),
-    // The session disconnects clients past max_backpressure with 3008 at its
-    // once-a-second check; this hard bound (4x) closes at once when a burst
-    // outruns that check, so nothing is ever buffered without limit.
-    maxBackpressure: config.maxBackpressure * 4,
-    closeOnBackpressureLimit: 1,
-    idleTimeout: 0,
-    sendPingsAutomatically: false,
-    compression: uws.DISABLED,
+    ...socketOptions(config),
 
     upgrade: (res, req, context) => {
       const refusal = admission.refusal(res, req);
