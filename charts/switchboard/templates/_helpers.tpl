@@ -48,6 +48,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "switchboard.component" (dict "root" . "component" "auth")) .Values.auth.existingSecret }}
 {{- end }}
 
+{{/* The Secret whose key `apps` is the JSON array of the Pusher apps
+(SWITCHBOARD_PUSHER_APPS): pusher.existingSecret, or the chart's own with
+pusher.apps (pusher-apps-secret.yaml); empty with neither (the Pusher edge is off). */}}
+{{- define "switchboard.pusherAppsSecret" -}}
+{{- if .Values.pusher.existingSecret }}
+{{- .Values.pusher.existingSecret }}
+{{- else if .Values.pusher.apps }}
+{{- include "switchboard.component" (dict "root" . "component" "pusher-apps") }}
+{{- end }}
+{{- end }}
+
 {{/* The kubernetes.io/tls Secret HAProxy serves wss:// with: haproxy.tls.secretName,
 or the one cert-manager or the chart fills (haproxy-tls.yaml). */}}
 {{- define "switchboard.haproxyTlsSecret" -}}

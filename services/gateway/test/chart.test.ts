@@ -11,8 +11,9 @@
  * (a generated CA and certificate for every pod's name, checked with
  * node:crypto, and a rendered server run over TLS and reloaded with a new
  * one; or a Secret of your own, or cert-manager), the values schema
- * refuses bad values, and the dashboards and alert rules in the chart are
- * copies of dashboards/.
+ * refuses bad values, the Pusher apps reach the gateways from a Secret and
+ * nowhere else, and the dashboards and alert rules in the chart are copies of
+ * dashboards/.
  */
 
 import assert from 'node:assert/strict';
@@ -108,6 +109,15 @@ const gatewayContainer = (manifests: any[]) =>
     (c: any) => c.name === 'gateway',
   );
 
+/** SWITCHBOARD_PUSHER_APPS as the gateways get it: the `apps` of the Secret their env names. */
+function pusherAppsJson(manifests: any[]): string {
+  const ref = /^secret:([^/]+)\/(.+)$/.exec(envOf(gatewayContainer(manifests)).SWITCHBOARD_PUSHER_APPS ?? '');
+  assert.ok(ref, 'SWITCHBOARD_PUSHER_APPS from a Secret');
+  const secret = find(manifests, 'Secret', ref[1]);
+  assert.equal(secret.metadata.name, ref[1]);
+  return Buffer.from(secret.data[ref[2]!], 'base64').toString();
+}
+
 /** Settings the chart sets itself, so values.schema.json leaves them out of gateway.config. */
 const CHART_SETS = [
   'node_id',
@@ -127,9 +137,13 @@ const CHART_SETS = [
   'nats_password',
   'shutdown_timeout',
   'embedded_services',
+  'pusher_apps',
 ];
-/** Of those, the ones left out of the gateway's environment: keys come as files (`*_file`) instead. */
-const NOT_IN_ENV = ['embedded_services', 'api_key', 'token_hmac_secret_key'];
+/**
+ * Of those, the ones left out of the gateway's environment: keys come as files (`*_file`) instead, and the
+ * Pusher apps only when there are some (pusher.apps or pusher.existingSecret; the Pusher test has them).
+ */
+const NOT_IN_ENV = ['embedded_services', 'api_key', 'token_hmac_secret_key', 'pusher_apps'];
 
 describe('charts/switchboard', () => {
   test('helm lint passes for the defaults and every ci value set', () => {
@@ -286,8 +300,12 @@ describe('charts/switchboard', () => {
     );
   });
 
-  test('the rendered HAProxy finds gateway pods through DNS (server-template), spreads clients by leastconn, drops a pod that leaves DNS', async (t) => {
+  test('the rendered HAProxy finds gateway pods through DNS (server-template), spreads clients by leastconn, passes Pusher clients on, drops a pod that leaves DNS', async (t) => {
     const [defaults] = rendered;
+    // The gateways get the Pusher apps of the chart's Secret, as SWITCHBOARD_PUSHER_APPS from it.
+    const pusherSet = rendered.find((r) => r.name === 'pusher-values.yaml')!;
+    const pusherApps = pusherAppsJson(pusherSet.manifests);
+    const pusherKey: string = pusherSet.values.pusher.apps[0].key;
     const host = `${find(defaults!.manifests, 'Service', '-gateway-pods').metadata.name}.rt.svc.cluster.local`;
     // Three "pods": gateways on 127.0.0.1..3 with the same ports, as pods have the same ports on their own IPs.
     const [clientPort, internalPort, haproxyPort, statsPort] = [
@@ -311,6 +329,7 @@ describe('charts/switchboard', () => {
         SWITCHBOARD_INTERNAL_PORT: String(internalPort),
         SWITCHBOARD_GRPC_PORT: '0',
         SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET,
+        SWITCHBOARD_PUSHER_APPS: pusherApps,
         SWITCHBOARD_LOG_LEVEL: 'warn',
       });
       procs.push(proc);
@@ -372,6 +391,12 @@ describe('charts/switchboard', () => {
       }),
     );
     assert.deepEqual(perPod, [1, 1, 1], 'leastconn: one client per gateway');
+    // Pusher's client WebSocket (/app/<key>) goes through the same frontend to a gateway's Pusher edge.
+    const pusher = new RawClient(`ws://127.0.0.1:${haproxyPort}/app/${pusherKey}?protocol=7`);
+    clients.push(pusher);
+    await pusher.open();
+    const established = await pusher.expect((m) => m.event === 'pusher:connection_established');
+    assert.match(JSON.parse(established.data).socket_id, /^\d+\.\d+$/);
     assert.equal(
       await upgradeStatus(`wss://127.0.0.1:${tlsPort}/connection/websocket`, { ca: pki.ca }),
       101,
@@ -1155,6 +1180,164 @@ describe('charts/switchboard', () => {
     assert.throws(() => render({ files: [emptyKey] }), /apiKey/);
   });
 
+  test('Pusher apps: in a Secret of their own as the JSON the gateway reads, to the gateways by secretKeyRef and in no other manifest; a change rolls them', () => {
+    const set = rendered.find((r) => r.name === 'pusher-values.yaml')!;
+    const apps: any[] = set.values.pusher.apps;
+    assert.equal(apps.length, 2);
+    const secret = find(set.manifests, 'Secret', '-pusher-apps');
+    assert.equal(secret.metadata.name, 'sb-switchboard-pusher-apps');
+    assert.equal(secret.type, 'Opaque');
+    assert.deepEqual(Object.keys(secret.data), ['apps']);
+    const json = Buffer.from(secret.data.apps, 'base64').toString();
+    assert.deepEqual(JSON.parse(json), apps);
+    // What the gateway makes of it: both apps with every field as given (the defaults for the first).
+    const parsed = loadConfig({ SWITCHBOARD_PUSHER_APPS: json }).pusher.apps;
+    assert.deepEqual(
+      parsed.map((a) => [a.id, a.key, a.secret, a.namespace, a.max_connections, a.allowed_origins]),
+      [
+        ['1234567', 'shop-key', apps[0].secret, '1234567', 0, []],
+        ['backoffice', 'backoffice-key', apps[1].secret, 'admin', 5000, ['https://admin.example.com']],
+      ],
+    );
+    // values.schema.json describes exactly the fields the gateway knows (the ci app has every one).
+    const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8'));
+    const fields = schema.properties.pusher.properties.apps.items.properties;
+    assert.deepEqual(Object.keys(fields).sort(), Object.keys(parsed[1]!).sort());
+    assert.deepEqual(Object.keys(apps[1]).sort(), Object.keys(parsed[1]!).sort());
+
+    // The gateway takes it from the Secret, never as a value; the activity timeout is a plain setting.
+    const gateway = gatewayContainer(set.manifests);
+    assert.deepEqual(
+      gateway.env.filter((e: any) => e.name === 'SWITCHBOARD_PUSHER_APPS'),
+      [
+        {
+          name: 'SWITCHBOARD_PUSHER_APPS',
+          valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'apps' } },
+        },
+      ],
+    );
+    assert.equal(pusherAppsJson(set.manifests), json);
+    assert.equal(envOf(gateway).SWITCHBOARD_PUSHER_ACTIVITY_TIMEOUT, '60');
+
+    // No app secret anywhere else: not in the rendered YAML as text (the Secret has it in base64),
+    // and no other manifest holds a string that has it, as it is or base64-decoded.
+    const text = helm(['template', 'sb', CHART, '--namespace', 'rt', '-f', set.files[0]!]);
+    assert.equal(text.split(secret.data.apps).length, 2, 'the apps are in the rendered YAML once');
+    const strings = (node: unknown): string[] =>
+      typeof node === 'string'
+        ? [node]
+        : node && typeof node === 'object'
+          ? Object.values(node).flatMap(strings)
+          : [];
+    for (const app of apps) {
+      assert.ok(!text.includes(app.secret), `${app.id}'s secret in the rendered YAML`);
+      for (const manifest of set.manifests.filter((m) => m !== secret))
+        for (const value of strings(manifest))
+          assert.ok(
+            !value.includes(app.secret) && !Buffer.from(value, 'base64').toString().includes(app.secret),
+            `${app.id}'s secret in ${manifest.kind} ${manifest.metadata.name}`,
+          );
+    }
+
+    // Changed apps roll the gateways (they read the apps when they start); nothing else about the pod changes.
+    const podOf = (manifests: any[]) => find(manifests, 'Deployment', '-gateway').spec.template;
+    const rotated = join(scratch, 'pusher-rotated.yaml');
+    writeFileSync(
+      rotated,
+      JSON.stringify({ pusher: { apps: [{ ...apps[0], secret: 'ci-shop-secret-rotated' }, apps[1]] } }),
+    );
+    const before = podOf(set.manifests);
+    const after = podOf(render({ files: [set.files[0]!, rotated] }));
+    assert.ok(before.metadata.annotations['checksum/pusher-apps']);
+    assert.notEqual(
+      after.metadata.annotations['checksum/pusher-apps'],
+      before.metadata.annotations['checksum/pusher-apps'],
+    );
+    delete after.metadata.annotations['checksum/pusher-apps'];
+    delete before.metadata.annotations['checksum/pusher-apps'];
+    assert.deepEqual(after, before);
+
+    // The gateway would refuse two apps with one id, key or namespace at start: the chart refuses them first.
+    const twice = join(scratch, 'pusher-twice.yaml');
+    for (const [second, field] of [
+      [{ ...apps[1], key: apps[0].key }, 'key'],
+      [{ ...apps[1], id: apps[0].id, namespace: 'other' }, 'id'],
+      [{ ...apps[1], namespace: apps[0].id }, 'namespace'],
+    ] as const) {
+      writeFileSync(twice, JSON.stringify({ pusher: { apps: [apps[0], second] } }));
+      assert.throws(() => render({ files: [twice] }), new RegExp(`pusher.apps: two apps have the ${field} `));
+    }
+  });
+
+  test('Pusher apps from a Secret of yours (the chart makes none), none without apps (the edge off); NOTES name the endpoints', () => {
+    const pusherSecrets = (manifests: any[]) =>
+      manifests.filter((m) => m.kind === 'Secret' && m.metadata.name.includes('pusher')).length;
+    const own = render({ set: ['pusher.existingSecret=my-pusher-apps'] });
+    assert.equal(pusherSecrets(own), 0);
+    assert.equal(envOf(gatewayContainer(own)).SWITCHBOARD_PUSHER_APPS, 'secret:my-pusher-apps/apps');
+    assert.equal(
+      find(own, 'Deployment', '-gateway').spec.template.metadata.annotations['checksum/pusher-apps'],
+      undefined,
+    );
+    assert.throws(
+      () =>
+        render({
+          files: [rendered.find((r) => r.name === 'pusher-values.yaml')!.files[0]!],
+          set: ['pusher.existingSecret=my-pusher-apps'],
+        }),
+      /pusher.apps and pusher.existingSecret: set one/,
+    );
+    // Without either: no Secret, no SWITCHBOARD_PUSHER_APPS, no checksum.
+    for (const { name, manifests } of rendered.filter((r) => r.name !== 'pusher-values.yaml')) {
+      assert.equal(pusherSecrets(manifests), 0, name);
+      assert.ok(!('SWITCHBOARD_PUSHER_APPS' in envOf(gatewayContainer(manifests))), name);
+      assert.equal(
+        find(manifests, 'Deployment', '-gateway').spec.template.metadata.annotations['checksum/pusher-apps'],
+        undefined,
+        name,
+      );
+    }
+
+    // In-cluster app servers reach Pusher's HTTP API on the internal port of the API Service, let in
+    // by networkPolicy.internalFrom like callers of /api.
+    const api = find(rendered[0]!.manifests, 'Service', '-api');
+    assert.deepEqual(
+      api.spec.ports.find((p: any) => p.name === 'internal'),
+      { name: 'internal', port: KEYS.internal_port.default, targetPort: 'internal' },
+    );
+    const from = render({
+      set: [
+        'networkPolicy.internalFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=laravel',
+      ],
+    });
+    const internal = find(from, 'NetworkPolicy', '-gateway').spec.ingress.find((r: any) =>
+      r.ports.some((p: any) => p.port === 'internal'),
+    );
+    assert.deepEqual(internal.from.at(-1), {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'laravel' } },
+    });
+
+    // NOTES: the Pusher endpoints with apps (ids and keys, never secrets), nothing about Pusher without.
+    const notes = (args: string[]) => {
+      const out = helm(['install', 'sb', CHART, '--namespace', 'rt', '--dry-run=client', ...args]);
+      return out.slice(out.indexOf('\nNOTES:\n'));
+    };
+    const set = rendered.find((r) => r.name === 'pusher-values.yaml')!;
+    const withApps = notes(['-f', set.files[0]!]);
+    assert.match(withApps, /Pusher .*Secret sb-switchboard-pusher-apps/);
+    assert.match(withApps, /1234567 \(key shop-key\), backoffice \(key backoffice-key\)/);
+    assert.match(withApps, /\/app\/<key>\?protocol=7/);
+    assert.match(withApps, /http:\/\/sb-switchboard-api\.rt\.svc\.cluster\.local:9000\/apps\/<id>\/events/);
+    assert.match(withApps, /PUSHER_HOST=sb-switchboard-api\.rt\.svc\.cluster\.local/);
+    assert.match(withApps, /networkPolicy\.internalFrom/);
+    for (const app of set.values.pusher.apps) assert.ok(!withApps.includes(app.secret), app.id);
+    assert.match(
+      notes(['--set', 'pusher.existingSecret=my-pusher-apps']),
+      /Secret my-pusher-apps\n[\s\S]*rollout restart/,
+    );
+    assert.doesNotMatch(notes([]), /pusher/i);
+  });
+
   test('gateway.config takes exactly the settings the chart does not set itself, and they reach the environment', () => {
     const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8'));
     const allowed = Object.keys(schema.properties.gateway.properties.config.properties).sort();
@@ -1199,6 +1382,19 @@ describe('charts/switchboard', () => {
       ['nats.tls.secretName=1', /nats\/tls\/secretName/],
       ['nats.tls.certManager.issuerRef.kind=Bogus', /issuerRef\/kind/],
       ['gatway.replicaCount=2', /gatway/],
+      ['gateway.config.pusher_activity_timeout=0', /pusher_activity_timeout/],
+      ['gateway.config.pusher_apps=[]', /pusher_apps/],
+      ['pusher.apps[0].id=shop,pusher.apps[0].key=shop-key', /\/pusher\/apps\/0': missing property 'secret'/],
+      [
+        'pusher.apps[0].id=shop,pusher.apps[0].key=shop-key,pusher.apps[0].secret=',
+        /pusher\/apps\/0\/secret/,
+      ],
+      ['pusher.apps[0].id=shop/1,pusher.apps[0].key=shop-key,pusher.apps[0].secret=s', /pusher\/apps\/0\/id/],
+      ['pusher.apps[0].id=shop,pusher.apps[0].key=shop key,pusher.apps[0].secret=s', /pusher\/apps\/0\/key/],
+      [
+        'pusher.apps[0].id=shop,pusher.apps[0].key=shop-key,pusher.apps[0].secret=s,pusher.apps[0].max_conections=1',
+        /pusher\/apps\/0': additional properties 'max_conections'/,
+      ],
     ];
     for (const [set, message] of refused) assert.throws(() => render({ set: [set] }), message, set);
   });
