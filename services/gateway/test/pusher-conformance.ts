@@ -130,12 +130,15 @@ function firstCall<T = unknown>(
   what: string,
   register: (resolve: (value: T) => void) => unknown,
 ): Promise<T> {
-  return within(
+  const call = within(
     new Promise<T>((resolve) => {
       register(resolve);
     }),
     what,
   );
+  // A test that failed before awaiting it must not see its timeout later as an unhandled rejection.
+  call.catch(() => undefined);
+  return call;
 }
 
 /** Disconnects a pusher-js client unless the server or the test did already. */
