@@ -112,7 +112,9 @@ export function natsPermissions(
       allowResponses: false,
     };
   }
-  const buckets = (['presence', 'gateways', 'services'] as const).map((kind) => s.bucket(kind));
+  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache'] as const).map((kind) =>
+    s.bucket(kind),
+  );
   return {
     publish: {
       allow: [
@@ -130,10 +132,14 @@ export function natsPermissions(
             ...consumers(stream),
           ];
         }),
-        // Its buckets, scaled up with the cluster; it writes presence and itself, and only reads services.
+        // Its buckets, scaled up with the cluster; it writes presence, itself, the occupancy
+        // decider's lease and what it announced, cache channels' last events, and only reads services.
         ...buckets.flatMap((bucket) => [...kvRead(bucket), `${API}.STREAM.UPDATE.KV_${bucket}`]),
         `$KV.${s.bucket('presence')}.>`,
         `$KV.${s.bucket('gateways')}.>`,
+        `$KV.${s.bucket('leases')}.>`,
+        `$KV.${s.bucket('hooks')}.>`,
+        `$KV.${s.bucket('cache')}.>`,
       ],
       deny: [],
     },

@@ -147,5 +147,13 @@ export class Subjects {
 }
 
 /** The gateways' KV buckets. */
-export const BUCKET_KINDS = ['gateways', 'services', 'sessions', 'presence'] as const;
+export const BUCKET_KINDS = [
+  'gateways',
+  'services',
+  'sessions',
+  'presence',
+  'leases',
+  'hooks',
+  'cache',
+] as const;
 export type BucketKind = (typeof BUCKET_KINDS)[number];

@@ -347,6 +347,11 @@ export const KEYS = {
     default: [],
     doc: 'JSON array of Pusher apps (see [docs/pusher.md](docs/pusher.md)): `id`, `key`, `secret`, `enabled`, `namespace`, limits and `allowed_origins`. With none, the Pusher edge (`/app/<key>` and `/apps/<id>/…`) is off. Holds secrets: pass it from a Secret.',
   },
+  occupancy_debounce: {
+    kind: 'int',
+    default: 3000,
+    doc: "Milliseconds a Pusher presence member stays absent (its user's last connection gone anywhere in the cluster), or a channel empty, before member_removed / channel_vacated is announced: a reload within it announces nothing. A gateway that dies is noticed after `SWITCHBOARD_PRESENCE_TTL`, then this.",
+  },
   pusher_activity_timeout: {
     kind: 'int',
     default: 120,
@@ -441,6 +446,8 @@ export interface Config {
     namespaces: ReadonlySet<string>;
     activityTimeout: number;
   };
+  /** Milliseconds (`occupancy_debounce`). */
+  occupancyDebounce: number;
 }
 
 export class ConfigError extends Error {}
@@ -682,6 +689,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     historyMaxPublications: v.history_max_publications as number,
     shutdownTimeout: v.shutdown_timeout as number,
     namespaces: spaces,
+    occupancyDebounce: v.occupancy_debounce as number,
     pusher: {
       apps,
       namespaces: new Set(apps.map((a) => a.namespace)),

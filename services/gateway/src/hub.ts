@@ -9,6 +9,7 @@
  */
 
 import type { ClientInfo, Publication } from '@switchboard/protocol';
+import type { MemberEvent } from './broker/broker.js';
 import type { Metrics, Traffic, Transport } from './metrics.js';
 
 /** What the hub needs of a transport connection. */
@@ -35,7 +36,10 @@ export interface TopicSink extends Sink {
 
 /** What the hub fans out: a channel's publication, or a subscriber's join or leave. */
 export type Push =
-  { readonly pub: Publication } | { readonly join: ClientInfo } | { readonly leave: ClientInfo };
+  | { readonly pub: Publication }
+  | { readonly join: ClientInfo }
+  | { readonly leave: ClientInfo }
+  | { readonly member: MemberEvent };
 
 /** A client protocol edge: how its connections see a push, and where their topics are. */
 export interface Edge {

@@ -19,6 +19,7 @@ import { disconnectClients, exitAfter, watchBrokerOutage } from './drain.js';
 import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
+import { Decider } from './hooks/decider.js';
 import { createInternalApp } from './internal.js';
 import { KeyRing, trackKeys } from './keys.js';
 import { createLogger, type Logger } from './log.js';
@@ -26,7 +27,7 @@ import { Metrics } from './metrics.js';
 import { type Connection, Node } from './node.js';
 import { Backend, LocalHandler } from './proxy.js';
 import { mountPusherApi } from './pusher/api.js';
-import { Apps } from './pusher/apps.js';
+import { Apps, pusherName } from './pusher/apps.js';
 import { pusherEdge } from './pusher/edge.js';
 import { mountPusher } from './pusher/websocket.js';
 import { MemoryRegistry } from './registry/memory.js';
@@ -150,6 +151,18 @@ export async function startGateway(config: Config) {
   );
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
+  const decider =
+    apps.size > 0
+      ? new Decider({
+          registry,
+          broker,
+          log,
+          namespaces: config.pusher.namespaces,
+          isPresence: (channel) => pusherName(channel).startsWith('presence-'),
+          debounceMs: config.occupancyDebounce,
+        })
+      : undefined;
+  decider?.start();
   const emulation = new Emulation(node, bus, subjects);
   const stopEmulation = emulation.serve();
   const services =
@@ -193,6 +206,7 @@ export async function startGateway(config: Config) {
       stopOutageWatch();
       for (const stop of stopKeyFiles) stop();
       await services?.stop();
+      await decider?.stop();
       stopBusApi();
       stopEmulation();
       await grpc?.close();

@@ -32,6 +32,9 @@ export const KV_OPERATIONS = [
   'presence_put',
   'presence_delete',
   'read',
+  'lease',
+  'announce',
+  'cache',
 ] as const;
 export type KvOperation = (typeof KV_OPERATIONS)[number];
 

@@ -117,6 +117,7 @@ export class Node {
       publication: (channel, pub, skipClient) => this.deliver(channel, pub, skipClient),
       join: (channel, info) => this.hub.broadcast(channel, { join: info }, undefined),
       leave: (channel, info) => this.hub.broadcast(channel, { leave: info }, undefined),
+      member: (channel, member, skipClient) => this.hub.broadcast(channel, { member }, undefined, skipClient),
       control: (message) => this.applyControl(message),
       channels: (pattern) => this.channels(pattern),
       reconnected: () => {

@@ -106,7 +106,9 @@ export const centrifugoEdge: Edge = {
   encode(channel, push) {
     if ('pub' in push) return JSON.stringify({ push: { channel, pub: push.pub } });
     if ('join' in push) return JSON.stringify({ push: { channel, join: { info: push.join } } });
-    return JSON.stringify({ push: { channel, leave: { info: push.leave } } });
+    if ('leave' in push) return JSON.stringify({ push: { channel, leave: { info: push.leave } } });
+    // Members (users across connections) are Pusher's: Centrifugo clients see each connection's join and leave.
+    return undefined;
   },
 };
 

@@ -6,6 +6,9 @@
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
 import type { HistoryLimits, HistoryPage, HistoryQuery, Recovery } from '../history.js';
 
+/** A presence channel's member (a user, over all its connections in the cluster) came or went. */
+export type MemberEvent = { op: 'added'; info: ClientInfo } | { op: 'removed'; user: string };
+
 /** A server API action on connections wherever they are: every gateway applies it to its own. */
 export type ControlMessage =
   | { op: 'subscribe'; user: string; channel: string; client?: string; info?: unknown }
@@ -17,6 +20,8 @@ export interface BrokerEvents {
   publication(channel: string, pub: Publication, skipClient?: string): void;
   join(channel: string, info: ClientInfo): void;
   leave(channel: string, info: ClientInfo): void;
+  /** `skipClient`: the connection that made the member come (it has itself in its roster). */
+  member(channel: string, member: MemberEvent, skipClient?: string): void;
   control(message: ControlMessage): void;
   /** The broker came back after an outage: live traffic of the gap was not received. */
   reconnected(): void;
@@ -53,6 +58,8 @@ export interface Broker {
   publish(channel: string, pub: Publication, options: PublishOptions): Promise<StreamPosition | undefined>;
   publishJoin(channel: string, info: ClientInfo): Promise<void>;
   publishLeave(channel: string, info: ClientInfo): Promise<void>;
+  /** The occupancy decider's member events, to every gateway with subscribers of the channel. */
+  publishMember(channel: string, member: MemberEvent, skipClient?: string): Promise<void>;
   /** Delivers a control message to every gateway, this one included. */
   publishControl(message: ControlMessage): Promise<void>;
   /** Channels with subscribers on any of `gateways` gateways (this one included), counts added up. */

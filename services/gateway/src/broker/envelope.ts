@@ -5,11 +5,13 @@
  */
 
 import { type ClientInfo, isJsonObject as isObj, type Publication } from '@switchboard/protocol';
-import type { ChannelCounts, ControlMessage } from './broker.js';
+import type { ChannelCounts, ControlMessage, MemberEvent } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
 export type Envelope =
-  { t: 'pub'; pub: Publication; skip?: string; ts: number } | { t: 'join' | 'leave'; info: ClientInfo };
+  | { t: 'pub'; pub: Publication; skip?: string; ts: number }
+  | { t: 'join' | 'leave'; info: ClientInfo }
+  | { t: 'member'; member: MemberEvent; skip?: string };
 
 export type PubEnvelope = Extract<Envelope, { t: 'pub' }>;
 
@@ -22,7 +24,7 @@ export function isClientInfo(v: unknown): v is ClientInfo {
   return isObj(v) && typeof v.user === 'string' && typeof v.client === 'string';
 }
 
-function isPublication(v: unknown): v is Publication {
+export function isPublication(v: unknown): v is Publication {
   if (!isObj(v) || !('data' in v)) return false;
   if (!isOffset(v.offset) || !optionalString(v.epoch)) return false;
   if (v.info !== undefined && !isClientInfo(v.info)) return false;
@@ -39,7 +41,15 @@ export function readEnvelope(v: unknown): Envelope | undefined {
     return v as PubEnvelope;
   }
   if (v.t === 'join' || v.t === 'leave') return isClientInfo(v.info) ? (v as Envelope) : undefined;
+  if (v.t === 'member')
+    return isMemberEvent(v.member) && optionalString(v.skip) ? (v as Envelope) : undefined;
   return undefined;
+}
+
+function isMemberEvent(v: unknown): v is MemberEvent {
+  if (!isObj(v)) return false;
+  if (v.op === 'added') return isClientInfo(v.info);
+  return v.op === 'removed' && typeof v.user === 'string';
 }
 
 /** A stored history entry: a publication envelope. */

@@ -2,7 +2,14 @@
 
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
 import type { HistoryPage, HistoryQuery, MemoryHistory, Recovery } from '../history.js';
-import type { Broker, BrokerEvents, ChannelCounts, ControlMessage, PublishOptions } from './broker.js';
+import type {
+  Broker,
+  BrokerEvents,
+  ChannelCounts,
+  ControlMessage,
+  MemberEvent,
+  PublishOptions,
+} from './broker.js';
 
 export class MemoryBroker implements Broker {
   private events: BrokerEvents | undefined;
@@ -37,6 +44,10 @@ export class MemoryBroker implements Broker {
 
   async publishLeave(channel: string, info: ClientInfo): Promise<void> {
     this.events?.leave(channel, info);
+  }
+
+  async publishMember(channel: string, member: MemberEvent, skipClient?: string): Promise<void> {
+    this.events?.member(channel, member, skipClient);
   }
 
   async publishControl(message: ControlMessage): Promise<void> {

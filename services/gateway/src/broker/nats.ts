@@ -51,6 +51,7 @@ import {
   type ChannelCounts,
   type ControlMessage,
   HistoryUnavailable,
+  type MemberEvent,
   type PublishOptions,
 } from './broker.js';
 import {
@@ -566,6 +567,12 @@ export class NatsBroker implements Broker {
     this.connection.publish(this.subjects.live(namespaceOf(channel), channel), encode({ t: 'leave', info }));
   }
 
+  async publishMember(channel: string, member: MemberEvent, skipClient?: string): Promise<void> {
+    const envelope =
+      skipClient === undefined ? { t: 'member', member } : { t: 'member', member, skip: skipClient };
+    this.connection.publish(this.subjects.live(namespaceOf(channel), channel), encode(envelope));
+  }
+
   async publishControl(message: ControlMessage): Promise<void> {
     this.connection.publish(this.subjects.control, encode(message));
     await this.connection.flush();
@@ -599,7 +606,8 @@ export class NatsBroker implements Broker {
           if (envelope.t === 'pub') {
             this.metrics.publishToDeliver.observe((Date.now() - envelope.ts) / 1000);
             events.publication(channel, envelope.pub, envelope.skip);
-          } else if (envelope.t === 'join') events.join(channel, envelope.info);
+          } else if (envelope.t === 'member') events.member(channel, envelope.member, envelope.skip);
+          else if (envelope.t === 'join') events.join(channel, envelope.info);
           else events.leave(channel, envelope.info);
         });
       },

@@ -13,8 +13,9 @@ import type { Node } from '../node.js';
 import { readBody, replyText } from '../reply.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
 import { type Apps, channelOf, type PusherApp, pusherName } from './apps.js';
-import { EVENT_TAG, publicationData } from './edge.js';
+import { publicationData } from './edge.js';
 import * as wire from './protocol.js';
+import { publishEvent } from './session.js';
 import { verifyRequest } from './signature.js';
 
 /** Largest request body: a batch of 10 events of the largest data, with room for names. */
@@ -296,13 +297,11 @@ async function publish(
     const channel = channelOf(app, name);
     const resolved = node.resolve(channel);
     if ('code' in resolved) throw new ApiError(400, resolved.message);
-    const published = await node.publish(resolved, data, {
-      tags: { [EVENT_TAG]: event.name },
+    const refused = await publishEvent(node, app, resolved, event.name, data, {
       skipClient: event.socketId,
       source: 'api',
     });
-    if (published !== undefined && 'code' in published) throw new ApiError(503, published.message);
-    node.metrics.pusherEvents.inc({ app: app.id, source: 'api' });
+    if (refused) throw new ApiError(503, refused.message);
     if (event.info.length === 0) continue;
     const attributes: { subscription_count?: number; user_count?: number } = {};
     if (event.info.includes('subscription_count'))

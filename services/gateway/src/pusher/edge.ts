@@ -48,8 +48,10 @@ export const pusherEdge: Edge = {
       const sender = presence && pub.info && event.startsWith('client-') ? pub.info.user : undefined;
       return wire.event(event, name, pub.data, sender);
     }
-    if (!presence) return undefined;
-    if ('join' in push) return wire.memberAdded(name, push.join.user, push.join.chan_info);
-    return wire.memberRemoved(name, push.leave.user);
+    // A connection's join and leave are Centrifugo's: members come from the occupancy decider.
+    if (!presence || !('member' in push)) return undefined;
+    const { member } = push;
+    if (member.op === 'added') return wire.memberAdded(name, member.info.user, member.info.chan_info ?? null);
+    return wire.memberRemoved(name, member.user);
   },
 };

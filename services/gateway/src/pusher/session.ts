@@ -7,13 +7,19 @@
  * same Node as the Centrifugo edge's sessions.
  */
 
-import { type ClientInfo, type Disconnect, Disconnects, type ProtocolError } from '@switchboard/protocol';
+import {
+  type ClientInfo,
+  type Disconnect,
+  Disconnects,
+  type ProtocolError,
+  type Publication,
+} from '@switchboard/protocol';
 import type { Edge, Sink } from '../hub.js';
 import { logConnection } from '../log.js';
 import type { PusherRejection } from '../metrics.js';
-import type { Connection, Node } from '../node.js';
+import type { Connection, Node, ResolvedChannel } from '../node.js';
 import { monotonicMs } from '../session.js';
-import { channelOf, type PusherApp } from './apps.js';
+import { channelOf, type PusherApp, pusherName } from './apps.js';
 import { EVENT_TAG, pusherEdge } from './edge.js';
 import * as wire from './protocol.js';
 import { verifyChannelAuth, verifyUserAuth } from './signature.js';
@@ -26,6 +32,8 @@ interface Subscription {
   buffered: string[] | undefined;
   /** This connection's presence entry, on presence channels. */
   member: ClientInfo | undefined;
+  /** The namespace's join/leave pushes (for its Centrifugo subscribers). */
+  joinLeave: boolean;
 }
 
 /** Largest `channel_data` of a presence subscribe (the member's id and info), as Pusher bounds it. */
@@ -55,6 +63,31 @@ function closeOf(disconnect: Disconnect): { code: number; reason: string } {
 }
 
 const isError = (v: unknown): v is ProtocolError => typeof v === 'object' && v !== null && 'code' in v;
+
+/**
+ * Publishes a Pusher event (a client event or an HTTP API one) to the
+ * channel, its name in the `event` tag; a cache channel keeps it as its last.
+ * Returns the error when it was not published.
+ */
+export async function publishEvent(
+  node: Node,
+  app: PusherApp,
+  resolved: ResolvedChannel,
+  event: string,
+  data: unknown,
+  options: { info?: ClientInfo; skipClient: string | undefined; source: 'client' | 'api' },
+): Promise<ProtocolError | undefined> {
+  const tags = { [EVENT_TAG]: event };
+  const published = await node.publish(resolved, data, { ...options, tags });
+  if (isError(published)) return published;
+  node.metrics.pusherEvents.inc({ app: app.id, source: options.source });
+  const channel = resolved.name.channel;
+  if (wire.channelKind(pusherName(channel)).cache) {
+    const pub: Publication = options.info ? { data, info: options.info, tags } : { data, tags };
+    await node.registry.keepLast(channel, pub);
+  }
+  return undefined;
+}
 
 export class PusherSession implements Connection {
   readonly client = wire.newSocketId();
@@ -130,6 +163,16 @@ export class PusherSession implements Connection {
       case 'unknown':
         this.rejectEvent('bad_frame', `unknown event ${JSON.stringify(frame.event.slice(0, 64))}`);
     }
+  }
+
+  /** A frame over max_message_size, read by the transport but not parsed: refused, the connection stays (as Pusher does). */
+  oversized(limit: number): void {
+    if (this.closedAt > 0 || !this.takeToken()) return;
+    this.rejectEvent(
+      'too_large',
+      `frames are limited to ${limit} bytes`,
+      wire.PusherErrors.clientEventRateLimit.code,
+    );
   }
 
   /** The transport closed, whoever closed it. */
@@ -251,24 +294,34 @@ export class PusherSession implements Connection {
     if (!(await this.node.broker.whenReady(this.node.config.publishTimeout)))
       return refuse(503, 'broker unavailable');
     if (this.closedAt > 0) return;
-    const sub: Subscription = { channel, live: false, buffered: undefined, member };
+    const sub: Subscription = {
+      channel,
+      live: false,
+      buffered: undefined,
+      member,
+      joinLeave: resolved.ns.join_leave,
+    };
     this.subs.set(name, sub);
     await this.node.addSubscriber(channel, this);
     let succeeded: string;
     if (member) {
+      // The occupancy decider sees the entry and tells the others of a new member.
       const { registry, broker } = this.node;
       await registry.addPresence(channel, member);
+      if (sub.joinLeave) await broker.publishJoin(channel, member);
       const present = await registry.presence(channel);
-      if (this.subs.get(name) !== sub) return;
-      const others = Object.values(present).filter((m) => m.user === member.user && m.client !== this.client);
-      // A user's first connection joins; another tab of the same user is no new member.
-      if (others.length === 0) await broker.publishJoin(channel, member);
       succeeded = wire.subscriptionSucceeded(name, wire.presenceMembers(Object.values(present)));
     } else {
       succeeded = wire.subscriptionSucceeded(name);
     }
     if (this.subs.get(name) !== sub || this.closedAt > 0) return;
     this.sink.send(succeeded);
+    // A cache channel's last event (or word that there is none) comes before the live ones.
+    if (kind.cache) {
+      const last = await this.node.registry.last(channel);
+      if (this.subs.get(name) !== sub || this.closedAt > 0) return;
+      this.sink.send(last ? pusherEdge.encode(channel, { pub: last })! : wire.cacheMiss(name));
+    }
     sub.live = true;
     for (const frame of sub.buffered ?? []) this.sink.send(frame);
     sub.buffered = undefined;
@@ -281,12 +334,9 @@ export class PusherSession implements Connection {
     this.subs.delete(name);
     await this.node.removeSubscriber(sub.channel, this);
     if (!sub.member) return;
-    const { registry, broker } = this.node;
-    await registry.removePresence(sub.channel, this.client);
-    const present = await registry.presence(sub.channel);
-    // The user's last connection leaves: the member is removed.
-    if (!Object.values(present).some((m) => m.user === sub.member!.user))
-      await broker.publishLeave(sub.channel, sub.member);
+    // The occupancy decider removes the member once the user's last connection is gone.
+    await this.node.registry.removePresence(sub.channel, this.client);
+    if (sub.joinLeave) await this.node.broker.publishLeave(sub.channel, sub.member);
   }
 
   private async clientEvent(event: string, name: string, data: unknown): Promise<void> {
@@ -308,14 +358,12 @@ export class PusherSession implements Connection {
     const resolved = this.node.resolve(sub.channel);
     if (isError(resolved)) return this.rejectEvent('bad_channel', resolved.message);
     const info: ClientInfo = { user: sub.member?.user ?? this.userId, client: this.client };
-    const published = await this.node.publish(resolved, data, {
+    const published = await publishEvent(this.node, this.app, resolved, event, data, {
       info,
-      tags: { [EVENT_TAG]: event },
       skipClient: this.client,
       source: 'client',
     });
-    if (isError(published)) this.sink.send(wire.error(null, published.message));
-    else this.node.metrics.pusherEvents.inc({ app: this.app.id, source: 'client' });
+    if (published) this.sink.send(wire.error(null, published.message));
   }
 
   private rejectEvent(reason: PusherRejection, message: string, code: number | null = null): void {
@@ -332,7 +380,7 @@ export class PusherSession implements Connection {
     if (userData.length > MAX_USER_DATA) return this.rejectEvent('too_large', 'user_data too large');
     const user = wire.parseUserData(userData, this.node.frameLimits.maxDepth);
     if (!user.ok) return this.rejectEvent('bad_frame', user.reason);
-    if (!verifyUserAuth(this.app.key, this.app.secret, this.client, auth, userData)) {
+    if (!verifyUserAuth(this.app.key, this.app.secret, this.client, userData, auth)) {
       this.count('auth');
       this.sink.send(wire.error(wire.PusherErrors.unauthorized.code, 'invalid signin signature'));
       this.disconnect(

@@ -9,7 +9,7 @@
 import { decodeUtf8 } from '@switchboard/protocol';
 import type { Node } from '../node.js';
 import type { Admission } from '../transport/admission.js';
-import { MESSAGE_TOO_BIG, socketOptions, WebSocketSink } from '../transport/websocket.js';
+import { socketOptions, WebSocketSink } from '../transport/websocket.js';
 import type { TemplatedApp } from '../uws.js';
 import type { Apps, PusherApp } from './apps.js';
 import * as wire from './protocol.js';
@@ -99,10 +99,7 @@ export function mountPusher(app: TemplatedApp, node: Node, admission: Admission,
       traffic.bytesIn.inc(message.byteLength);
       const session = ws.getUserData().session;
       if (!session) return;
-      if (message.byteLength > config.maxMessageSize) {
-        session.disconnect(MESSAGE_TOO_BIG, 'message_size');
-        return;
-      }
+      if (message.byteLength > config.maxMessageSize) return session.oversized(config.maxMessageSize);
       const frame = decodeUtf8(new Uint8Array(message));
       if (frame === undefined) {
         session.handleFrame('');

@@ -6,6 +6,8 @@
 
 import {
   type ClientInfo,
+  type Publication,
+  decodeToken,
   encodeToken,
   isJsonObject as isObj,
   parseJsonBytes,
@@ -20,7 +22,19 @@ import { isClientInfo } from '../broker/envelope.js';
 import { isTransient } from '../broker/nats.js';
 import type { Logger } from '../log.js';
 import { counted, type KvOperation, type Metrics } from '../metrics.js';
-import { type GatewayEntry, type PresenceStats, type Registry, statsOf } from './registry.js';
+import type { Announced, Transition } from '../hooks/occupancy.js';
+import { isPublication } from '../broker/envelope.js';
+import {
+  CACHE_TTL_SECONDS,
+  type GatewayEntry,
+  type PresenceChange,
+  type PresenceStats,
+  type Registry,
+  statsOf,
+} from './registry.js';
+
+/** A lease (the occupancy decider's) lapses this long after its holder's last renewal. */
+export const LEASE_TTL_MS = 6000;
 
 /** A gateway's own entry beats at least this often, so its figures stay fresh even with a long TTL. */
 const MAX_HEARTBEAT_SECONDS = 5;
@@ -29,6 +43,10 @@ export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
   private servicesKv: KV | undefined;
+  private leasesKv: KV | undefined;
+  private hooksKv: KV | undefined;
+  private cacheKv: KV | undefined;
+  private readonly nodeId: string;
   private heartbeats: NodeJS.Timeout[] = [];
   /** This gateway's presence entries, re-put on every heartbeat. */
   private readonly own = new Map<string, ClientInfo>();
@@ -49,16 +67,24 @@ export class NatsRegistry implements Registry {
     },
   ) {
     this.gatewayKey = encodeToken(nodeId);
+    this.nodeId = nodeId;
+  }
+
+  get presenceTtlMs(): number {
+    return this.ttlSeconds * 1000;
   }
 
   async start(describe: () => GatewayEntry): Promise<void> {
     const kvm = new Kvm(this.nc());
     const options = { ttl: this.ttlSeconds * 1000, history: 1, replicas: this.limits.replicas };
     // A cluster that has just started may still be electing its JetStream leader.
-    const open = (kind: 'presence' | 'gateways' | 'services') =>
+    const open = (
+      kind: 'presence' | 'gateways' | 'services' | 'leases' | 'hooks' | 'cache',
+      ttl = options.ttl,
+    ) =>
       patiently(
         async () => {
-          const kv = await openOrCreate(kvm, this.subjects.bucket(kind), options);
+          const kv = await openOrCreate(kvm, this.subjects.bucket(kind), { ...options, ttl });
           await this.scale(kv, this.subjects.bucket(kind));
           return kv;
         },
@@ -67,6 +93,10 @@ export class NatsRegistry implements Registry {
     this.presenceKv = await open('presence');
     this.gatewaysKv = await open('gateways');
     this.servicesKv = await open('services');
+    this.leasesKv = await open('leases', LEASE_TTL_MS);
+    // What the decider announced lives until it announces otherwise.
+    this.hooksKv = await open('hooks', 0);
+    this.cacheKv = await open('cache', CACHE_TTL_SECONDS * 1000);
     const announce = () =>
       this.counted('heartbeat', async () => {
         await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
@@ -125,6 +155,96 @@ export class NatsRegistry implements Registry {
 
   async presenceStats(channel: string): Promise<PresenceStats> {
     return statsOf(Object.values(await this.presence(channel)));
+  }
+
+  async watchPresence(change: (c: PresenceChange) => void): Promise<() => void> {
+    const watch = await this.presenceKv!.watch({ key: '>' });
+    void (async () => {
+      for await (const e of watch) {
+        const dot = e.key.indexOf('.');
+        let channel: string;
+        try {
+          channel = decodeToken(e.key.slice(0, dot));
+        } catch {
+          this.metrics.invalidMessages.inc({ source: 'registry' });
+          continue;
+        }
+        const client = e.key.slice(dot + 1);
+        if (e.operation !== 'PUT') {
+          change({ op: 'delete', channel, client });
+          continue;
+        }
+        const parsed = parseJsonBytes(e.value, this.limits.maxDepth);
+        if (parsed.ok && isClientInfo(parsed.value) && parsed.value.client === client)
+          change({ op: 'put', channel, info: parsed.value, at: e.created.getTime() });
+        else this.metrics.invalidMessages.inc({ source: 'registry' });
+      }
+    })().catch((err) => this.log.warn({ err }, 'presence watch ended'));
+    return () => watch.stop();
+  }
+
+  async holdLease(name: string): Promise<boolean> {
+    const kv = this.leasesKv!;
+    const key = encodeToken(name);
+    return this.counted('lease', async () => {
+      const held = await kv.get(key);
+      if (held?.operation === 'PUT' && held.value.length > 0) {
+        if (held.string() !== this.nodeId) return false;
+        // Renewed only if nobody took it meanwhile.
+        await kv.update(key, this.nodeId, held.revision);
+        return true;
+      }
+      try {
+        await kv.create(key, this.nodeId);
+        return true;
+      } catch {
+        return false;
+      }
+    }).catch(() => false);
+  }
+
+  async announced(): Promise<Announced> {
+    const channels: string[] = [];
+    const members: [string, string][] = [];
+    await this.counted('read', async () => {
+      for await (const key of await this.hooksKv!.keys('>')) {
+        const [kind, channel, user] = key.split('.');
+        try {
+          if (kind === 'o' && channel && user === undefined) channels.push(decodeToken(channel));
+          else if (kind === 'm' && channel && user) members.push([decodeToken(channel), decodeToken(user)]);
+        } catch {
+          this.metrics.invalidMessages.inc({ source: 'registry' });
+        }
+      }
+    });
+    return { channels, members };
+  }
+
+  async announce(transitions: readonly Transition[]): Promise<void> {
+    const kv = this.hooksKv!;
+    await this.counted('announce', async () => {
+      for (const t of transitions) {
+        const key =
+          t.kind === 'channel_occupied' || t.kind === 'channel_vacated'
+            ? `o.${encodeToken(t.channel)}`
+            : `m.${encodeToken(t.channel)}.${encodeToken(t.user)}`;
+        if (t.kind === 'channel_occupied' || t.kind === 'member_added') await kv.put(key, '1');
+        else await kv.purge(key);
+      }
+    });
+  }
+
+  async keepLast(channel: string, pub: Publication): Promise<void> {
+    await this.counted('cache', () => this.cacheKv!.put(encodeToken(channel), JSON.stringify(pub)));
+  }
+
+  async last(channel: string): Promise<Publication | undefined> {
+    const entry = await this.counted('cache', () => this.cacheKv!.get(encodeToken(channel)));
+    if (!entry || entry.operation !== 'PUT' || entry.value.length === 0) return undefined;
+    const parsed = parseJsonBytes(entry.value, this.limits.maxDepth);
+    if (parsed.ok && isPublication(parsed.value)) return parsed.value;
+    this.metrics.invalidMessages.inc({ source: 'registry' });
+    return undefined;
   }
 
   /** A bucket made with fewer replicas (before the cluster grew) is scaled up: it is a stream `KV_<name>`. */

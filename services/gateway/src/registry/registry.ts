@@ -4,7 +4,13 @@
  * expire on their own.
  */
 
-import type { ClientInfo, ServiceEntry } from '@switchboard/protocol';
+import type { ClientInfo, Publication, ServiceEntry } from '@switchboard/protocol';
+import type { Announced, Transition } from '../hooks/occupancy.js';
+
+/** A presence entry put (its first put or a refresh; `at` in ms since the epoch) or deleted, on any gateway. */
+export type PresenceChange =
+  | { op: 'put'; channel: string; info: ClientInfo; at: number }
+  | { op: 'delete'; channel: string; client: string };
 
 export interface PresenceStats {
   numClients: number;
@@ -33,8 +39,25 @@ export interface Registry {
   removePresence(channel: string, client: string): Promise<void>;
   presence(channel: string): Promise<Record<string, ClientInfo>>;
   presenceStats(channel: string): Promise<PresenceStats>;
+  /** How long a presence entry lives without a refresh (Infinity where no gateway can die unnoticed). */
+  readonly presenceTtlMs: number;
+  /** Every presence entry now and every change from now on, cluster-wide; resolves to a stop function. */
+  watchPresence(change: (c: PresenceChange) => void): Promise<() => void>;
+  /** Takes or keeps the named lease for this gateway (one holder in the cluster); false while another holds it. */
+  holdLease(name: string): Promise<boolean>;
+  /** What the occupancy decider announced so far, kept across deciders. */
+  announced(): Promise<Announced>;
+  /** Records announced transitions. */
+  announce(transitions: readonly Transition[]): Promise<void>;
+  /** Keeps a cache channel's last publication for CACHE_TTL_SECONDS. */
+  keepLast(channel: string, pub: Publication): Promise<void>;
+  /** A cache channel's last publication, if one is kept. */
+  last(channel: string): Promise<Publication | undefined>;
   close(): Promise<void>;
 }
+
+/** How long a cache channel keeps its last event: Pusher's 30 minutes. */
+export const CACHE_TTL_SECONDS = 1800;
 
 export function statsOf(clients: Iterable<ClientInfo>): PresenceStats {
   const all = [...clients];
