@@ -140,6 +140,11 @@ export function natsPermissions(
         `$KV.${s.bucket('leases')}.>`,
         `$KV.${s.bucket('hooks')}.>`,
         `$KV.${s.bucket('cache')}.>`,
+        // Webhook jobs: queued by any gateway, taken (acknowledged) by one.
+        s.hooks('>'),
+        ...streamCalls(s.hooksStream, ['INFO', 'CREATE']),
+        ...consumers(s.hooksStream),
+        `$JS.ACK.${s.hooksStream}.>`,
       ],
       deny: [],
     },

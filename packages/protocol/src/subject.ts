@@ -87,6 +87,15 @@ export class Subjects {
   }
 
   /** Name of a namespace's history stream (stream names allow no `.`, `*`, `>`). */
+  /** The work queue of webhook jobs, one subject per app. */
+  get hooksStream(): string {
+    return `${this.prefix.toUpperCase()}_HOOKS`;
+  }
+
+  hooks(app: string): string {
+    return `${this.prefix}.hooks.${app === '>' ? '>' : encodeToken(app)}`;
+  }
+
   historyStream(namespace: string): string {
     return `${this.prefix.toUpperCase()}_HIST_${encodeToken(namespace)}`;
   }

@@ -605,6 +605,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (err) {
     throw new ConfigError(`SWITCHBOARD_PUSHER_APPS: ${(err as Error).message}`);
   }
+  if ((v.occupancy_debounce as number) > 600_000)
+    throw new ConfigError('SWITCHBOARD_OCCUPANCY_DEBOUNCE must be at most 600000 (milliseconds)');
   if ((v.pusher_activity_timeout as number) < 1)
     throw new ConfigError('SWITCHBOARD_PUSHER_ACTIVITY_TIMEOUT must be at least 1');
   const spaces = namespaces(v.namespaces);

@@ -20,6 +20,8 @@ import { type EmbeddedService, startEmbeddedServices } from './embedded.js';
 import { MemoryHistory } from './history.js';
 import { Hub } from './hub.js';
 import { Decider } from './hooks/decider.js';
+import type { Transition } from './hooks/occupancy.js';
+import { type HookQueue, JetStreamHookQueue, MemoryHookQueue, Webhooks } from './hooks/webhooks.js';
 import { createInternalApp } from './internal.js';
 import { KeyRing, trackKeys } from './keys.js';
 import { createLogger, type Logger } from './log.js';
@@ -58,13 +60,14 @@ function infrastructure(
   config: Config,
   log: Logger,
   metrics: Metrics,
-): { broker: Broker; registry: Registry; bus: Bus } {
+): { broker: Broker; registry: Registry; bus: Bus; hookQueue: HookQueue } {
   if (config.broker === 'memory') {
     metrics.brokerConnected.set(1);
     return {
       broker: new MemoryBroker(new MemoryHistory(HISTORY_META_TTL)),
       registry: new MemoryRegistry(),
       bus: new LocalBus(),
+      hookQueue: new MemoryHookQueue(),
     };
   }
   const broker = new NatsBroker(
@@ -88,9 +91,18 @@ function infrastructure(
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;
   const natsBus = () => (bus ??= new NatsBus(broker.connection));
+  const hookQueue = new JetStreamHookQueue(
+    () => broker.connection,
+    broker.subjects,
+    config.nats.replicas,
+    internalDepth(config),
+    log,
+    metrics,
+  );
   return {
     broker,
     registry,
+    hookQueue,
     bus: {
       request: (subject, data, timeoutMs) => natsBus().request(subject, data, timeoutMs),
       serve: (subject, queue, handler) => natsBus().serve(subject, queue, handler),
@@ -120,7 +132,7 @@ export async function startGateway(config: Config) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');
   }
   if (apiKeys.size === 0) log.warn('no server API key configured: the server API refuses every call');
-  const { broker, registry, bus } = infrastructure(config, log, metrics);
+  const { broker, registry, bus, hookQueue } = infrastructure(config, log, metrics);
   const subjects = new Subjects(config.nats.prefix);
   const node: Node = new Node({
     config,
@@ -151,6 +163,11 @@ export async function startGateway(config: Config) {
   );
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
+  // Webhooks: only when an app has any (a cluster otherwise needs no work queue).
+  const webhooks = config.pusher.apps.some((a) => a.webhooks.length > 0)
+    ? new Webhooks(apps, hookQueue, log, metrics)
+    : undefined;
+  await webhooks?.start();
   const decider =
     apps.size > 0
       ? new Decider({
@@ -160,6 +177,7 @@ export async function startGateway(config: Config) {
           namespaces: config.pusher.namespaces,
           isPresence: (channel) => pusherName(channel).startsWith('presence-'),
           debounceMs: config.occupancyDebounce,
+          ...(webhooks ? { onTransition: (t: Transition) => webhooks.transition(t) } : {}),
         })
       : undefined;
   decider?.start();
@@ -173,7 +191,7 @@ export async function startGateway(config: Config) {
   const admission = new Admission(node, address);
   await listener.listen((app) => {
     mountWebSocket(app, node, admission);
-    if (apps.size > 0) mountPusher(app, node, admission, apps);
+    if (apps.size > 0) mountPusher(app, node, admission, apps, webhooks);
     mountStreams(app, node, admission, emulation);
     mountEmulation(app, node, emulation, address);
     mountStatic(app);
@@ -207,6 +225,7 @@ export async function startGateway(config: Config) {
       for (const stop of stopKeyFiles) stop();
       await services?.stop();
       await decider?.stop();
+      await hookQueue.close();
       stopBusApi();
       stopEmulation();
       await grpc?.close();

@@ -75,6 +75,7 @@ export const MESSAGE_SOURCES = [
   'service',
   'api_bus',
   'registry',
+  'hooks',
 ] as const;
 export const IP_LIMITS = ['connect', 'emulation', 'demo_token'] as const;
 /** Why the server API refuses a call before running it (`switchboard_api_refused_total{reason}`). */
@@ -133,8 +134,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly pusherWebhooks = new Counter({
+    name: 'switchboard_pusher_webhooks_total',
+    help: 'Pusher webhook POSTs sent by this gateway, by app and outcome (delivered: 2xx; retried: refused or timed out, tried again with backoff; failed: given up after every attempt).',
+    labelNames: ['app', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   /** An app's series start at 0. */
   pusherApp(app: string): void {
+    for (const outcome of ['delivered', 'retried', 'failed']) this.pusherWebhooks.inc({ app, outcome }, 0);
     this.pusherConnections.set({ app }, 0);
     for (const source of ['client', 'api']) this.pusherEvents.inc({ app, source }, 0);
     for (const reason of PUSHER_REJECTIONS) this.pusherRejections.inc({ app, reason }, 0);

@@ -8,6 +8,24 @@
 
 import { parseServerToUserChannel, serverToUserChannel } from './protocol.js';
 
+/** The events a webhook may ask for, as Pusher names them. */
+export const WEBHOOK_EVENTS = [
+  'channel_occupied',
+  'channel_vacated',
+  'member_added',
+  'member_removed',
+  'client_event',
+  'cache_miss',
+] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+export interface Webhook {
+  /** Where the events are POSTed (http or https). */
+  url: string;
+  /** The events it gets; all of them when the config names none. */
+  event_types: WebhookEvent[];
+}
+
 export interface PusherApp {
   id: string;
   key: string;
@@ -24,6 +42,7 @@ export interface PusherApp {
   max_channels_per_connection: number;
   /** Origins allowed for browsers; empty: the gateway's `allowed_origins`. */
   allowed_origins: string[];
+  webhooks: Webhook[];
 }
 
 const APP_DEFAULTS = {
@@ -33,6 +52,7 @@ const APP_DEFAULTS = {
   max_message_size: 10240,
   max_channels_per_connection: 100,
   allowed_origins: [] as string[],
+  webhooks: [] as Webhook[],
 };
 
 /** Ids and keys: what Pusher's dashboards hand out, and nothing that needs escaping in a path or a label. */
@@ -72,6 +92,8 @@ export function parseApps(raw: unknown): PusherApp[] {
         if (!Array.isArray(v) || v.some((o) => typeof o !== 'string'))
           throw new Error(`${where}: allowed_origins must be an array of strings`);
         app.allowed_origins = v;
+      } else if (k === 'webhooks') {
+        app.webhooks = parseWebhooks(where, v);
       } else if (k === 'enabled') {
         if (typeof v !== 'boolean') throw new Error(`${where}: enabled must be true or false`);
         app.enabled = v;
@@ -90,6 +112,29 @@ export function parseApps(raw: unknown): PusherApp[] {
     apps.push(app);
   }
   return apps;
+}
+
+function parseWebhooks(where: string, raw: unknown): Webhook[] {
+  if (!Array.isArray(raw)) throw new Error(`${where}: webhooks must be an array`);
+  return raw.map((hook, i) => {
+    const at = `${where}: webhooks[${i}]`;
+    if (typeof hook !== 'object' || hook === null || Array.isArray(hook))
+      throw new Error(`${at} must be an object`);
+    for (const k of Object.keys(hook))
+      if (k !== 'url' && k !== 'event_types') throw new Error(`${at}: unknown field ${k}`);
+    let url: URL;
+    try {
+      url = new URL(String(hook.url));
+    } catch {
+      throw new Error(`${at}: url must be an http or https URL`);
+    }
+    if (typeof hook.url !== 'string' || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+      throw new Error(`${at}: url must be an http or https URL`);
+    const types = hook.event_types ?? [...WEBHOOK_EVENTS];
+    if (!Array.isArray(types) || types.some((t) => !(WEBHOOK_EVENTS as readonly unknown[]).includes(t)))
+      throw new Error(`${at}: event_types must name events of ${WEBHOOK_EVENTS.join(', ')}`);
+    return { url: hook.url, event_types: types as WebhookEvent[] };
+  });
 }
 
 /** The apps by key (clients connect with it) and by id (the HTTP API names it). */
@@ -118,6 +163,12 @@ export class Apps {
 
   all(): IterableIterator<PusherApp> {
     return this.ids.values();
+  }
+
+  /** The app whose namespace this is. */
+  byNamespace(namespace: string): PusherApp | undefined {
+    for (const app of this.ids.values()) if (app.namespace === namespace) return app;
+    return undefined;
   }
 }
 

@@ -301,6 +301,9 @@ export const cacheMiss = (channel: string): string =>
 export const signinSuccess = (userData: string): string =>
   JSON.stringify({ event: 'pusher:signin_success', data: { user_data: userData } });
 
+/** An event's `data` as Pusher sends it: a string as it is, anything else as JSON. */
+export const eventData = (data: unknown): string => (typeof data === 'string' ? data : JSON.stringify(data));
+
 /**
  * A channel event: `data` as it is when a string (what the HTTP API
  * carries), JSON-encoded otherwise (a client event's data as the client
@@ -308,7 +311,7 @@ export const signinSuccess = (userData: string): string =>
  * on a presence channel.
  */
 export function event(name: string, channel: string, data: unknown, userId?: string): string {
-  const text = typeof data === 'string' ? data : JSON.stringify(data);
+  const text = eventData(data);
   return userId === undefined
     ? JSON.stringify({ event: name, channel, data: text })
     : JSON.stringify({ event: name, channel, data: text, user_id: userId });

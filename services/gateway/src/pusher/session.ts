@@ -21,6 +21,7 @@ import type { Connection, Node, ResolvedChannel } from '../node.js';
 import { monotonicMs } from '../session.js';
 import { channelOf, type PusherApp, pusherName } from './apps.js';
 import { EVENT_TAG, pusherEdge } from './edge.js';
+import type { HookEvent, Webhooks } from '../hooks/webhooks.js';
 import * as wire from './protocol.js';
 import { verifyChannelAuth, verifyUserAuth } from './signature.js';
 
@@ -115,6 +116,7 @@ export class PusherSession implements Connection {
     readonly sink: Sink,
     private readonly node: Node,
     readonly app: PusherApp,
+    private readonly webhooks: Webhooks | undefined,
   ) {
     this.frameTokens = node.config.commandsPerSecond;
     this.eventTokens = app.max_client_events_per_second;
@@ -294,6 +296,8 @@ export class PusherSession implements Connection {
     if (!(await this.node.broker.whenReady(this.node.config.publishTimeout)))
       return refuse(503, 'broker unavailable');
     if (this.closedAt > 0) return;
+    // With webhooks every subscription has a presence entry: the occupancy decider sees channels fill and empty.
+    if (!member && this.app.webhooks.length > 0) member = { user: this.userId, client: this.client };
     const sub: Subscription = {
       channel,
       live: false,
@@ -303,17 +307,19 @@ export class PusherSession implements Connection {
     };
     this.subs.set(name, sub);
     await this.node.addSubscriber(channel, this);
-    let succeeded: string;
     if (member) {
       // The occupancy decider sees the entry and tells the others of a new member.
       const { registry, broker } = this.node;
       await registry.addPresence(channel, member);
       if (sub.joinLeave) await broker.publishJoin(channel, member);
-      const present = await registry.presence(channel);
-      succeeded = wire.subscriptionSucceeded(name, wire.presenceMembers(Object.values(present)));
-    } else {
-      succeeded = wire.subscriptionSucceeded(name);
     }
+    const succeeded =
+      kind.kind === 'presence'
+        ? wire.subscriptionSucceeded(
+            name,
+            wire.presenceMembers(Object.values(await this.node.registry.presence(channel))),
+          )
+        : wire.subscriptionSucceeded(name);
     if (this.subs.get(name) !== sub || this.closedAt > 0) return;
     this.sink.send(succeeded);
     // A cache channel's last event (or word that there is none) comes before the live ones.
@@ -321,6 +327,7 @@ export class PusherSession implements Connection {
       const last = await this.node.registry.last(channel);
       if (this.subs.get(name) !== sub || this.closedAt > 0) return;
       this.sink.send(last ? pusherEdge.encode(channel, { pub: last })! : wire.cacheMiss(name));
+      if (!last) this.webhooks?.emit(this.app.id, { name: 'cache_miss', channel: name });
     }
     sub.live = true;
     for (const frame of sub.buffered ?? []) this.sink.send(frame);
@@ -363,7 +370,16 @@ export class PusherSession implements Connection {
       skipClient: this.client,
       source: 'client',
     });
-    if (published) this.sink.send(wire.error(null, published.message));
+    if (published) return void this.sink.send(wire.error(null, published.message));
+    const hook: HookEvent = {
+      name: 'client_event',
+      channel: name,
+      event,
+      data: wire.eventData(data),
+      socket_id: this.client,
+    };
+    if (wire.channelKind(name).kind === 'presence') hook.user_id = info.user;
+    this.webhooks?.emit(this.app.id, hook);
   }
 
   private rejectEvent(reason: PusherRejection, message: string, code: number | null = null): void {

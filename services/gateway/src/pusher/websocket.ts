@@ -11,6 +11,7 @@ import type { Node } from '../node.js';
 import type { Admission } from '../transport/admission.js';
 import { socketOptions, WebSocketSink } from '../transport/websocket.js';
 import type { TemplatedApp } from '../uws.js';
+import type { Webhooks } from '../hooks/webhooks.js';
 import type { Apps, PusherApp } from './apps.js';
 import * as wire from './protocol.js';
 import { PusherSession } from './session.js';
@@ -43,7 +44,13 @@ function refusalOf(
   return undefined;
 }
 
-export function mountPusher(app: TemplatedApp, node: Node, admission: Admission, apps: Apps): void {
+export function mountPusher(
+  app: TemplatedApp,
+  node: Node,
+  admission: Admission,
+  apps: Apps,
+  webhooks: Webhooks | undefined,
+): void {
   const { config, metrics, log } = node;
   const traffic = metrics.traffic('pusher');
   /** Open connections per app id. */
@@ -91,7 +98,7 @@ export function mountPusher(app: TemplatedApp, node: Node, admission: Admission,
         return;
       }
       open.set(pusherApp.id, (open.get(pusherApp.id) ?? 0) + 1);
-      data.session = new PusherSession(new PusherSocketSink(ws, traffic), node, pusherApp);
+      data.session = new PusherSession(new PusherSocketSink(ws, traffic), node, pusherApp, webhooks);
     },
 
     message: (ws, message) => {

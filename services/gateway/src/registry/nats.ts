@@ -149,7 +149,8 @@ export class NatsRegistry implements Registry {
   }
 
   async presence(channel: string): Promise<Record<string, ClientInfo>> {
-    const infos = await this.values(this.presenceKv!, `${encodeToken(channel)}.*`, isClientInfo);
+    // `>`, not `*`: a Pusher socket id (`<digits>.<digits>`) makes the key one token longer.
+    const infos = await this.values(this.presenceKv!, `${encodeToken(channel)}.>`, isClientInfo);
     return Object.fromEntries(infos.map((info) => [info.client, info]));
   }
 
