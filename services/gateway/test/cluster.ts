@@ -390,23 +390,49 @@ export function checkStates(metrics: string): Record<string, string> {
   return Object.fromEntries([...metrics.matchAll(SERVER_CHECK)].map((m) => [m[1], m[2]]));
 }
 
-export interface Cluster {
-  nats: Nats;
+/** NATS (one server, or a JetStream cluster), gateways in cluster mode over it and HAProxy in front. */
+export interface ClusterOf<N extends { stop(): Promise<void> }> {
+  nats: N;
   gateways: Gateway[];
   haproxy: Haproxy;
   /** Stops HAProxy, the gateways and NATS; safe to call after some of them died. */
   stop(): Promise<void>;
 }
 
+export type Cluster = ClusterOf<Nats>;
+
+interface ClusterOptions {
+  gateways?: number;
+  env?: Record<string, string>;
+  tls?: HaproxyTls;
+}
+
 /**
  * NATS, `gateways` gateways in cluster mode (node ids gw1, gw2, ...) and HAProxy
  * in front of them (with `tls`, a TLS bind too). `env` is added to every gateway's environment.
  */
-export async function startCluster(
-  options: { gateways?: number; env?: Record<string, string>; tls?: HaproxyTls } = {},
-): Promise<Cluster> {
-  const count = options.gateways ?? 3;
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const nats = await startNats();
+  return behindHaproxy(nats, nats.url, options);
+}
+
+/**
+ * As startCluster, over a JetStream cluster of three nats-servers
+ * (startNatsCluster): every gateway gets all three URLs, and the streams and
+ * KV buckets have three replicas.
+ */
+export async function startJetStreamCluster(options: ClusterOptions = {}): Promise<ClusterOf<NatsCluster>> {
+  const nats = await startNatsCluster(3);
+  return behindHaproxy(nats, nats.urls, options);
+}
+
+/** Gateways over `nats` (at `urls`) and HAProxy in front of them; on a failure everything is stopped. */
+async function behindHaproxy<N extends { stop(): Promise<void> }>(
+  nats: N,
+  urls: string,
+  options: ClusterOptions,
+): Promise<ClusterOf<N>> {
+  const count = options.gateways ?? 3;
   const gateways: Gateway[] = [];
   let haproxy: Haproxy | undefined;
   const stop = async () => {
@@ -420,7 +446,7 @@ export async function startCluster(
         startGateway({
           SWITCHBOARD_NODE_ID: `gw${i + 1}`,
           SWITCHBOARD_BROKER: 'nats',
-          SWITCHBOARD_NATS_URL: nats.url,
+          SWITCHBOARD_NATS_URL: urls,
           ...options.env,
         }),
       ),

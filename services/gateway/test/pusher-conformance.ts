@@ -33,7 +33,9 @@ import { RawClient, waitUntil } from './harness.js';
  * its types declare an ES default export: required here so that both agree.
  */
 type PusherJs = InstanceType<typeof PusherJsModule.default.default>;
-const PusherJsClass = createRequire(import.meta.url)('pusher-js') as typeof PusherJsModule.default.default;
+export const PusherJsClass = createRequire(import.meta.url)(
+  'pusher-js',
+) as typeof PusherJsModule.default.default;
 
 /** The checks a target may deviate on; each is one test below. */
 export type PusherQuirk =
@@ -78,7 +80,7 @@ export interface PusherTarget {
 const TIMEOUT_MS = 5000;
 
 /** One frame a client received, as pusher-js decoded it (data parsed where it is JSON). */
-interface Frame {
+export interface Frame {
   event: string;
   channel?: string;
   data?: any;
@@ -147,7 +149,7 @@ function disconnect(pusher: PusherJs): void {
 }
 
 /** A pusher-js client and every frame it received, in order. */
-class Client {
+export class Client {
   readonly frames: Frame[] = [];
   readonly states: string[] = [];
   /** The faye-websocket client under the connection (pusher-js internals). */
@@ -171,6 +173,15 @@ class Client {
 
   get socketId(): string {
     return this.pusher.connection.socket_id;
+  }
+
+  /** Resolves once the connection is in the state connected. */
+  async connected(timeoutMs = TIMEOUT_MS): Promise<void> {
+    await this.until(
+      () => (this.pusher.connection.state === 'connected' ? true : undefined),
+      'connected',
+      timeoutMs,
+    );
   }
 
   /** Resolves when `fn` first returns a value after any frame or state change. */
@@ -254,10 +265,69 @@ class Client {
 }
 
 /** Who a test client is: its presence member, the user it signs in as, the secret its channel auth is signed with. */
-interface As {
+export interface As {
   presence?: { user_id: string; user_info?: Record<string, unknown> };
   signinAs?: string;
   authSecret?: string;
+}
+
+/** The `pusher` server SDK for `t`'s HTTP API, signing with `secret` (the app's by default). */
+export function pusherSdk(
+  t: PusherTarget,
+  secret?: string,
+  encryptionMasterKeyBase64?: string,
+): PusherServer {
+  return new PusherServer({
+    appId: t.appId,
+    key: t.key,
+    secret: secret ?? t.secret,
+    host: t.httpHost,
+    port: String(t.httpPort),
+    useTLS: false,
+    ...(encryptionMasterKeyBase64 === undefined ? {} : { encryptionMasterKeyBase64 }),
+  });
+}
+
+/** pusher-js options for `t`: ws only, no TLS, channel auth signed locally by the SDK. */
+function channelOptionsOf(t: PusherTarget, { presence, authSecret }: As, masterKey?: string) {
+  const signer = pusherSdk(t, authSecret, masterKey);
+  return {
+    cluster: 'mt1',
+    wsHost: t.wsHost,
+    wsPort: t.wsPort,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, callback) =>
+        callback(
+          null,
+          signer.authorizeChannel(
+            socketId,
+            channelName,
+            channelName.startsWith('presence-') ? presence : undefined,
+          ),
+        ),
+    },
+  } satisfies PusherJsOptions;
+}
+
+/** channelOptionsOf, and user sign-in (pusher:signin) as `signinAs` signed locally by the SDK. */
+function clientOptionsOf(t: PusherTarget, as: As, masterKey?: string): PusherJsOptions {
+  const sdk = pusherSdk(t, undefined, masterKey);
+  const id = as.signinAs ?? 'nobody';
+  return {
+    ...channelOptionsOf(t, as, masterKey),
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) =>
+        callback(null, sdk.authenticateUser(socketId, { id, name: id })),
+    },
+  };
+}
+
+/** A pusher-js client of `t` as `as` (not waited for: see Client.connected). */
+export function pusherClient(t: PusherTarget, label: string, as: As = {}, masterKey?: string): Client {
+  return new Client(new PusherJsClass(t.key, clientOptionsOf(t, as, masterKey)), label);
 }
 
 /** The suite. `target` is called once the runner's `before` hook has started the server. */
@@ -269,18 +339,7 @@ export function pusherConformance(target: () => PusherTarget): void {
   /** End-to-end encryption needs no server support: the key stays with the SDK and the clients. */
   const masterKey = randomBytes(32).toString('base64');
 
-  const server = (secret?: string) => {
-    const t = target();
-    return new PusherServer({
-      appId: t.appId,
-      key: t.key,
-      secret: secret ?? t.secret,
-      host: t.httpHost,
-      port: String(t.httpPort),
-      useTLS: false,
-      encryptionMasterKeyBase64: masterKey,
-    });
-  };
+  const server = (secret?: string) => pusherSdk(target(), secret, masterKey);
 
   /** Marks `t` as TODO when the target names `quirk`; every assertion still runs. */
   const quirk = (t: TestContext, name: PusherQuirk) => {
@@ -292,42 +351,7 @@ export function pusherConformance(target: () => PusherTarget): void {
     `ws://${target().wsHost}:${target().wsPort}/app/${key}?protocol=7&client=js&version=8.6.0&flash=false`;
 
   /** pusher-js options for `target`: ws only, no TLS, channel auth signed locally by the SDK. */
-  function channelOptions({ presence, authSecret }: As = {}) {
-    const t = target();
-    const signer = server(authSecret);
-    return {
-      cluster: 'mt1',
-      wsHost: t.wsHost,
-      wsPort: t.wsPort,
-      forceTLS: false,
-      enabledTransports: ['ws'],
-      disableStats: true,
-      channelAuthorization: {
-        customHandler: ({ socketId, channelName }, callback) =>
-          callback(
-            null,
-            signer.authorizeChannel(
-              socketId,
-              channelName,
-              channelName.startsWith('presence-') ? presence : undefined,
-            ),
-          ),
-      },
-    } satisfies PusherJsOptions;
-  }
-
-  /** channelOptions, and user sign-in (pusher:signin) as `signinAs` signed locally by the SDK. */
-  function clientOptions(as: As = {}): PusherJsOptions {
-    const sdk = server();
-    const id = as.signinAs ?? 'nobody';
-    return {
-      ...channelOptions(as),
-      userAuthentication: {
-        customHandler: ({ socketId }, callback) =>
-          callback(null, sdk.authenticateUser(socketId, { id, name: id })),
-      },
-    };
-  }
+  const channelOptions = (as: As = {}) => channelOptionsOf(target(), as, masterKey);
 
   /** The clients of one test, all disconnected after it. */
   function clients(t: TestContext) {
@@ -337,12 +361,9 @@ export function pusherConformance(target: () => PusherTarget): void {
     });
     return {
       async connect(label: string, as: As = {}): Promise<Client> {
-        const client = new Client(new PusherJsClass(target().key, clientOptions(as)), label);
+        const client = pusherClient(target(), label, as, masterKey);
         opened.push(client);
-        await client.until(
-          () => (client.pusher.connection.state === 'connected' ? true : undefined),
-          'connected',
-        );
+        await client.connected();
         return client;
       },
       raw(key?: string): RawClient {
