@@ -1,5 +1,6 @@
 /**
- * The demo page on the client port: a fixed allow-list of files, read once at
+ * The demo pages on the client port (the Centrifugo demo at `/`, the Pusher
+ * one at `/pusher.html`): a fixed allow-list of files, read once at
  * start-up and served from memory. No path from the URL ever reaches the file
  * system, so there is nothing to traverse.
  */
@@ -14,10 +15,16 @@ import type { TemplatedApp } from './uws.js';
 /** services/gateway/public (this file runs from services/gateway/dist/src). */
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 
+const require = createRequire(import.meta.url);
+
 /** The browser build of the `centrifuge` client (its package exports only the Node builds). */
 function centrifugeBrowserBuild(): string {
-  const main = createRequire(import.meta.url).resolve('centrifuge');
-  return join(dirname(main), '..', 'dist', 'centrifuge.js');
+  return join(dirname(require.resolve('centrifuge')), '..', 'dist', 'centrifuge.js');
+}
+
+/** The browser build of `pusher-js` (its main is the Node build, dist/node/pusher.js), for the Pusher page. */
+function pusherBrowserBuild(): string {
+  return join(dirname(require.resolve('pusher-js')), '..', 'web', 'pusher.min.js');
 }
 
 /**
@@ -44,7 +51,7 @@ interface StaticFile {
 
 /** Page files change with each release under the same names: revalidate every time (cheap with the ETag). */
 const REVALIDATE = 'no-cache';
-/** The client library changes only with the pinned `centrifuge` version. */
+/** The client libraries change only with the pinned `centrifuge` and `pusher-js` versions. */
 const VENDOR = 'public, max-age=86400';
 
 function load(path: string, contentType: string, cacheControl: string): StaticFile {
@@ -55,13 +62,19 @@ function load(path: string, contentType: string, cacheControl: string): StaticFi
 
 /** URL path → file; anything else falls through to the app's 404. */
 function files(): Map<string, StaticFile> {
-  const page = load(join(PUBLIC_DIR, 'index.html'), 'text/html; charset=utf-8', REVALIDATE);
+  const html = 'text/html; charset=utf-8';
+  const js = 'text/javascript; charset=utf-8';
+  const page = load(join(PUBLIC_DIR, 'index.html'), html, REVALIDATE);
   return new Map([
     ['/', page],
     ['/index.html', page],
-    ['/app.js', load(join(PUBLIC_DIR, 'app.js'), 'text/javascript; charset=utf-8', REVALIDATE)],
+    ['/app.js', load(join(PUBLIC_DIR, 'app.js'), js, REVALIDATE)],
     ['/style.css', load(join(PUBLIC_DIR, 'style.css'), 'text/css; charset=utf-8', REVALIDATE)],
-    ['/vendor/centrifuge.js', load(centrifugeBrowserBuild(), 'text/javascript; charset=utf-8', VENDOR)],
+    ['/vendor/centrifuge.js', load(centrifugeBrowserBuild(), js, VENDOR)],
+    // The Pusher edge's page: pusher-js on a public channel of the app named by ?key= (no secret, no auth).
+    ['/pusher.html', load(join(PUBLIC_DIR, 'pusher.html'), html, REVALIDATE)],
+    ['/pusher.js', load(join(PUBLIC_DIR, 'pusher.js'), js, REVALIDATE)],
+    ['/vendor/pusher.min.js', load(pusherBrowserBuild(), js, VENDOR)],
   ]);
 }
 
