@@ -112,7 +112,7 @@ export function natsPermissions(
       allowResponses: false,
     };
   }
-  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache'] as const).map((kind) =>
+  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache', 'apps'] as const).map((kind) =>
     s.bucket(kind),
   );
   return {
@@ -133,13 +133,14 @@ export function natsPermissions(
           ];
         }),
         // Its buckets, scaled up with the cluster; it writes presence, itself, the occupancy
-        // decider's lease and what it announced, cache channels' last events, and only reads services.
+        // decider's lease and what it announced, cache channels' last events, Pusher apps, and only reads services.
         ...buckets.flatMap((bucket) => [...kvRead(bucket), `${API}.STREAM.UPDATE.KV_${bucket}`]),
         `$KV.${s.bucket('presence')}.>`,
         `$KV.${s.bucket('gateways')}.>`,
         `$KV.${s.bucket('leases')}.>`,
         `$KV.${s.bucket('hooks')}.>`,
         `$KV.${s.bucket('cache')}.>`,
+        `$KV.${s.bucket('apps')}.>`,
         // Webhook jobs: queued by any gateway, taken (acknowledged) by one.
         s.hooks('>'),
         ...streamCalls(s.hooksStream, ['INFO', 'CREATE']),

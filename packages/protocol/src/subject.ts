@@ -164,5 +164,6 @@ export const BUCKET_KINDS = [
   'leases',
   'hooks',
   'cache',
+  'apps',
 ] as const;
 export type BucketKind = (typeof BUCKET_KINDS)[number];

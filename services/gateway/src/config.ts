@@ -352,6 +352,11 @@ export const KEYS = {
     default: 3000,
     doc: "Milliseconds a Pusher presence member stays absent (its user's last connection gone anywhere in the cluster), or a channel empty, before member_removed / channel_vacated is announced: a reload within it announces nothing. A gateway that dies is noticed after `SWITCHBOARD_PRESENCE_TTL`, then this.",
   },
+  pusher_apps_bucket: {
+    kind: 'bool',
+    default: false,
+    doc: 'Also take Pusher apps from the app store, managed with the server API (`pusher_app_put`, `pusher_app_delete`, `pusher_apps`) or `switchboard-apps`: the NATS KV bucket `<prefix>_apps` in a cluster (every gateway applies a change at once, no restart), memory in embedded mode (lost on restart). Turns the Pusher edge on even without `SWITCHBOARD_PUSHER_APPS`.',
+  },
   pusher_activity_timeout: {
     kind: 'int',
     default: 120,
@@ -442,8 +447,13 @@ export interface Config {
   namespaces: Map<string, NamespaceOptions>;
   pusher: {
     apps: PusherApp[];
-    /** The apps' namespaces: their `private-` and `presence-` channels need a subscription token on the Centrifugo edge. */
-    namespaces: ReadonlySet<string>;
+    /**
+     * The apps' namespaces: their `private-` and `presence-` channels need a
+     * subscription token on the Centrifugo edge. Grows with apps of the store.
+     */
+    namespaces: Set<string>;
+    /** Apps also come from the app store (`pusher_apps_bucket`). */
+    store: boolean;
     activityTimeout: number;
   };
   /** Milliseconds (`occupancy_debounce`). */
@@ -451,6 +461,14 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/** The namespace of a Pusher app that the configuration does not name: presence on, for `presence-` channels. */
+export const appNamespace = (name: string): NamespaceOptions => ({
+  name,
+  ...NAMESPACE_DEFAULTS,
+  presence: true,
+  join_leave: true,
+});
 
 /** The nesting bound of what services and other gateways send: client data plus our envelopes. */
 export const internalDepth = (config: Config): number => config.jsonMaxDepth + ENVELOPE_DEPTH;
@@ -610,16 +628,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((v.pusher_activity_timeout as number) < 1)
     throw new ConfigError('SWITCHBOARD_PUSHER_ACTIVITY_TIMEOUT must be at least 1');
   const spaces = namespaces(v.namespaces);
-  // An app's namespace not configured: its own, with presence for `presence-` channels.
-  for (const app of apps) {
-    if (!spaces.has(app.namespace))
-      spaces.set(app.namespace, {
-        name: app.namespace,
-        ...NAMESPACE_DEFAULTS,
-        presence: true,
-        join_leave: true,
-      });
-  }
+  for (const app of apps)
+    if (!spaces.has(app.namespace)) spaces.set(app.namespace, appNamespace(app.namespace));
+
   let publicKey = v.token_public_key as string;
   if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
   return {
@@ -695,6 +706,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pusher: {
       apps,
       namespaces: new Set(apps.map((a) => a.namespace)),
+      store: v.pusher_apps_bucket as boolean,
       activityTimeout: v.pusher_activity_timeout as number,
     },
   };

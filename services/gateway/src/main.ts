@@ -29,6 +29,7 @@ import { Metrics } from './metrics.js';
 import { type Connection, Node } from './node.js';
 import { Backend, LocalHandler } from './proxy.js';
 import { mountPusherApi } from './pusher/api.js';
+import { AppCatalog, type AppStore, KvAppStore, MemoryAppStore } from './pusher/app-store.js';
 import { Apps, pusherName } from './pusher/apps.js';
 import { pusherEdge } from './pusher/edge.js';
 import { mountPusher } from './pusher/websocket.js';
@@ -60,7 +61,7 @@ function infrastructure(
   config: Config,
   log: Logger,
   metrics: Metrics,
-): { broker: Broker; registry: Registry; bus: Bus; hookQueue: HookQueue } {
+): { broker: Broker; registry: Registry; bus: Bus; hookQueue: HookQueue; appStore: AppStore } {
   if (config.broker === 'memory') {
     metrics.brokerConnected.set(1);
     return {
@@ -68,6 +69,7 @@ function infrastructure(
       registry: new MemoryRegistry(),
       bus: new LocalBus(),
       hookQueue: new MemoryHookQueue(),
+      appStore: new MemoryAppStore(),
     };
   }
   const broker = new NatsBroker(
@@ -99,10 +101,19 @@ function infrastructure(
     log,
     metrics,
   );
+  const appStore = new KvAppStore(
+    () => broker.connection,
+    broker.subjects,
+    config.nats.replicas,
+    internalDepth(config),
+    log,
+    metrics,
+  );
   return {
     broker,
     registry,
     hookQueue,
+    appStore,
     bus: {
       request: (subject, data, timeoutMs) => natsBus().request(subject, data, timeoutMs),
       serve: (subject, queue, handler) => natsBus().serve(subject, queue, handler),
@@ -120,7 +131,9 @@ export async function startGateway(config: Config) {
   const metrics = new Metrics();
   const listener = new ClientListener(config.host, config.clientPort, config.tls, log, metrics);
   const apps = new Apps(config.pusher.apps);
-  const edges = apps.size > 0 ? [centrifugoEdge, pusherEdge] : [centrifugoEdge];
+  // The Pusher edge: with apps in the config, or apps that may come from the app store.
+  const pusherOn = apps.size > 0 || config.pusher.store;
+  const edges = pusherOn ? [centrifugoEdge, pusherEdge] : [centrifugoEdge];
   const hub = new Hub<Connection>(listener.topics, metrics, edges, config.pushCoalesceWindow);
   const tokens = new TokenVerifier(config.token);
   const apiKeys = new KeyRing(config.apiKeys);
@@ -132,7 +145,7 @@ export async function startGateway(config: Config) {
     log.warn('no token key configured and anonymous access off: every connection will be refused');
   }
   if (apiKeys.size === 0) log.warn('no server API key configured: the server API refuses every call');
-  const { broker, registry, bus, hookQueue } = infrastructure(config, log, metrics);
+  const { broker, registry, bus, hookQueue, appStore } = infrastructure(config, log, metrics);
   const subjects = new Subjects(config.nats.prefix);
   const node: Node = new Node({
     config,
@@ -156,30 +169,34 @@ export async function startGateway(config: Config) {
   // Health and readiness answer first: /readyz says 503 until every listener is up and the broker connected.
   const internal = await listenExclusive(
     createInternalApp(node, (app) => {
-      if (apps.size > 0) mountPusherApi(app, node, apps);
+      if (pusherOn) mountPusherApi(app, node, apps);
     }),
     config.host,
     config.internalPort,
   );
   await node.start();
   const stopBusApi = serveApiOnBus(bus, subjects, node);
-  // Webhooks: only when an app has any (a cluster otherwise needs no work queue).
-  const webhooks = config.pusher.apps.some((a) => a.webhooks.length > 0)
-    ? new Webhooks(apps, hookQueue, log, metrics)
-    : undefined;
-  await webhooks?.start();
-  const decider =
-    apps.size > 0
-      ? new Decider({
-          registry,
-          broker,
-          log,
-          namespaces: config.pusher.namespaces,
-          isPresence: (channel) => pusherName(channel).startsWith('presence-'),
-          debounceMs: config.occupancyDebounce,
-          ...(webhooks ? { onTransition: (t: Transition) => webhooks.transition(t) } : {}),
-        })
+  if (config.pusher.store) {
+    node.pusherApps = new AppCatalog(apps, appStore, config, log, metrics);
+    await node.pusherApps.start();
+  }
+  // Webhooks: when an app has any, or may get some (a cluster otherwise needs no work queue).
+  const webhooks =
+    config.pusher.store || config.pusher.apps.some((a) => a.webhooks.length > 0)
+      ? new Webhooks(apps, hookQueue, log, metrics)
       : undefined;
+  await webhooks?.start();
+  const decider = pusherOn
+    ? new Decider({
+        registry,
+        broker,
+        log,
+        namespaces: config.pusher.namespaces,
+        isPresence: (channel) => pusherName(channel).startsWith('presence-'),
+        debounceMs: config.occupancyDebounce,
+        ...(webhooks ? { onTransition: (t: Transition) => webhooks.transition(t) } : {}),
+      })
+    : undefined;
   decider?.start();
   const emulation = new Emulation(node, bus, subjects);
   const stopEmulation = emulation.serve();
@@ -191,7 +208,7 @@ export async function startGateway(config: Config) {
   const admission = new Admission(node, address);
   await listener.listen((app) => {
     mountWebSocket(app, node, admission);
-    if (apps.size > 0) mountPusher(app, node, admission, apps, webhooks);
+    if (pusherOn) mountPusher(app, node, admission, apps, webhooks);
     mountStreams(app, node, admission, emulation);
     mountEmulation(app, node, emulation, address);
     mountStatic(app);
@@ -212,7 +229,7 @@ export async function startGateway(config: Config) {
       page: `${listener.scheme.http}://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
-      pusher: apps.size > 0 ? `${listener.scheme.ws}://localhost:${config.clientPort}/app/<key>` : 'off',
+      pusher: pusherOn ? `${listener.scheme.ws}://localhost:${config.clientPort}/app/<key>` : 'off',
     },
     'switchboard gateway ready',
   );
@@ -226,6 +243,7 @@ export async function startGateway(config: Config) {
       await services?.stop();
       await decider?.stop();
       await hookQueue.close();
+      await node.pusherApps?.close();
       stopBusApi();
       stopEmulation();
       await grpc?.close();

@@ -76,6 +76,7 @@ export const MESSAGE_SOURCES = [
   'api_bus',
   'registry',
   'hooks',
+  'apps',
 ] as const;
 export const IP_LIMITS = ['connect', 'emulation', 'demo_token'] as const;
 /** Why the server API refuses a call before running it (`switchboard_api_refused_total{reason}`). */

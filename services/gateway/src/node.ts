@@ -27,6 +27,7 @@ import type { HistoryLimits, Recovery } from './history.js';
 import type { Hub, HubMember } from './hub.js';
 import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
+import type { AppCatalog } from './pusher/app-store.js';
 import type { Metrics } from './metrics.js';
 import type { BackendHandler } from './proxy.js';
 import type { GatewayEntry, Registry } from './registry/registry.js';
@@ -95,6 +96,8 @@ export class Node {
   readonly frameLimits: FrameLimits;
   /** Last offset seen per channel with local subscribers, to notice gaps. */
   private readonly lastSeen = new Map<string, StreamPosition>();
+  /** The Pusher app store's catalog, for the server API (`pusher_app_*`); undefined without `pusher_apps_bucket`. */
+  pusherApps: AppCatalog | undefined;
   draining = false;
   /** Every listener is up and the registry joined: readiness waits for it. */
   started = false;

@@ -60,6 +60,7 @@ const toParams: Partial<Record<ApiMethod, (req: Msg, depth: number) => Msg>> = {
   subscribe: (r, d) => ({ user: r.user, channel: r.channel, client: r.client, ...json(r, 'info', d) }),
   disconnect: (r) => ({ user: r.user, client: r.client, ...present(r, 'disconnect') }),
   history: (r) => ({ channel: r.channel, limit: r.limit, reverse: r.reverse, ...present(r, 'since') }),
+  pusher_app_put: (r, d) => json(r, 'app', d),
 };
 
 const clientInfo = (info: ClientInfo) => ({
@@ -81,6 +82,7 @@ const fromResult: Partial<Record<ApiMethod, (result: never) => unknown>> = {
     presence: Object.fromEntries(Object.entries(r.presence).map(([id, info]) => [id, clientInfo(info)])),
   }),
   history: (r: HistoryResult) => ({ ...r, publications: r.publications.map(publication) }),
+  pusher_apps: (r: { apps: unknown[] }) => ({ apps: jsonBytes(r.apps) }),
 };
 
 /** `presence_stats` → `PresenceStats`. */

@@ -12,6 +12,7 @@ import {
   type ProtocolError,
 } from '@switchboard/protocol';
 import type { Node, ResolvedChannel } from '../node.js';
+import { type AppCatalog, AppRefused } from '../pusher/app-store.js';
 
 export type ApiResponse = { result: unknown } | { error: ProtocolError };
 type Params = Record<string, unknown>;
@@ -28,6 +29,9 @@ export const API_METHODS = [
   'history_remove',
   'channels',
   'info',
+  'pusher_apps',
+  'pusher_app_put',
+  'pusher_app_delete',
 ] as const;
 export type ApiMethod = (typeof API_METHODS)[number];
 
@@ -203,7 +207,40 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
     const others = (await node.registry.gateways()).filter((g) => g.uid !== self.uid);
     return { nodes: [self, ...others], services: await node.registry.services() };
   },
+
+  pusher_apps: async (node) => ({ apps: catalog(node).list() }),
+
+  pusher_app_put: async (node, p) => {
+    await refusable(() => catalog(node).put(p.app));
+    return {};
+  },
+
+  pusher_app_delete: async (node, p) => {
+    const id = str(p, 'id');
+    await refusable(() => catalog(node).delete(id));
+    return {};
+  },
 };
+
+/** The Pusher app store, or error 108 when it is off. */
+function catalog(node: Node): AppCatalog {
+  if (!node.pusherApps)
+    throw new ApiError({
+      ...Errors.notAvailable,
+      message: 'the app store is off (SWITCHBOARD_PUSHER_APPS_BUCKET)',
+    });
+  return node.pusherApps;
+}
+
+/** An app the store refuses is a bad request with the reason. */
+async function refusable(call: () => Promise<void>): Promise<void> {
+  try {
+    await call();
+  } catch (err) {
+    if (err instanceof AppRefused) throw bad(err.message);
+    throw err;
+  }
+}
 
 export function isApiMethod(method: string): method is ApiMethod {
   return (API_METHODS as readonly string[]).includes(method);

@@ -94,15 +94,21 @@ export class Decider {
   private emit(transitions: Transition[]): void {
     if (transitions.length === 0) return;
     const { broker, registry, log, onTransition } = this.options;
-    this.announcing = this.announcing.then(async () => {
-      for (const t of transitions) {
-        if (t.kind === 'member_added')
-          await broker.publishMember(t.channel, { op: 'added', info: t.info }, t.info.client);
-        else if (t.kind === 'member_removed')
-          await broker.publishMember(t.channel, { op: 'removed', user: t.user });
-        onTransition?.(t);
-      }
-      await registry.announce(transitions);
-    }).catch((err) => log.warn({ err }, 'announcing occupancy changes failed'));
+    this.announcing = this.announcing
+      .then(async () => {
+        for (const t of transitions) {
+          // Recorded before member_added goes out, forgotten after member_removed has: a decider
+          // dying in between leaves its successor a removal to repeat, never a ghost member.
+          if (t.kind === 'member_added') {
+            await registry.announce([t]);
+            await broker.publishMember(t.channel, { op: 'added', info: t.info }, t.info.client);
+          } else if (t.kind === 'member_removed') {
+            await broker.publishMember(t.channel, { op: 'removed', user: t.user });
+            await registry.announce([t]);
+          } else await registry.announce([t]);
+          onTransition?.(t);
+        }
+      })
+      .catch((err) => log.warn({ err }, 'announcing occupancy changes failed'));
   }
 }

@@ -139,6 +139,7 @@ export class Occupancy {
     if (!this.entries.has(channel) && this.occupied.has(channel) && !this.vacating.has(channel))
       this.vacating.set(channel, now);
     const key = memberKey(channel, user);
-    if (this.members.has(key) && !this.has(channel, user) && !this.leaving.has(key)) this.leaving.set(key, now);
+    if (this.members.has(key) && !this.has(channel, user) && !this.leaving.has(key))
+      this.leaving.set(key, now);
   }
 }

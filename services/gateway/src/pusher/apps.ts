@@ -137,15 +137,26 @@ function parseWebhooks(where: string, raw: unknown): Webhook[] {
   });
 }
 
-/** The apps by key (clients connect with it) and by id (the HTTP API names it). */
+/** An app as the server API lists it: everything but its secret. */
+export type PublicApp = Omit<PusherApp, 'secret'>;
+
+/**
+ * The apps by key (clients connect with it) and by id (the HTTP API names
+ * it): those of the config, fixed, and those of the app store, which come,
+ * change and go while the gateway runs. A changed app is updated in place,
+ * so that its connections see new limits and a new secret at once.
+ */
 export class Apps {
   private readonly keys = new Map<string, PusherApp>();
   private readonly ids = new Map<string, PusherApp>();
+  private readonly fixed = new Set<string>();
+  private readonly listeners: ((app: PusherApp, removed: boolean) => void)[] = [];
 
   constructor(apps: readonly PusherApp[]) {
     for (const app of apps) {
       this.keys.set(app.key, app);
       this.ids.set(app.id, app);
+      this.fixed.add(app.id);
     }
   }
 
@@ -169,6 +180,56 @@ export class Apps {
   byNamespace(namespace: string): PusherApp | undefined {
     for (const app of this.ids.values()) if (app.namespace === namespace) return app;
     return undefined;
+  }
+
+  /** Called after an app came, changed (`removed` false) or went. */
+  onChange(listener: (app: PusherApp, removed: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** A config app: the store cannot change it. */
+  isFixed(id: string): boolean {
+    return this.fixed.has(id);
+  }
+
+  /** Why `app` cannot be stored: a config app's id, or another app's key or namespace; undefined when it can. */
+  conflict(app: PusherApp): string | undefined {
+    if (this.fixed.has(app.id)) return `app ${app.id} is defined in the configuration`;
+    for (const other of this.ids.values()) {
+      if (other.id === app.id) continue;
+      if (other.key === app.key) return `app ${other.id} has the key ${app.key}`;
+      if (other.namespace === app.namespace) return `app ${other.id} has the namespace ${app.namespace}`;
+    }
+    return undefined;
+  }
+
+  /** An app of the store came or changed; refused (false) when it conflicts. */
+  set(app: PusherApp): boolean {
+    if (this.conflict(app) !== undefined) return false;
+    const current = this.ids.get(app.id);
+    if (current) {
+      this.keys.delete(current.key);
+      Object.assign(current, app);
+    }
+    const stored = current ?? app;
+    this.ids.set(stored.id, stored);
+    this.keys.set(stored.key, stored);
+    for (const listener of this.listeners) listener(stored, false);
+    return true;
+  }
+
+  /** An app of the store went (config apps stay). */
+  delete(id: string): void {
+    const app = this.ids.get(id);
+    if (!app || this.fixed.has(id)) return;
+    this.ids.delete(id);
+    this.keys.delete(app.key);
+    for (const listener of this.listeners) listener(app, true);
+  }
+
+  /** Every app without its secret. */
+  list(): PublicApp[] {
+    return [...this.ids.values()].map(({ secret: _secret, ...rest }) => rest);
   }
 }
 

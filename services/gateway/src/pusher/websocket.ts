@@ -60,6 +60,22 @@ export function mountPusher(
     metrics.pusherApp(a.id);
   }
   metrics.pusherCounts = () => open;
+  // An app of the store came, changed or went: a disabled or removed one's connections close now.
+  apps.onChange((changed, removed) => {
+    if (!open.has(changed.id)) {
+      open.set(changed.id, 0);
+      metrics.pusherApp(changed.id);
+    }
+    if (!removed && changed.enabled) return;
+    const close = removed ? wire.PusherErrors.appNotFound : wire.PusherErrors.appDisabled;
+    for (const connection of [...node.hub.all()]) {
+      if (connection instanceof PusherSession && connection.app.id === changed.id)
+        connection.disconnect(
+          { code: close.code, reason: close.message },
+          removed ? 'app_removed' : 'app_disabled',
+        );
+    }
+  });
 
   app.ws<SocketData>('/app/:key', {
     ...socketOptions(config),
