@@ -40,6 +40,11 @@ export interface NamespaceOptions {
   skip_sender: boolean;
   /** Owned by a backend service: it decides subscribes and client publications, and answers `ns:method` RPCs. */
   service: boolean;
+  /**
+   * Where the namespace's occupancy hooks are POSTed (channel occupied and
+   * vacated, member added and removed, for the whole cluster); '' none. Needs presence.
+   */
+  webhook_url: string;
 }
 
 export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
@@ -56,6 +61,7 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   allow_history_for_subscriber: false,
   skip_sender: false,
   service: false,
+  webhook_url: '',
 };
 
 export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
@@ -546,6 +552,14 @@ function namespaces(raw: unknown): Map<string, NamespaceOptions> {
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: history needs history_ttl > 0`);
     if (ns.join_leave && !ns.presence)
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: join_leave needs presence`);
+    if (ns.webhook_url !== '') {
+      if (!ns.presence)
+        throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: webhook_url needs presence`);
+      if (!/^https?:\/\/[^/]/.test(ns.webhook_url))
+        throw new ConfigError(
+          `namespace ${JSON.stringify(ns.name)}: webhook_url must be an http or https URL`,
+        );
+    }
     out.set(ns.name, ns);
   }
   return out;

@@ -4,7 +4,7 @@
  * metrics, HTTP API), gRPC API. SIGTERM/SIGINT drain (see drain.ts) and exit.
  */
 
-import { Subjects } from '@switchboard/protocol';
+import { namespaceOf, Subjects } from '@switchboard/protocol';
 import { type Bus, LocalBus, NatsBus } from '@switchboard/sdk';
 import { serveApiOnBus } from './api/bus.js';
 import { startGrpcServer } from './api/grpc.js';
@@ -180,23 +180,38 @@ export async function startGateway(config: Config) {
     node.pusherApps = new AppCatalog(apps, appStore, config, log, metrics);
     await node.pusherApps.start();
   }
-  // Webhooks: when an app has any, or may get some (a cluster otherwise needs no work queue).
+  // Centrifugo namespaces with occupancy hooks; Pusher apps' namespaces have their own rules.
+  const hooked = new Set(
+    [...config.namespaces.values()].filter((ns) => ns.webhook_url !== '').map((ns) => ns.name),
+  );
+  const ofApp = (channel: string) => config.pusher.namespaces.has(namespaceOf(channel));
+  // Webhooks: when an app or a namespace has any, or an app may get some (a cluster otherwise needs no work queue).
   const webhooks =
-    config.pusher.store || config.pusher.apps.some((a) => a.webhooks.length > 0)
-      ? new Webhooks(apps, hookQueue, log, metrics)
+    config.pusher.store || hooked.size > 0 || config.pusher.apps.some((a) => a.webhooks.length > 0)
+      ? new Webhooks(
+          apps,
+          hookQueue,
+          (namespace) => config.namespaces.get(namespace)?.webhook_url ?? '',
+          () => apiKeys.signing,
+          log,
+          metrics,
+        )
       : undefined;
   await webhooks?.start();
-  const decider = pusherOn
-    ? new Decider({
-        registry,
-        broker,
-        log,
-        namespaces: config.pusher.namespaces,
-        isPresence: (channel) => pusherName(channel).startsWith('presence-'),
-        debounceMs: config.occupancyDebounce,
-        ...(webhooks ? { onTransition: (t: Transition) => webhooks.transition(t) } : {}),
-      })
-    : undefined;
+  const decider =
+    pusherOn || hooked.size > 0
+      ? new Decider({
+          registry,
+          broker,
+          log,
+          follows: (namespace) => config.pusher.namespaces.has(namespace) || hooked.has(namespace),
+          // A Centrifugo namespace's members are its users; an app's only on presence- channels.
+          isPresence: (channel) => !ofApp(channel) || pusherName(channel).startsWith('presence-'),
+          announcesMembers: ofApp,
+          debounceMs: config.occupancyDebounce,
+          ...(webhooks ? { onTransition: (t: Transition) => webhooks.transition(t) } : {}),
+        })
+      : undefined;
   decider?.start();
   const emulation = new Emulation(node, bus, subjects);
   const stopEmulation = emulation.serve();

@@ -142,6 +142,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly namespaceWebhooks = new Counter({
+    name: 'switchboard_namespace_webhooks_total',
+    help: 'Occupancy hooks of Centrifugo namespaces (webhook_url) POSTed by this gateway, by namespace and outcome (delivered, retried, failed).',
+    labelNames: ['namespace', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   /** An app's series start at 0. */
   pusherApp(app: string): void {
     for (const outcome of ['delivered', 'retried', 'failed']) this.pusherWebhooks.inc({ app, outcome }, 0);

@@ -327,6 +327,15 @@ describe('SWITCHBOARD_NAMESPACES', () => {
   test('join_leave without presence', () => {
     configError(ns([{ name: 'x', join_leave: true }]), /namespace "x": join_leave needs presence/);
   });
+
+  test('webhook_url without presence, or not an http(s) URL', () => {
+    configError(
+      ns([{ name: 'x', webhook_url: 'http://h/hooks' }]),
+      /namespace "x": webhook_url needs presence/,
+    );
+    configError(ns([{ name: 'x', presence: true, webhook_url: 'ftp://h/' }]), /webhook_url must be an http/);
+    configError(ns([{ name: 'x', presence: true, webhook_url: 7 }]), /webhook_url must be a string/);
+  });
 });
 
 describe('config file (SWITCHBOARD_CONFIG)', () => {

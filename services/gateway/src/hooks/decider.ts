@@ -1,7 +1,7 @@
 /**
  * The occupancy decider: one gateway of the cluster (the holder of a lease in
  * the registry) watches every presence entry of the Pusher apps' namespaces
- * and announces what changed for the whole cluster: members added and removed
+ * (and of Centrifugo namespaces with occupancy hooks) and announces what changed for the whole cluster: members added and removed
  * (to the channel's subscribers on every gateway), and, to `onTransition`,
  * channels occupied and vacated (webhooks). A gateway that dies stops
  * refreshing its entries; once they are past the TTL its members are removed.
@@ -24,10 +24,12 @@ export interface DeciderOptions {
   registry: Registry;
   broker: Broker;
   log: Logger;
-  /** Namespaces whose channels it follows. */
-  namespaces: ReadonlySet<string>;
-  /** Channels whose members are announced. */
+  /** Namespaces whose channels it follows (Pusher apps', and those with occupancy hooks). */
+  follows: (namespace: string) => boolean;
+  /** Channels whose members (users) are followed. */
   isPresence: (channel: string) => boolean;
+  /** Channels whose subscribers are told of members (Pusher's presence channels). */
+  announcesMembers: (channel: string) => boolean;
   debounceMs: number;
   /** Every transition, once announced (webhooks). */
   onTransition?: (t: Transition) => void;
@@ -86,23 +88,24 @@ export class Decider {
 
   private feed(model: Occupancy, change: PresenceChange): void {
     const colon = change.channel.indexOf(':');
-    if (colon < 0 || !this.options.namespaces.has(change.channel.slice(0, colon))) return;
+    if (!this.options.follows(colon < 0 ? '' : change.channel.slice(0, colon))) return;
     if (change.op === 'put') this.emit(model.put(change.channel, change.info, change.at));
     else model.delete(change.channel, change.client, Date.now());
   }
 
   private emit(transitions: Transition[]): void {
     if (transitions.length === 0) return;
-    const { broker, registry, log, onTransition } = this.options;
+    const { broker, registry, log, onTransition, announcesMembers } = this.options;
     this.announcing = this.announcing
       .then(async () => {
         for (const t of transitions) {
           // Recorded before member_added goes out, forgotten after member_removed has: a decider
           // dying in between leaves its successor a removal to repeat, never a ghost member.
-          if (t.kind === 'member_added') {
+          const told = announcesMembers(t.channel);
+          if (t.kind === 'member_added' && told) {
             await registry.announce([t]);
             await broker.publishMember(t.channel, { op: 'added', info: t.info }, t.info.client);
-          } else if (t.kind === 'member_removed') {
+          } else if (t.kind === 'member_removed' && told) {
             await broker.publishMember(t.channel, { op: 'removed', user: t.user });
             await registry.announce([t]);
           } else await registry.announce([t]);

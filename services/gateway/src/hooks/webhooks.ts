@@ -1,12 +1,15 @@
 /**
- * Pusher webhooks, delivered at least once: an event (from the occupancy
- * decider, or a client event or cache miss of a connection) becomes a job
- * per webhook that wants it, queued — in a cluster in a JetStream work queue,
- * replicated like history, so that no gateway's death loses one — and POSTed
- * by whichever gateway takes it, as Pusher sends them: `{time_ms, events}`
- * with `X-Pusher-Key` and `X-Pusher-Signature` (HMAC-SHA256 of the body with
- * the app's secret at the time of sending). A refusal or a timeout is tried
- * again with backoff (1 s, doubling, at most 60 s) up to MAX_ATTEMPTS.
+ * Webhooks, delivered at least once: Pusher apps' and Centrifugo
+ * namespaces' (`webhook_url`: occupancy hooks). An event (from the occupancy
+ * decider, or a client event or cache miss of a Pusher connection) becomes a
+ * job per webhook that wants it, queued — in a cluster in a JetStream work
+ * queue, replicated like history, so that no gateway's death loses one — and
+ * POSTed by whichever gateway takes it, as Pusher sends them: `{time_ms,
+ * events}` with `X-Pusher-Key` and `X-Pusher-Signature` (HMAC-SHA256 of the
+ * body with the app's secret at the time of sending); a namespace's alike,
+ * signed in `X-Switchboard-Signature` with the server API's signing key. A
+ * refusal or a timeout is tried again with backoff (1 s, doubling, at most
+ * 60 s) up to MAX_ATTEMPTS.
  */
 
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -32,7 +35,7 @@ const JOB_MAX_AGE_MS = 24 * 3600 * 1000;
 
 export const backoffMs = (attempt: number): number => Math.min(1000 * 2 ** (attempt - 1), 60_000);
 
-/** One POST to one webhook: the app (its key and secret sign it when sent), the URL and the body. */
+/** One POST to one webhook: the app (its key and secret sign it when sent; '' for a namespace's hook), the URL and the body. */
 export interface WebhookJob {
   app: string;
   url: string;
@@ -139,7 +142,7 @@ export class JetStreamHookQueue implements HookQueue {
   }
 
   async enqueue(job: WebhookJob): Promise<void> {
-    await jetstream(this.nc()).publish(this.subjects.hooks(job.app), JSON.stringify(job));
+    await jetstream(this.nc()).publish(this.subjects.hooks(job.app || '-'), JSON.stringify(job));
   }
 
   async consume(
@@ -176,11 +179,26 @@ export class JetStreamHookQueue implements HookQueue {
   }
 }
 
+/** The namespace of a namespace hook's job: its first event's channel's. */
+function namespaceOfJob(job: WebhookJob): string {
+  const parsed = parseJson(job.body, 8);
+  const events = parsed.ok && isJsonObject(parsed.value) ? parsed.value.events : undefined;
+  const channel = Array.isArray(events) && isJsonObject(events[0]) ? String(events[0].channel) : '';
+  const colon = channel.indexOf(':');
+  return colon < 0 ? '' : channel.slice(0, colon);
+}
+
 /** Turns events into jobs for the webhooks that want them, and sends jobs. */
 export class Webhooks {
+  /**
+   * `namespaceHook`: a Centrifugo namespace's webhook_url ('' none);
+   * `apiKey`: what signs those (the server API's signing key).
+   */
   constructor(
     private readonly apps: Apps,
     private readonly queue: HookQueue,
+    private readonly namespaceHook: (namespace: string) => string,
+    private readonly apiKey: () => string,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
@@ -189,23 +207,30 @@ export class Webhooks {
     await this.queue.consume(
       (job) => this.send(job),
       (job) => {
-        this.metrics.pusherWebhooks.inc({ app: job.app, outcome: 'failed' });
+        this.count(job, 'failed');
         this.log.error({ app: job.app, url: job.url }, `webhook given up after ${MAX_ATTEMPTS} attempts`);
       },
     );
   }
 
-  /** A decider transition of an app's channel, as the webhook event Pusher sends for it. */
+  /** A decider transition: the webhook event Pusher sends for it (an app's channel), or the namespace's hook. */
   transition(t: Transition): void {
     const colon = t.channel.indexOf(':');
-    const app = this.apps.byNamespace(t.channel.slice(0, colon));
-    if (!app) return;
-    const channel = pusherName(t.channel);
-    const event: HookEvent =
-      t.kind === 'member_added' || t.kind === 'member_removed'
-        ? { name: t.kind, channel, user_id: t.user }
-        : { name: t.kind, channel };
-    this.emit(app.id, event);
+    const namespace = colon < 0 ? '' : t.channel.slice(0, colon);
+    const app = this.apps.byNamespace(namespace);
+    if (app) {
+      const channel = pusherName(t.channel);
+      const event: HookEvent =
+        t.kind === 'member_added' || t.kind === 'member_removed'
+          ? { name: t.kind, channel, user_id: t.user }
+          : { name: t.kind, channel };
+      return this.emit(app.id, event);
+    }
+    const url = this.namespaceHook(namespace);
+    if (url === '') return;
+    const event =
+      'user' in t ? { name: t.kind, channel: t.channel, user: t.user } : { name: t.kind, channel: t.channel };
+    this.enqueue({ app: '', url, body: JSON.stringify({ time_ms: Date.now(), events: [event] }) }, t.kind);
   }
 
   /** Queues the event for each of the app's webhooks that wants it. */
@@ -214,38 +239,52 @@ export class Webhooks {
     if (!app) return;
     const body = JSON.stringify({ time_ms: Date.now(), events: [event] });
     for (const hook of app.webhooks) {
-      if (!hook.event_types.includes(event.name)) continue;
-      this.queue.enqueue({ app: app.id, url: hook.url, body }).catch((err) => {
-        this.metrics.pusherWebhooks.inc({ app: app.id, outcome: 'failed' });
-        this.log.error({ err, app: app.id, event: event.name }, 'webhook could not be queued');
-      });
+      if (hook.event_types.includes(event.name))
+        this.enqueue({ app: app.id, url: hook.url, body }, event.name);
     }
   }
 
+  private enqueue(job: WebhookJob, event: string): void {
+    this.queue.enqueue(job).catch((err) => {
+      this.count(job, 'failed');
+      this.log.error({ err, app: job.app, event }, 'webhook could not be queued');
+    });
+  }
+
+  private count(job: WebhookJob, outcome: 'delivered' | 'retried' | 'failed'): void {
+    if (job.app === '') this.metrics.namespaceWebhooks.inc({ namespace: namespaceOfJob(job), outcome });
+    else this.metrics.pusherWebhooks.inc({ app: job.app, outcome });
+  }
+
   private async send(job: WebhookJob): Promise<boolean> {
+    if (job.app === '')
+      return this.post(job, { 'x-switchboard-signature': webhookSignature(this.apiKey(), job.body) });
     const app = this.apps.byId(job.app);
     // The app is gone: nobody wants it any more.
     if (!app) return true;
+    return this.post(job, {
+      'x-pusher-key': app.key,
+      'x-pusher-signature': webhookSignature(app.secret, job.body),
+    });
+  }
+
+  private async post(job: WebhookJob, headers: Record<string, string>): Promise<boolean> {
     try {
       const res = await fetch(job.url, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-pusher-key': app.key,
-          'x-pusher-signature': webhookSignature(app.secret, job.body),
-        },
+        headers: { 'content-type': 'application/json', ...headers },
         body: job.body,
         redirect: 'error',
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
       await res.arrayBuffer().catch(() => undefined);
       const done = res.status >= 200 && res.status < 300;
-      this.metrics.pusherWebhooks.inc({ app: app.id, outcome: done ? 'delivered' : 'retried' });
+      this.count(job, done ? 'delivered' : 'retried');
       return done;
     } catch (err) {
-      this.metrics.pusherWebhooks.inc({ app: app.id, outcome: 'retried' });
+      this.count(job, 'retried');
       this.log.warn(
-        { err: (err as Error).message, app: app.id, url: job.url },
+        { err: (err as Error).message, app: job.app, url: job.url },
         'webhook not delivered: retrying',
       );
       return false;
