@@ -93,22 +93,16 @@ function infrastructure(
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;
   const natsBus = () => (bus ??= new NatsBus(broker.connection));
-  const hookQueue = new JetStreamHookQueue(
-    () => broker.connection,
-    broker.subjects,
-    config.nats.replicas,
-    internalDepth(config),
+  const parts = {
+    nc: () => broker.connection,
+    subjects: broker.subjects,
+    replicas: config.nats.replicas,
+    maxDepth: internalDepth(config),
     log,
     metrics,
-  );
-  const appStore = new KvAppStore(
-    () => broker.connection,
-    broker.subjects,
-    config.nats.replicas,
-    internalDepth(config),
-    log,
-    metrics,
-  );
+  };
+  const hookQueue = new JetStreamHookQueue(parts);
+  const appStore = new KvAppStore(parts);
   return {
     broker,
     registry,

@@ -156,6 +156,19 @@ export function connectionOptions(settings: NatsSettings, name: string): NodeCon
   return Object.assign(options, credentialOptions(settings));
 }
 
+/** What a NATS-backed part of the gateway (the webhook queue, the app store) is made with. */
+export interface NatsParts {
+  /** The broker's connection, once it has started. */
+  nc: () => NatsConnection;
+  subjects: Subjects;
+  /** Replicas of its streams and buckets. */
+  replicas: number;
+  /** Nesting bound of what it reads from NATS. */
+  maxDepth: number;
+  log: Logger;
+  metrics: Metrics;
+}
+
 export class NatsBroker implements Broker {
   readonly subjects: Subjects;
   private nc: NatsConnection | undefined;

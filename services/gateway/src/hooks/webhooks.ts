@@ -13,10 +13,10 @@
  */
 
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { type NatsConnection, nanos } from '@nats-io/transport-node';
-import { isJsonObject, parseJson, type Subjects } from '@switchboard/protocol';
+import { nanos } from '@nats-io/transport-node';
+import { isJsonObject, parseJson } from '@switchboard/protocol';
 import { patiently } from '@switchboard/sdk';
-import { isTransient } from '../broker/nats.js';
+import { isTransient, type NatsParts } from '../broker/nats.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Apps, WebhookEvent } from '../pusher/apps.js';
@@ -99,31 +99,24 @@ export class MemoryHookQueue implements HookQueue {
 export class JetStreamHookQueue implements HookQueue {
   private stop: (() => void) | undefined;
 
-  constructor(
-    private readonly nc: () => NatsConnection,
-    private readonly subjects: Subjects,
-    private readonly replicas: number,
-    private readonly maxDepth: number,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
-  ) {}
+  constructor(private readonly nats: NatsParts) {}
 
   private get stream(): string {
-    return this.subjects.hooksStream;
+    return this.nats.subjects.hooksStream;
   }
 
   /** The stream and its consumer, made when missing (a cluster that just started may still elect its leader). */
   private async ensure(): Promise<void> {
-    const jsm = await jetstreamManager(this.nc());
+    const jsm = await jetstreamManager(this.nats.nc());
     await patiently(
       async () => {
         await jsm.streams.info(this.stream).catch(async () => {
           await jsm.streams.add({
             name: this.stream,
-            subjects: [this.subjects.hooks('>')],
+            subjects: [this.nats.subjects.hooks('>')],
             retention: RetentionPolicy.Workqueue,
             storage: StorageType.File,
-            num_replicas: this.replicas,
+            num_replicas: this.nats.replicas,
             max_age: nanos(JOB_MAX_AGE_MS),
           });
         });
@@ -142,7 +135,7 @@ export class JetStreamHookQueue implements HookQueue {
   }
 
   async enqueue(job: WebhookJob): Promise<void> {
-    await jetstream(this.nc()).publish(this.subjects.hooks(job.app || '-'), JSON.stringify(job));
+    await jetstream(this.nats.nc()).publish(this.nats.subjects.hooks(job.app || '-'), JSON.stringify(job));
   }
 
   async consume(
@@ -150,14 +143,14 @@ export class JetStreamHookQueue implements HookQueue {
     failed: (job: WebhookJob) => void,
   ): Promise<void> {
     await this.ensure();
-    const consumer = await jetstream(this.nc()).consumers.get(this.stream, 'webhooks');
+    const consumer = await jetstream(this.nats.nc()).consumers.get(this.stream, 'webhooks');
     const messages = await consumer.consume({ max_messages: CONCURRENCY });
     this.stop = () => void messages.close();
     void (async () => {
       for await (const msg of messages) {
-        const parsed = parseJson(msg.string(), this.maxDepth);
+        const parsed = parseJson(msg.string(), this.nats.maxDepth);
         if (!parsed.ok || !isJob(parsed.value)) {
-          this.metrics.invalidMessages.inc({ source: 'hooks' });
+          this.nats.metrics.invalidMessages.inc({ source: 'hooks' });
           msg.term('not a webhook job');
           continue;
         }
@@ -171,7 +164,7 @@ export class JetStreamHookQueue implements HookQueue {
           } else msg.nak(backoffMs(attempt));
         });
       }
-    })().catch((err) => this.log.warn({ err }, 'webhook queue consumer ended'));
+    })().catch((err) => this.nats.log.warn({ err }, 'webhook queue consumer ended'));
   }
 
   async close(): Promise<void> {

@@ -9,10 +9,9 @@
  */
 
 import { type KV, Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeToken, encodeToken, parseJsonBytes, type Subjects } from '@switchboard/protocol';
+import { decodeToken, encodeToken, parseJsonBytes } from '@switchboard/protocol';
 import { openOrCreate, patiently } from '@switchboard/sdk';
-import { isTransient } from '../broker/nats.js';
+import { isTransient, type NatsParts } from '../broker/nats.js';
 import { appNamespace, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -50,21 +49,14 @@ export class KvAppStore implements AppStore {
   private kv: KV | undefined;
   private stop: (() => void) | undefined;
 
-  constructor(
-    private readonly nc: () => NatsConnection,
-    private readonly subjects: Subjects,
-    private readonly replicas: number,
-    private readonly maxDepth: number,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
-  ) {}
+  constructor(private readonly nats: NatsParts) {}
 
   async watch(change: (id: string, app: unknown) => void): Promise<void> {
     const kv = await patiently(
       () =>
-        openOrCreate(new Kvm(this.nc()), this.subjects.bucket('apps'), {
+        openOrCreate(new Kvm(this.nats.nc()), this.nats.subjects.bucket('apps'), {
           history: 1,
-          replicas: this.replicas,
+          replicas: this.nats.replicas,
         }),
       { retryIf: isTransient },
     );
@@ -77,18 +69,18 @@ export class KvAppStore implements AppStore {
         try {
           id = decodeToken(e.key);
         } catch {
-          this.metrics.invalidMessages.inc({ source: 'apps' });
+          this.nats.metrics.invalidMessages.inc({ source: 'apps' });
           continue;
         }
         if (e.operation !== 'PUT') {
           change(id, undefined);
           continue;
         }
-        const parsed = parseJsonBytes(e.value, this.maxDepth);
+        const parsed = parseJsonBytes(e.value, this.nats.maxDepth);
         if (parsed.ok) change(id, parsed.value);
-        else this.metrics.invalidMessages.inc({ source: 'apps' });
+        else this.nats.metrics.invalidMessages.inc({ source: 'apps' });
       }
-    })().catch((err) => this.log.warn({ err }, 'app store watch ended'));
+    })().catch((err) => this.nats.log.warn({ err }, 'app store watch ended'));
   }
 
   async put(app: PusherApp): Promise<void> {
