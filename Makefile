@@ -117,9 +117,10 @@ fuzz: build deps $(call NODE24_IF_NAMED,$(NODE))
 # core 1, load on core 0; results, plot and profile summary in docs/benchmarks/.
 # Then the bytes on the wire per transport (WebSocket, HTTP-streaming, SSE, polling).
 # Every process it starts runs on $(NODE) (process.execPath); the first line says
-# which Node and uWebSockets.js build that is.
+# which Node and uWebSockets.js build that is. The Pusher pass's Soketi runs on a
+# Node its uWebSockets.js build has a binary for (20: services/gateway/test/soketi.ts).
 BENCH_ARGS ?=
-bench: build deps $(call NODE24_IF_NAMED,$(NODE))
+bench: build deps soketi $(call NODE24_IF_NAMED,$(NODE))
 	$(NODE) services/gateway/dist/src/cli/runtime.js
 	$(NODE) loadtest/dist/src/bench/main.js $(BENCH_ARGS)
 	$(NODE) services/gateway/dist/bench/wire-bytes.js

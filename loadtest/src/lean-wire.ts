@@ -147,10 +147,35 @@ export interface LineHandler {
   other(line: string): void;
 }
 
-const PUB_MARK = Buffer.from('{"push":');
-/** Where a benchmark payload starts in a push line: `{"s":<seq>,"t":<ms>,...}` (tracker.ts payload()). */
-const SEQ_MARK = Buffer.from('{"s":');
-const TIME_MARK = Buffer.from(',"t":');
+/**
+ * How a protocol's publication line is recognised, and where the benchmark
+ * payload `{"s":<seq>,"t":<ms>,...}` (tracker.ts payload()) sits in it.
+ */
+export interface PayloadMarks {
+  /** How a publication line starts. */
+  line: Buffer;
+  /** Where the payload starts, and what stands before its send time. */
+  seq: Buffer;
+  time: Buffer;
+}
+
+/** Centrifugo's JSON protocol: `{"push":{...,"pub":{"data":{"s":1,"t":...}}}}`. */
+export const CENTRIFUGO_MARKS: PayloadMarks = {
+  line: Buffer.from('{"push":'),
+  seq: Buffer.from('{"s":'),
+  time: Buffer.from(',"t":'),
+};
+
+/**
+ * Pusher's protocol: an event's data is a string, the payload JSON in it:
+ * `{"event":"e","channel":"c","data":"{\"s\":1,\"t\":...}"}`.
+ */
+export const PUSHER_MARKS: PayloadMarks = {
+  line: Buffer.from('{"event":"'),
+  seq: Buffer.from('{\\"s\\":'),
+  time: Buffer.from(',\\"t\\":'),
+};
+
 const NEWLINE = 0x0a;
 const DOT = 0x2e;
 const ZERO = 0x30;
@@ -180,6 +205,7 @@ export class LineScanner {
   constructor(
     private readonly timeEvery = 1,
     phase = 0,
+    private readonly marks: PayloadMarks = CENTRIFUGO_MARKS,
   ) {
     this.timeCountdown = 1 + (phase % timeEvery);
   }
@@ -211,10 +237,11 @@ export class LineScanner {
 
   /** The line `buf[start..end)`: a benchmark publication read in place, anything else as a string. */
   private line(buf: Buffer, start: number, end: number, handler: LineHandler): void {
-    if (startsWith(buf, start, end, PUB_MARK)) {
+    const mark = this.marks.line;
+    if (startsWith(buf, start, end, mark)) {
       const hinted = this.seqHint >= 0 ? start + this.seqHint : -1;
       if (hinted >= 0 && this.payload(buf, hinted, end, handler)) return;
-      for (let i = start + PUB_MARK.length; i < end; i++) {
+      for (let i = start + mark.length; i < end; i++) {
         if (buf[i] === BRACE && i !== hinted && this.payload(buf, i, end, handler)) {
           this.seqHint = i - start;
           return;
@@ -226,8 +253,9 @@ export class LineScanner {
 
   /** Reads `{"s":<digits>,"t":<decimal>` at `at`: when it is there, hands it over and returns true. */
   private payload(buf: Buffer, at: number, end: number, handler: LineHandler): boolean {
-    if (!startsWith(buf, at, end, SEQ_MARK)) return false;
-    const seqAt = at + SEQ_MARK.length;
+    const { seq: seqMark, time: timeMark } = this.marks;
+    if (!startsWith(buf, at, end, seqMark)) return false;
+    const seqAt = at + seqMark.length;
     let seq = 0;
     let seqEnd = seqAt;
     for (; seqEnd < end; seqEnd++) {
@@ -235,8 +263,8 @@ export class LineScanner {
       if (d < 0 || d > 9) break;
       seq = seq * 10 + d;
     }
-    if (seqEnd === seqAt || !startsWith(buf, seqEnd, end, TIME_MARK)) return false;
-    const timeAt = seqEnd + TIME_MARK.length;
+    if (seqEnd === seqAt || !startsWith(buf, seqEnd, end, timeMark)) return false;
+    const timeAt = seqEnd + timeMark.length;
     const first = buf[timeAt]! - ZERO;
     if (timeAt >= end || first < 0 || first > 9) return false;
     if (--this.timeCountdown > 0) {

@@ -66,18 +66,31 @@ export class DeliveryTracker {
   }
 
   /** Resolves once `target` unique deliveries arrived, or the timeout passed (then fewer). */
-  async waitFor(target: number, timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    let last = this.delivered;
-    let quietSince = performance.now();
-    while (this.delivered < target && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      if (this.delivered !== last) {
-        last = this.delivered;
-        quietSince = performance.now();
-      } else if (performance.now() - quietSince > Math.min(timeoutMs, 3000)) {
-        return; // nothing arrived for a while: the rest is lost
-      }
+  waitFor(target: number, timeoutMs: number): Promise<void> {
+    return waitForDeliveries(this, target, timeoutMs, 10);
+  }
+}
+
+/**
+ * Resolves once `counter.delivered` reached `target`, after `timeoutMs`, or
+ * once nothing arrived for 3 s (the rest is lost); looks every `pollMs`.
+ */
+export async function waitForDeliveries(
+  counter: { readonly delivered: number },
+  target: number,
+  timeoutMs: number,
+  pollMs = 5,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = counter.delivered;
+  let quietSince = performance.now();
+  while (counter.delivered < target && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    if (counter.delivered !== last) {
+      last = counter.delivered;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince > Math.min(timeoutMs, 3000)) {
+      return; // nothing arrived for a while: the rest is lost
     }
   }
 }

@@ -1,6 +1,8 @@
 /**
  * Smoke test of `make bench`: the quick mode runs every server and every
- * measurement, and prints (and writes) every row.
+ * measurement, and prints (and writes) every row. The Pusher pass's Soketi
+ * is a bench-only install (`make soketi`): without it the pass measures
+ * Switchboard alone and says so.
  */
 
 import assert from 'node:assert/strict';
@@ -14,7 +16,7 @@ import { promisify } from 'node:util';
 
 const BENCH = fileURLToPath(new URL('../src/bench/main.js', import.meta.url));
 
-test('bench --quick produces every table, row and target', { timeout: 120_000 }, async () => {
+test('bench --quick produces every table, row and target', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
   try {
     const started = Date.now();
@@ -22,7 +24,7 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
       maxBuffer: 16 * 1024 * 1024,
     });
     const seconds = (Date.now() - started) / 1000;
-    assert.ok(seconds < 60, `quick bench took ${seconds} s`);
+    assert.ok(seconds < 80, `quick bench took ${seconds} s`);
     for (const heading of [
       'Memory per idle connection',
       'Fan-out, 1 channel × N subscribers',
@@ -32,6 +34,11 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
       'Publish-to-deliver latency',
       'Hot channel',
       'Targets',
+      'Pusher: memory per idle connection',
+      'Pusher: fan-out, 1 channel × N subscribers',
+      'Pusher: connect rate',
+      'Pusher across 2 nodes over NATS',
+      'Pusher targets',
     ]) {
       assert.ok(stdout.includes(heading), `missing ${heading}:\n${stdout}`);
     }
@@ -86,6 +93,33 @@ test('bench --quick produces every table, row and target', { timeout: 120_000 },
         '≥ 2.00×',
         '≤ 2.00 ms',
       ],
+    );
+    const { pusher, pusherTargets } = results;
+    const pusherKinds = pusher.skipped ? ['switchboard'] : ['switchboard', 'soketi'];
+    assert.deepEqual(
+      pusher.servers.map((r: any) => r.kind),
+      pusherKinds,
+    );
+    for (const r of pusher.servers) {
+      assert.equal(r.memory.length, 2, r.kind);
+      assert.equal(r.fanout.length, 2, r.kind);
+      for (const m of r.memory)
+        assert.ok(m.bytesPerConnection > 0, `${r.kind} memory ${m.bytesPerConnection}`);
+      for (const run of r.fanout) {
+        assert.equal(run.lost, 0, `${r.kind} lost ${run.lost} of ${run.expected}`);
+        assert.equal(run.duplicated, 0, r.kind);
+        assert.equal(run.publishErrors, 0, r.kind);
+        assert.ok(run.perCpuSecond > 0, `${r.kind} deliveries per CPU-second`);
+      }
+      assert.equal(r.connect.failed, 0, `${r.kind} connect failures ${JSON.stringify(r.errors)}`);
+    }
+    assert.deepEqual(
+      pusher.cluster.map((c: any) => [c.kind, c.nodes, c.lost, c.duplicated, c.publishErrors]),
+      pusherKinds.map((kind) => [kind, 2, 0, 0, 0]),
+    );
+    assert.deepEqual(
+      pusherTargets.map((t: any) => t.target),
+      pusher.skipped ? ['= 0', '= 0'] : ['≤ 1.00×', '≥ 1.00×', '≥ 1.00×', '≥ 1.00×', '≤ 1.00×', '= 0', '= 0'],
     );
     assert.match(stdout, /^(PASS|MISS) {2}/m);
     const html = readFileSync(join(out, 'growth.html'), 'utf8');

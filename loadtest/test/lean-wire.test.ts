@@ -11,6 +11,7 @@ import {
   OP_CONTINUATION,
   OP_PING,
   OP_TEXT,
+  PUSHER_MARKS,
   scanLines,
   SequenceCheck,
   serverFrame,
@@ -228,6 +229,42 @@ describe('line scanner', () => {
         [7, 107],
       ],
     );
+  });
+});
+
+describe('line scanner with Pusher marks', () => {
+  /** An event as Switchboard's Pusher edge and Soketi send it: the payload JSON in the data string. */
+  const event = (data: string, name = 'bench', channel = 'fan') =>
+    JSON.stringify({ event: name, channel, data });
+
+  test('the payload inside the data string; protocol events and other data go to other', () => {
+    const c = collect();
+    const p = payload(7, 64);
+    const scanner = new LineScanner(1, 0, PUSHER_MARKS);
+    const frames = [
+      event(JSON.stringify(p)),
+      '{"event":"pusher:connection_established","data":"{\\"socket_id\\":\\"1.2\\",\\"activity_timeout\\":120}"}',
+      event(JSON.stringify({ s: 8, t: 12.5, p: '' }), 'other-event', 'private-x'),
+      event('probe', 'bench-probe'),
+      event(JSON.stringify({ s: 'x', t: 1 })),
+    ];
+    for (const f of frames) assert.equal(scanner.scan(Buffer.from(f), 0, Buffer.byteLength(f), c.handler), 1);
+    assert.deepEqual(
+      c.pubs.map(([s]) => s),
+      [7, 8],
+    );
+    assert.ok(Math.abs(c.pubs[0]![1] - p.t) < 1e-3, `${c.pubs[0]![1]} vs ${p.t}`);
+    assert.equal(c.pubs[1]![1], 12.5);
+    assert.deepEqual(c.others, frames.slice(1, 2).concat(frames.slice(3)));
+  });
+
+  test('a Centrifugo push is no Pusher event, and the other way round', () => {
+    const c = collect();
+    new LineScanner(1, 0, PUSHER_MARKS).scan(Buffer.from(push(1)), 0, push(1).length, c.handler);
+    const e = event(JSON.stringify(payload(2, 0)));
+    new LineScanner().scan(Buffer.from(e), 0, e.length, c.handler);
+    assert.deepEqual(c.pubs, []);
+    assert.equal(c.others.length, 2);
   });
 });
 

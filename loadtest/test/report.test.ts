@@ -1,10 +1,20 @@
-/** Issue 14's targets as judgeTargets reads them off a run's results (pure, no servers). */
+/**
+ * Issue 14's targets as judgeTargets reads them off a run's results, and the
+ * Pusher pass's as judgePusherTargets does (pure, no servers).
+ */
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { HotResult, HotVariant } from '../src/bench/hot.js';
 import type { DeliveryRun, LatencyResult, ServerResult } from '../src/bench/measure.js';
-import { formatHot, formatTargets, judgeTargets } from '../src/bench/report.js';
+import type { PusherClusterResult, PusherKind, PusherServerResult } from '../src/bench/pusher.js';
+import {
+  formatHot,
+  formatPusher,
+  formatTargets,
+  judgePusherTargets,
+  judgeTargets,
+} from '../src/bench/report.js';
 import type { ServerKind } from '../src/bench/servers.js';
 
 const run = (n: number, perCpuSecond: number, p99 = 1): DeliveryRun => ({
@@ -209,5 +219,79 @@ describe('judgeTargets', () => {
     assert.match(table, /^deliveries per server CPU-second +650000 +280000 +300000$/m);
     assert.match(table, /^÷ bare uWS +2\.17× +0\.93× +1\.00×$/m);
     assert.match(table, /^pushes per WebSocket message +2\.00 +1\.00 +1\.00$/m);
+  });
+});
+
+describe('judgePusherTargets', () => {
+  const pusherServer = (
+    kind: PusherKind,
+    kbPerConn: number,
+    fanout: number,
+    connects: number,
+  ): PusherServerResult => {
+    const {
+      pinned,
+      baselineRssBytes,
+      memory,
+      fanout: runs,
+      connect,
+      errors,
+    } = server('switchboard', {
+      kbPerConn,
+      fanout,
+      channels: 0,
+      connects,
+    });
+    return { kind, node: 'v20.20.2', pinned, baselineRssBytes, memory, fanout: runs, connect, errors };
+  };
+  const twoNodes = (kind: PusherKind, perSecond: number, p99: number, lost = 0): PusherClusterResult => ({
+    ...run(100, 0, p99),
+    lost,
+    kind,
+    nodes: 2,
+    offeredRate: 200,
+    offeredDeliveryRate: 20_000,
+    plannedSeconds: 10,
+    sustainedPerSecond: perSecond,
+    sustained: lost === 0,
+    triggerRequests: 1000,
+    errors: {},
+  });
+  const pusher = {
+    servers: [pusherServer('switchboard', 1.5, 300_000, 4000), pusherServer('soketi', 9, 80_000, 4500)],
+    cluster: [twoNodes('switchboard', 20_000, 3, 2), twoNodes('soketi', 20_000, 6)],
+  };
+  const rows = judgePusherTargets(pusher);
+
+  test('Switchboard ÷ Soketi on every row, and nothing lost or duplicated', () => {
+    assert.deepEqual(
+      rows.map((r) => [r.pass ? 'PASS' : 'MISS', r.target, r.measured]),
+      [
+        ['PASS', '≤ 1.00×', '0.17×'],
+        ['PASS', '≥ 1.00×', '3.75×'],
+        ['MISS', '≥ 1.00×', '0.89×'],
+        ['PASS', '≥ 1.00×', '1.00×'],
+        ['PASS', '≤ 1.00×', '0.50×'],
+        ['MISS', '= 0', '2'],
+        ['PASS', '= 0', '0'],
+      ],
+    );
+    assert.match(rows[0]!.name, /RSS per idle connection at 19k/);
+    assert.equal(rows[5]!.detail, 'Soketi 1.6.1: 0');
+    assert.deepEqual(judgePusherTargets(undefined), []);
+  });
+
+  test('without Soketi only the lost and duplicated rows; the tables side by side', () => {
+    const alone = { servers: [pusher.servers[0]!], cluster: [pusher.cluster[0]!], skipped: 'not installed' };
+    assert.deepEqual(
+      judgePusherTargets(alone).map((r) => r.target),
+      ['= 0', '= 0'],
+    );
+    const text = formatPusher(pusher);
+    assert.match(text, /^connections +Switchboard +Soketi 1\.6\.1 +SB ÷ Soketi 1\.6\.1$/m);
+    assert.match(text, /^ +19k +1\.50 KB +9\.00 KB +0\.17×$/m);
+    assert.match(text, /^ +19k +300000 +80000 +3\.75×$/m);
+    assert.match(text, /Pusher across 2 nodes over NATS/);
+    assert.match(formatPusher(alone), /^Pusher: not installed; Switchboard alone$/m);
   });
 });

@@ -12,8 +12,8 @@
 import { centrifugo } from '../connection.js';
 import { loopbackAddresses } from '../fleet.js';
 import { LeanStats, leanFleet } from '../lean-client.js';
-import { openLoop, payload } from '../tracker.js';
-import { type DeliveryRun, type Plan, tokens } from './measure.js';
+import { openLoop, payload, waitForDeliveries as waitFor } from '../tracker.js';
+import { type DeliveryRun, deliveryRun, type Plan, tokens } from './measure.js';
 import { coreTimes, cpuSeconds, tcpQueues } from './proc.js';
 import { startServer } from './servers.js';
 
@@ -68,19 +68,6 @@ export interface HotResult extends DeliveryRun {
 }
 
 const CHANNEL = 'hot';
-
-async function waitFor(stats: LeanStats, target: number, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  let last = stats.delivered;
-  let quietSince = performance.now();
-  while (stats.delivered < target && performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 5));
-    if (stats.delivered !== last) {
-      last = stats.delivered;
-      quietSince = performance.now();
-    } else if (performance.now() - quietSince > Math.min(timeoutMs, 3000)) return;
-  }
-}
 
 /** One variant: its own server process pinned to `core`, `plan.hot.subscribers` lean subscribers, one publisher. */
 export async function hotChannel(
@@ -155,21 +142,14 @@ export async function hotChannel(
       offeredRate: hot.rate,
       offeredDeliveryRate: hot.rate * receivers,
       subscribers: receivers,
-      n: receivers,
-      published: count,
-      expected,
-      delivered: stats.delivered,
-      lost: Math.max(0, expected - stats.delivered),
-      duplicated: stats.duplicated,
-      reordered: stats.reordered,
-      publishErrors,
-      seconds,
-      cpuSeconds: cpu,
-      perCpuSecond: cpu > 0 ? stats.delivered / cpu : 0,
-      perSecond: stats.delivered / seconds,
-      p50: stats.latency.percentile(50),
-      p99: stats.latency.percentile(99),
-      p999: stats.latency.percentile(99.9),
+      ...deliveryRun(stats, {
+        n: receivers,
+        published: count,
+        expected,
+        publishErrors,
+        seconds,
+        cpuSeconds: cpu,
+      }),
       linesPerMessage: stats.messages > 0 ? stats.lines / stats.messages : 0,
       messagesPerRead: stats.reads > 0 ? stats.messages / stats.reads : 0,
       drainSeconds: (ended - published) / 1000,

@@ -5,7 +5,8 @@
  * as its own process pinned to core 1, this load generator on core 0.
  * Prints the tables, ratios and targets; writes results.json (and the plot)
  * to --out. `--quick` is the CI smoke size; `--only hot` (or `latency`,
- * `servers`, comma-separated) runs some passes alone.
+ * `servers`, `pusher`, comma-separated) runs some passes alone. The `pusher`
+ * pass puts Switchboard's Pusher edge beside Soketi 1.6 (pusher.ts).
  */
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,15 @@ import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult
 import { renderPlot } from './plot.js';
 import { connectionCeiling, machine, pin } from './proc.js';
 import { topFunctions } from './profile.js';
-import { formatHot, formatResults, formatTargets, judgeTargets } from './report.js';
+import { type PusherResults, pusherPass } from './pusher.js';
+import {
+  formatHot,
+  formatPusher,
+  formatResults,
+  formatTargets,
+  judgePusherTargets,
+  judgeTargets,
+} from './report.js';
 import { SERVERS, type ServerKind } from './servers.js';
 
 const SECRET = 'bench-secret-hs256';
@@ -48,11 +57,16 @@ function plan(quick: boolean): Plan {
         latencyEvery: 8,
         coalesceWindowMs: 1,
       },
+      pusher: {
+        levels: [100, 300],
+        cluster: { subscribers: 20, rate: 200, seconds: 1, warmupSeconds: 0.5 },
+      },
     };
   }
   const most = connectionCeiling();
+  const levels = [...[1000, 5000, 10_000].filter((n) => n < most), most];
   return {
-    levels: [...[1000, 5000, 10_000].filter((n) => n < most), most],
+    levels,
     channelLevels: [1000, 5000, 10_000].filter((n) => n <= most),
     fanoutDeliveries: 500_000,
     fanoutDeliveryRate: 60_000,
@@ -75,6 +89,12 @@ function plan(quick: boolean): Plan {
       warmupSeconds: 1,
       latencyEvery: 8,
       coalesceWindowMs: 1,
+    },
+    // The memory, fan-out and connect rows at the other memory rows' levels; across two nodes
+    // 100 subscribers × 200 events/s, the 20k deliveries/s of the cluster latency target.
+    pusher: {
+      levels,
+      cluster: { subscribers: 100, rate: 200, seconds: 10, warmupSeconds: 1 },
     },
   };
 }
@@ -99,10 +119,13 @@ async function main(): Promise<void> {
       'hot-subscribers': { type: 'string' },
       'hot-rate': { type: 'string' },
       'hot-seconds': { type: 'string' },
+      'pusher-levels': { type: 'string' },
+      'pusher-subscribers': { type: 'string' },
+      'pusher-rate': { type: 'string' },
     },
   });
   const quick = values.quick;
-  const PASSES = ['latency', 'servers', 'hot'] as const;
+  const PASSES = ['latency', 'servers', 'hot', 'pusher'] as const;
   const only = values.only?.split(',').map((s) => s.trim());
   for (const pass of only ?? [])
     if (!(PASSES as readonly string[]).includes(pass))
@@ -127,7 +150,8 @@ async function main(): Promise<void> {
   }
   const p = plan(quick);
   const counts = (text: string) => text.split(',').map((n) => Math.max(1, Math.floor(Number(n))));
-  if (values.levels) p.levels = counts(values.levels);
+  if (values.levels) p.levels = p.pusher.levels = counts(values.levels);
+  if (values['pusher-levels']) p.pusher.levels = counts(values['pusher-levels']);
   if (values['channel-levels']) p.channelLevels = counts(values['channel-levels']);
   const number = (text: string | undefined, name: string) => {
     const v = Number(text);
@@ -140,6 +164,13 @@ async function main(): Promise<void> {
     p.hot.subscribers = Math.max(1, Math.floor(number(values['hot-subscribers'], 'hot-subscribers')));
   if (values['hot-rate'] !== undefined) p.hot.rate = Math.max(1, number(values['hot-rate'], 'hot-rate'));
   if (values['hot-seconds'] !== undefined) p.hot.seconds = number(values['hot-seconds'], 'hot-seconds');
+  if (values['pusher-subscribers'] !== undefined)
+    p.pusher.cluster.subscribers = Math.max(
+      1,
+      Math.floor(number(values['pusher-subscribers'], 'pusher-subscribers')),
+    );
+  if (values['pusher-rate'] !== undefined)
+    p.pusher.cluster.rate = Math.max(1, number(values['pusher-rate'], 'pusher-rate'));
   mkdirSync(out, { recursive: true });
   const pinned = pin(process.pid, LOAD_CORE);
   pin(process.pid, 'all');
@@ -191,10 +222,38 @@ async function main(): Promise<void> {
     console.error(`${kind}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
+  // Switchboard's Pusher edge beside Soketi; the two-node part unpinned, as the latency runs are.
+  let pusher: PusherResults | undefined;
+  if (runs('pusher')) {
+    pusher = await pusherPass(
+      p,
+      SECRET,
+      SERVER_CORE,
+      (line) => console.error(line),
+      async (run) => {
+        pin(process.pid, 'all');
+        try {
+          return await run();
+        } finally {
+          pin(process.pid, LOAD_CORE);
+        }
+      },
+    );
+  }
+
   const targets = judgeTargets(results, latencies, hot);
+  const pusherTargets = judgePusherTargets(pusher);
   if (results.length > 0 || latencies.length > 0) console.log(formatResults(results, latencies));
   if (hot.length > 0) console.log(formatHot(hot));
-  console.log(formatTargets(targets));
+  if (pusher) console.log(formatPusher(pusher));
+  if (targets.length > 0 || !pusher) console.log(formatTargets(targets));
+  if (pusher)
+    console.log(
+      formatTargets(
+        pusherTargets,
+        "Pusher targets (Switchboard's Pusher edge ÷ Soketi 1.6.1 measured in the same run; nothing lost or duplicated)",
+      ),
+    );
   if (values.profile)
     console.log(
       `Switchboard CPU profile (pass A), top functions by self time\n${topFunctions(join(out, 'profile'))}`,
@@ -203,7 +262,7 @@ async function main(): Promise<void> {
   const resultsFile = join(out, 'results.json');
   writeFileSync(
     resultsFile,
-    `${JSON.stringify({ date: started.toISOString(), command, machine: machine(), plan: p, results, latencies, hot, targets }, null, 2)}\n`,
+    `${JSON.stringify({ date: started.toISOString(), command, machine: machine(), plan: p, results, latencies, hot, targets, pusher, pusherTargets }, null, 2)}\n`,
   );
   console.log(`results: ${resultsFile}`);
   if (values.plot && !values['no-plot'] && results.length > 0) {

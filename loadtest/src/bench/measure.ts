@@ -8,9 +8,11 @@
 import { startCluster } from '@switchboard/gateway/dist/test/cluster.js';
 import { centrifugo, type Connection, type Dialect } from '../connection.js';
 import { Fleet, loopbackAddresses } from '../fleet.js';
+import type { Histogram } from '../histogram.js';
 import { signHs256 } from '../jwt.js';
 import { DeliveryTracker, openLoop, payload } from '../tracker.js';
 import { cpuSeconds, settledRss } from './proc.js';
+import type { PusherPlan } from './pusher.js';
 import { type ServerKind, startServer, SWITCHBOARD_BENCH_ENV } from './servers.js';
 
 export interface Plan {
@@ -47,6 +49,8 @@ export interface Plan {
     /** SWITCHBOARD_PUSH_COALESCE_WINDOW (ms) of the "with coalescing" run. */
     coalesceWindowMs: number;
   };
+  /** The Pusher pass (pusher.ts). */
+  pusher: PusherPlan;
 }
 
 export interface MemoryPoint {
@@ -145,22 +149,41 @@ async function deliver(
   await tracker.waitFor(plan.expected, timeoutMs);
   const seconds = (performance.now() - started) / 1000;
   const cpu = pid === undefined ? 0 : cpuSeconds(pid) - cpuBefore;
-  return {
+  return deliveryRun(tracker, {
     n,
     published: plan.count,
     expected: plan.expected,
-    delivered: tracker.delivered,
-    lost: Math.max(0, plan.expected - tracker.delivered),
-    duplicated: tracker.duplicated,
-    reordered: tracker.reordered,
     publishErrors,
     seconds,
     cpuSeconds: cpu,
-    perCpuSecond: cpu > 0 ? tracker.delivered / cpu : 0,
-    perSecond: tracker.delivered / seconds,
-    p50: tracker.latency.percentile(50),
-    p99: tracker.latency.percentile(99),
-    p999: tracker.latency.percentile(99.9),
+  });
+}
+
+/** What a run counted (a DeliveryTracker, the lean clients' LeanStats): deliveries, duplicates, latency. */
+export interface Counted {
+  delivered: number;
+  duplicated: number;
+  reordered: number;
+  latency: Histogram;
+}
+
+/** A DeliveryRun of what `counted` counted over a run of `seconds` with `cpuSeconds` of server CPU. */
+export function deliveryRun(
+  counted: Counted,
+  run: Pick<DeliveryRun, 'n' | 'published' | 'expected' | 'publishErrors' | 'seconds' | 'cpuSeconds'>,
+): DeliveryRun {
+  const { delivered, latency } = counted;
+  return {
+    ...run,
+    delivered,
+    lost: Math.max(0, run.expected - delivered),
+    duplicated: counted.duplicated,
+    reordered: counted.reordered,
+    perCpuSecond: run.cpuSeconds > 0 ? delivered / run.cpuSeconds : 0,
+    perSecond: delivered / run.seconds,
+    p50: latency.percentile(50),
+    p99: latency.percentile(99),
+    p999: latency.percentile(99.9),
   };
 }
 

@@ -4,7 +4,8 @@
  */
 
 import { HOT_LABELS, HOT_VARIANTS, type HotResult, type HotVariant } from './hot.js';
-import type { DeliveryRun, LatencyResult, ServerResult } from './measure.js';
+import type { ConnectRun, DeliveryRun, LatencyResult, MemoryPoint, ServerResult } from './measure.js';
+import { PUSHER_LABELS, type PusherKind, type PusherResults } from './pusher.js';
 import { LABELS, type ServerKind } from './servers.js';
 
 export interface TargetRow {
@@ -30,12 +31,13 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 /** One row per level, one column per server, then Switchboard's ratio to each peer. */
-function sideBySide(
+function sideBySide<R extends { kind: string }>(
   title: string,
   firstColumn: string,
-  results: ServerResult[],
-  points: (r: ServerResult) => { n: number; value: number }[],
+  results: R[],
+  points: (r: R) => { n: number; value: number }[],
   format: (v: number) => string,
+  label: (r: R) => string,
 ): string {
   const sb = results.find((r) => r.kind === 'switchboard');
   const peers = results.filter((r) => r.kind !== 'switchboard');
@@ -43,22 +45,58 @@ function sideBySide(
   const rows: string[][] = [];
   for (let i = 0; i < levels; i++) {
     const n = Math.max(...results.map((r) => points(r)[i]?.n ?? 0));
-    const value = (r: ServerResult | undefined) => (r ? (points(r)[i]?.value ?? 0) : 0);
+    const value = (r: R | undefined) => (r ? (points(r)[i]?.value ?? 0) : 0);
     rows.push([
       count(n),
       ...results.map((r) => (points(r)[i] ? format(value(r)) : '–')),
       ...(sb ? peers.map((p) => ratio(value(sb), value(p))) : []),
     ]);
   }
-  const header = [
-    firstColumn,
-    ...results.map((r) => LABELS[r.kind]),
-    ...(sb ? peers.map((p) => `SB ÷ ${LABELS[p.kind]}`) : []),
-  ];
+  const header = [firstColumn, ...results.map(label), ...(sb ? peers.map((p) => `SB ÷ ${label(p)}`) : [])];
   return `${title}\n${table(header, rows)}\n`;
 }
 
+const serverLabel = (r: ServerResult) => LABELS[r.kind];
+
 const deliveries = (runs: DeliveryRun[]) => runs.map((r) => ({ n: r.n, value: r.perCpuSecond }));
+
+const errorList = (errors: Record<string, number>) =>
+  Object.entries(errors)
+    .map(([what, n]) => `${what}: ${n}`)
+    .join(', ') || 'none';
+
+const CONNECT_HEADER = ['connections', 'failed', 'wall s', 'connects/s', 'server CPU s', 'connects/CPU-s'];
+const connectCells = (c: ConnectRun) => [
+  String(c.connections),
+  String(c.failed),
+  c.seconds.toFixed(2),
+  c.perSecond.toFixed(0),
+  c.cpuSeconds.toFixed(2),
+  c.perCpuSecond.toFixed(0),
+];
+
+/** The delivery check's columns after the server's: sums over `runs`, then the connections' errors. */
+const checkHeader = (publishErrors: string) => [
+  'delivered',
+  'expected',
+  'lost',
+  'duplicated',
+  'reordered',
+  publishErrors,
+  'connection errors and closes',
+];
+function checkCells(runs: DeliveryRun[], errors: Record<string, number>): string[] {
+  const sum = (f: (d: DeliveryRun) => number) => String(runs.reduce((a, d) => a + f(d), 0));
+  return [
+    sum((d) => d.delivered),
+    sum((d) => d.expected),
+    sum((d) => d.lost),
+    sum((d) => d.duplicated),
+    sum((d) => d.reordered),
+    sum((d) => d.publishErrors),
+    errorList(errors),
+  ];
+}
 
 export function formatResults(results: ServerResult[], latencies: LatencyResult[]): string {
   const out = [
@@ -68,6 +106,7 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
       results,
       (r) => r.memory.map((m) => ({ n: m.connections, value: m.bytesPerConnection })),
       kb,
+      serverLabel,
     ),
     sideBySide(
       'Fan-out, 1 channel × N subscribers: deliveries per server CPU-second',
@@ -75,6 +114,7 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
       results,
       (r) => deliveries(r.fanout),
       (v) => v.toFixed(0),
+      serverLabel,
     ),
     sideBySide(
       'Fan-out, N channels × 1 subscriber: deliveries per server CPU-second (one publish command each)',
@@ -82,46 +122,15 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
       results,
       (r) => deliveries(r.channels),
       (v) => v.toFixed(0),
+      serverLabel,
     ),
     `Connect rate (HS256 token verified, one subscription), ramp to the largest level\n${table(
-      ['server', 'connections', 'failed', 'wall s', 'connects/s', 'server CPU s', 'connects/CPU-s'],
-      results.map((r) => [
-        LABELS[r.kind],
-        String(r.connect.connections),
-        String(r.connect.failed),
-        r.connect.seconds.toFixed(2),
-        r.connect.perSecond.toFixed(0),
-        r.connect.cpuSeconds.toFixed(2),
-        r.connect.perCpuSecond.toFixed(0),
-      ]),
+      ['server', ...CONNECT_HEADER],
+      results.map((r) => [LABELS[r.kind], ...connectCells(r.connect)]),
     )}\n`,
     `Delivery check (all runs): lost (never delivered), duplicated and reordered publications\n${table(
-      [
-        'server',
-        'delivered',
-        'expected',
-        'lost',
-        'duplicated',
-        'reordered',
-        'publish errors',
-        'connection errors and closes',
-      ],
-      results.map((r) => {
-        const runs = [...r.fanout, ...r.channels];
-        const sum = (f: (d: DeliveryRun) => number) => String(runs.reduce((a, d) => a + f(d), 0));
-        return [
-          LABELS[r.kind],
-          sum((d) => d.delivered),
-          sum((d) => d.expected),
-          sum((d) => d.lost),
-          sum((d) => d.duplicated),
-          sum((d) => d.reordered),
-          sum((d) => d.publishErrors),
-          Object.entries(r.errors)
-            .map(([what, n]) => `${what}: ${n}`)
-            .join(', ') || 'none',
-        ];
-      }),
+      ['server', ...checkHeader('publish errors')],
+      results.map((r) => [LABELS[r.kind], ...checkCells([...r.fanout, ...r.channels], r.errors)]),
     )}\n`,
   ];
   if (latencies.length > 0) {
@@ -173,8 +182,25 @@ const times = (v: number) => `${v.toFixed(2)}×`;
 const ms = (v: number) => `${v.toFixed(2)} ms`;
 const perCpu = (v: number) => `${count(v)}/CPU-s`;
 
+/** Switchboard's figure ÷ a peer's, as a target row: left out when either is missing or 0. */
+function versus(
+  peer: string,
+  name: string,
+  goal: string,
+  factor: number,
+  atMost: boolean,
+  sb: number | undefined,
+  other: number | undefined,
+  unit: (v: number) => string,
+): TargetRow[] {
+  if (!sb || !other) return [];
+  return [
+    target(name, goal, sb / other, factor, atMost, times, `Switchboard ${unit(sb)}, ${peer} ${unit(other)}`),
+  ];
+}
+
 /** Switchboard's figure ÷ bare uWS's, as a target row: left out when either is missing or 0. */
-function versusUws(
+const versusUws = (
   name: string,
   goal: string,
   factor: number,
@@ -182,12 +208,7 @@ function versusUws(
   sb: number | undefined,
   uws: number | undefined,
   unit: (v: number) => string,
-): TargetRow[] {
-  if (!sb || !uws) return [];
-  return [
-    target(name, goal, sb / uws, factor, atMost, times, `Switchboard ${unit(sb)}, bare uWS ${unit(uws)}`),
-  ];
-}
+): TargetRow[] => versus('bare uWS', name, goal, factor, atMost, sb, uws, unit);
 
 /** The point measured at `n` (or the nearest), for the same level in another server's results. */
 function at<T>(points: T[], n: number, nOf: (p: T) => number): T | undefined {
@@ -196,6 +217,43 @@ function at<T>(points: T[], n: number, nOf: (p: T) => number): T | undefined {
     undefined,
   );
 }
+
+/** A ratio row read off two servers' series: Switchboard's largest level ÷ the peer's nearest one. */
+function atLargest<P>(row: {
+  peer: string;
+  mine: P[] | undefined;
+  theirs: P[] | undefined;
+  n: (p: P) => number;
+  value: (p: P) => number;
+  /** The row's name, given the level (and the peer's level where it is another). */
+  name: (level: string) => string;
+  goal: string;
+  factor: number;
+  atMost: boolean;
+  unit: (v: number) => string;
+}): TargetRow[] {
+  const last = row.mine?.at(-1);
+  if (last === undefined) return [];
+  const other = row.theirs && at(row.theirs, row.n(last), row.n);
+  const level =
+    count(row.n(last)) +
+    (other && row.n(other) !== row.n(last) ? ` (${row.peer}: ${count(row.n(other))})` : '');
+  return versus(
+    row.peer,
+    row.name(level),
+    row.goal,
+    row.factor,
+    row.atMost,
+    row.value(last),
+    other && row.value(other),
+    row.unit,
+  );
+}
+
+const bytesPer = (m: MemoryPoint) => m.bytesPerConnection;
+const connections = (m: MemoryPoint) => m.connections;
+const nOf = (r: DeliveryRun) => r.n;
+const perCpuOf = (r: DeliveryRun) => r.perCpuSecond;
 
 /**
  * Issue 14's targets, judged on what was measured, Switchboard against bare
@@ -223,47 +281,43 @@ export function judgeTargets(
         kb,
       ),
     );
-    const peer = uws && at(uws.memory, memory.connections, (m) => m.connections);
-    rows.push(
-      ...versusUws(
-        `RSS per idle connection at ${level} vs bare uWS`,
-        '≤ 1.25×',
-        1.25,
-        true,
-        memory.bytesPerConnection,
-        peer?.bytesPerConnection,
-        kb,
-      ),
-    );
   }
-  const fanout = sb?.fanout.at(-1);
-  if (fanout) {
-    rows.push(
-      ...versusUws(
-        `fan-out 1 channel × ${count(fanout.n)}, deliveries/CPU-s vs bare uWS`,
-        '≥ 1.00×',
-        1,
-        false,
-        fanout.perCpuSecond,
-        uws && at(uws.fanout, fanout.n, (r) => r.n)?.perCpuSecond,
-        perCpu,
-      ),
-    );
-  }
-  const channels = sb?.channels.at(-1);
-  if (channels) {
-    rows.push(
-      ...versusUws(
-        `fan-out ${count(channels.n)} channels × 1 (a client publish each), deliveries/CPU-s vs bare uWS`,
-        '≥ 0.85×',
-        0.85,
-        false,
-        channels.perCpuSecond,
-        uws && at(uws.channels, channels.n, (r) => r.n)?.perCpuSecond,
-        perCpu,
-      ),
-    );
-  }
+  const uwsRow = { peer: 'bare uWS', atMost: false, factor: 1 };
+  rows.push(
+    ...atLargest({
+      ...uwsRow,
+      mine: sb?.memory,
+      theirs: uws?.memory,
+      n: connections,
+      value: bytesPer,
+      name: (level) => `RSS per idle connection at ${level} vs bare uWS`,
+      goal: '≤ 1.25×',
+      factor: 1.25,
+      atMost: true,
+      unit: kb,
+    }),
+    ...atLargest({
+      ...uwsRow,
+      mine: sb?.fanout,
+      theirs: uws?.fanout,
+      n: nOf,
+      value: perCpuOf,
+      name: (n) => `fan-out 1 channel × ${n}, deliveries/CPU-s vs bare uWS`,
+      goal: '≥ 1.00×',
+      unit: perCpu,
+    }),
+    ...atLargest({
+      ...uwsRow,
+      mine: sb?.channels,
+      theirs: uws?.channels,
+      n: nOf,
+      value: perCpuOf,
+      name: (n) => `fan-out ${n} channels × 1 (a client publish each), deliveries/CPU-s vs bare uWS`,
+      goal: '≥ 0.85×',
+      factor: 0.85,
+      unit: perCpu,
+    }),
+  );
   if (sb) {
     rows.push(
       ...versusUws(
@@ -403,8 +457,11 @@ export function formatHot(hot: HotResult[]): string {
   );
 }
 
-export function formatTargets(rows: TargetRow[]): string {
-  return `Targets (issue 14; Switchboard ÷ bare uWS measured in the same run)\n${table(
+export function formatTargets(
+  rows: TargetRow[],
+  title = 'Targets (issue 14; Switchboard ÷ bare uWS measured in the same run)',
+): string {
+  return `${title}\n${table(
     ['', 'target', 'measured', 'margin', 'what', 'figures'],
     rows.map((r) => [
       r.pass ? 'PASS' : 'MISS',
@@ -415,4 +472,197 @@ export function formatTargets(rows: TargetRow[]): string {
       r.detail,
     ]),
   )}\n`;
+}
+
+const pusherLabel = (r: { kind: PusherKind }) => PUSHER_LABELS[r.kind];
+/** The Pusher pass's tables: Switchboard's Pusher edge and Soketi side by side (pusher.ts). */
+export function formatPusher(pusher: PusherResults): string {
+  const { servers, cluster } = pusher;
+  const out: string[] = [];
+  if (pusher.skipped) out.push(`Pusher: ${pusher.skipped}; Switchboard alone\n`);
+  if (servers.length > 0) {
+    out.push(
+      sideBySide(
+        'Pusher: memory per idle connection (server RSS growth / connections; connected, pusher:connection_established, subscribed to one public channel)',
+        'connections',
+        servers,
+        (r) => r.memory.map((m) => ({ n: m.connections, value: m.bytesPerConnection })),
+        kb,
+        pusherLabel,
+      ),
+      sideBySide(
+        'Pusher: fan-out, 1 channel × N subscribers, events through the HTTP API (signed, batch_events): deliveries per server CPU-second',
+        'subscribers',
+        servers,
+        (r) => deliveries(r.fanout),
+        (v) => v.toFixed(0),
+        pusherLabel,
+      ),
+      `Pusher: connect rate (upgrade, pusher:connection_established, pusher:subscribe to a public channel), ramp to the largest level\n${table(
+        ['server', 'runs on', ...CONNECT_HEADER],
+        servers.map((r) => [pusherLabel(r), `Node ${r.node.replace(/^v/, '')}`, ...connectCells(r.connect)]),
+      )}\n`,
+      `Pusher: delivery check (fan-out runs): lost (never delivered), duplicated and reordered events\n${table(
+        ['server', ...checkHeader('trigger errors')],
+        servers.map((r) => [pusherLabel(r), ...checkCells(r.fanout, r.errors)]),
+      )}\n`,
+    );
+  }
+  if (cluster.length > 0) {
+    out.push(
+      `Pusher across 2 nodes over NATS (one nats-server; nothing pinned): subscribers on node 2, numbered events triggered at node 1's HTTP API\n${table(
+        [
+          'server',
+          'subscribers',
+          'events/s',
+          'offered/s',
+          'delivered / expected',
+          'lost',
+          'duplicated',
+          'out of order',
+          'trigger errors',
+          'deliveries/s',
+          'p50 ms',
+          'p99 ms',
+          'p999 ms',
+          'sustained',
+          'connection errors and closes',
+        ],
+        cluster.map((c) => [
+          pusherLabel(c),
+          String(c.n),
+          c.offeredRate.toFixed(0),
+          c.offeredDeliveryRate.toFixed(0),
+          `${c.delivered} / ${c.expected}`,
+          String(c.lost),
+          String(c.duplicated),
+          String(c.reordered),
+          String(c.publishErrors),
+          c.sustainedPerSecond.toFixed(0),
+          c.p50.toFixed(2),
+          c.p99.toFixed(2),
+          c.p999.toFixed(2),
+          c.sustained ? 'yes' : 'no',
+          errorList(c.errors),
+        ]),
+      )}\n`,
+    );
+  }
+  return out.join('\n');
+}
+
+/** A count that must be 0. */
+function none(name: string, measured: number, detail: string): TargetRow {
+  return {
+    name,
+    target: '= 0',
+    measured: String(measured),
+    pass: measured === 0,
+    margin: measured === 0 ? 0 : -1,
+    detail,
+  };
+}
+
+/**
+ * The Pusher pass's targets: Switchboard's Pusher edge ≥ Soketi on every row
+ * (memory per connection ≤, deliveries and connects per CPU-second ≥, across
+ * two nodes deliveries/s ≥ and p99 ≤), nothing lost or duplicated; rows
+ * whose data is missing (Soketi not installed) are left out, but for the
+ * lost and duplicated counts.
+ */
+export function judgePusherTargets(pusher: PusherResults | undefined): TargetRow[] {
+  if (!pusher) return [];
+  const rows: TargetRow[] = [];
+  const of = <T extends { kind: PusherKind }>(list: T[], kind: PusherKind) =>
+    list.find((r) => r.kind === kind);
+  const sb = of(pusher.servers, 'switchboard');
+  const soketi = of(pusher.servers, 'soketi');
+  const peer = PUSHER_LABELS.soketi;
+  const soketiRow = { peer, atMost: false, factor: 1, goal: '≥ 1.00×' };
+  rows.push(
+    ...atLargest({
+      ...soketiRow,
+      mine: sb?.memory,
+      theirs: soketi?.memory,
+      n: connections,
+      value: bytesPer,
+      name: (level) =>
+        `Pusher: RSS per idle connection at ${level} (subscribed to a public channel) vs ${peer}`,
+      goal: '≤ 1.00×',
+      atMost: true,
+      unit: kb,
+    }),
+    ...atLargest({
+      ...soketiRow,
+      mine: sb?.fanout,
+      theirs: soketi?.fanout,
+      n: nOf,
+      value: perCpuOf,
+      name: (n) => `Pusher: fan-out 1 channel × ${n} (HTTP API), deliveries/CPU-s vs ${peer}`,
+      unit: perCpu,
+    }),
+  );
+  if (sb) {
+    rows.push(
+      ...versus(
+        peer,
+        `Pusher: connects/CPU-s (upgrade, connection_established, subscribe) vs ${peer}`,
+        '≥ 1.00×',
+        1,
+        false,
+        sb.connect.perCpuSecond,
+        soketi?.connect.perCpuSecond,
+        (v) => `${v.toFixed(0)}/CPU-s`,
+      ),
+    );
+  }
+  const sbCluster = of(pusher.cluster, 'switchboard');
+  const soketiCluster = of(pusher.cluster, 'soketi');
+  if (sbCluster) {
+    const scenario = `Pusher, 2 nodes over NATS, ${sbCluster.n} subscribers at ${count(sbCluster.offeredDeliveryRate)} deliveries/s`;
+    rows.push(
+      ...versus(
+        peer,
+        `${scenario}: deliveries/s vs ${peer}`,
+        '≥ 1.00×',
+        1,
+        false,
+        sbCluster.sustainedPerSecond,
+        soketiCluster?.sustainedPerSecond,
+        (v) => `${v.toFixed(0)}/s`,
+      ),
+      ...versus(
+        peer,
+        `${scenario}: p99 trigger→deliver vs ${peer}`,
+        '≤ 1.00×',
+        1,
+        true,
+        sbCluster.p99,
+        soketiCluster?.p99,
+        ms,
+      ),
+    );
+  }
+  const runs = (kind: PusherKind): DeliveryRun[] => [
+    ...(of(pusher.servers, kind)?.fanout ?? []),
+    ...(of(pusher.cluster, kind) ? [of(pusher.cluster, kind)!] : []),
+  ];
+  const total = (kind: PusherKind, f: (d: DeliveryRun) => number) => runs(kind).reduce((a, d) => a + f(d), 0);
+  if (runs('switchboard').length > 0) {
+    const theirs = (f: (d: DeliveryRun) => number) =>
+      runs('soketi').length > 0 ? `${peer}: ${total('soketi', f)}` : '';
+    rows.push(
+      none(
+        'Pusher, Switchboard: events lost (fan-out runs and 2 nodes)',
+        total('switchboard', (d) => d.lost),
+        theirs((d) => d.lost),
+      ),
+      none(
+        'Pusher, Switchboard: events duplicated (fan-out runs and 2 nodes)',
+        total('switchboard', (d) => d.duplicated),
+        theirs((d) => d.duplicated),
+      ),
+    );
+  }
+  return rows;
 }
