@@ -16,22 +16,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { encodeToken, Subjects } from '@switchboard/protocol';
-import { type KV, Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Centrifuge } from 'centrifuge';
 import type { PresenceChannel } from 'pusher-js';
 import { LEASE_TTL_MS } from '../src/registry/nats.js';
-import { type ClusterOf, type NatsCluster, startJetStreamCluster } from './cluster.js';
-import { api, connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
-import {
-  type As,
-  type Client,
-  type Frame,
-  pusherClient,
-  pusherSdk,
-  type PusherTarget,
-} from './pusher-conformance.js';
+import { api, connectedClient, type Gateway, nextEvent, waitUntil } from './harness.js';
+import { LEASE_EVERY_MS, type Place, PusherCluster, SLACK_MS, uniqueNames } from './pusher-cluster.js';
+import { type Client, type Frame, pusherSdk } from './pusher-conformance.js';
 import { subscribe } from './traffic.js';
 
 const APP = { appId: 'cluster-app', key: 'cluster-key', secret: 'cluster-secret' };
@@ -40,10 +30,6 @@ type App = typeof APP;
 
 const PRESENCE_TTL_MS = 6000;
 const DEBOUNCE_MS = 300;
-/** How often a gateway renews or tries to take the decider's lease (LEASE_EVERY_MS of hooks/decider.ts). */
-const LEASE_EVERY_MS = 2000;
-/** Room for the decider's tick (250 ms), NATS and a loaded 2-core machine. */
-const SLACK_MS = 2000;
 
 const ENV = {
   SWITCHBOARD_PUSHER_APPS: JSON.stringify(
@@ -63,16 +49,8 @@ const ENV = {
   SWITCHBOARD_OCCUPANCY_DEBOUNCE: String(DEBOUNCE_MS),
 };
 
-/** Where a pusher-js client connects: a gateway's client port, or HAProxy's. */
-interface Place {
-  host: string;
-  port: number;
-}
-
-const run = randomBytes(4).toString('hex');
-let counter = 0;
 /** A channel name of this run only. */
-const unique = (prefix: string) => `${prefix}cluster-${run}-${++counter}`;
+const unique = uniqueNames('cluster');
 
 const isMember = (kind: 'added' | 'removed', user: string, channel: string) => (f: Frame) =>
   f.channel === channel && f.event === `pusher_internal:member_${kind}` && f.data?.user_id === user;
@@ -88,56 +66,24 @@ const framesBefore = (c: Client, index: number, match: (f: Frame) => boolean) =>
   c.frames.slice(0, index).filter(match);
 
 describe('the Pusher edge on three gateways over a JetStream cluster', () => {
-  let cluster: ClusterOf<NatsCluster>;
-  let nc: NatsConnection;
-  let leases: KV;
-  /** Each gateway's node id. */
-  const nodeIds = new Map<Gateway, string>();
+  let pc: PusherCluster;
 
   before(async () => {
-    cluster = await startJetStreamCluster({ env: ENV });
-    cluster.gateways.forEach((g, i) => nodeIds.set(g, `gw${i + 1}`));
-    nc = await connect({ servers: cluster.nats.urls.split(',') });
-    leases = await new Kvm(nc).open(new Subjects('sb').bucket('leases'));
+    pc = await PusherCluster.start(APP, ENV);
   });
 
   after(async () => {
-    await nc?.close();
-    await cluster?.stop();
+    await pc?.stop();
   });
 
-  const gateway = (i: number) => cluster.gateways[i]!;
-  const live = () =>
-    cluster.gateways.filter((g) => g.process.exitCode === null && g.process.signalCode === null);
-  const clientsOf = (g: Gateway): Place => ({ host: g.host, port: g.clientPort });
-
-  /** `app` with clients at `ws` and its HTTP API at `http`'s internal port. */
-  const target = (app: App, ws: Place, http: Gateway): PusherTarget => ({
-    name: 'switchboard cluster',
-    wsHost: ws.host,
-    wsPort: ws.port,
-    httpHost: http.host,
-    httpPort: http.internalPort,
-    ...app,
-  });
-
-  /** The pusher SDK of `app` at `via`'s HTTP API. */
-  const sdk = (via: Gateway, app: App = APP) => pusherSdk(target(app, clientsOf(via), via));
-
-  /** Connects pusher-js clients for one test, all disconnected after it. */
-  function pusherClients(t: TestContext) {
-    const opened: Client[] = [];
-    t.after(() => {
-      for (const c of opened) c.disconnect();
-    });
-    return async (label: string, at: Gateway | Place, as: As = {}, app: App = APP): Promise<Client> => {
-      const place = 'clientPort' in at ? clientsOf(at) : at;
-      const c = pusherClient(target(app, place, gateway(0)), label, as);
-      opened.push(c);
-      await c.connected(10_000);
-      return c;
-    };
-  }
+  const gateway = (i: number) => pc.gateway(i);
+  const live = () => pc.live();
+  const clientsOf = (g: Gateway) => pc.clientsOf(g);
+  const target = (app: App, ws: Place, http: Gateway) => pc.target(app, ws, http);
+  const sdk = (via: Gateway, app: App = APP) => pc.sdk(via, app);
+  const pusherClients = (t: TestContext) => pc.clients(t);
+  const presenceClients = (channel: string, via: Gateway) => pc.presenceClients(channel, via);
+  const decider = () => pc.decider();
 
   /** Triggers a marker event on `channel` through `via`; returns a matcher for it. */
   async function marker(channel: string, via: Gateway, app: App = APP): Promise<(f: Frame) => boolean> {
@@ -154,36 +100,15 @@ describe('the Pusher edge on three gateways over a JetStream cluster', () => {
     return body.users.map((u) => u.id).sort();
   }
 
-  /** The connections in a channel's presence (NATS KV), by socket id, through the Centrifugo server API. */
-  async function presenceClients(channel: string, via: Gateway): Promise<string[]> {
-    const res = await api(via, 'presence', { channel: `${APP.appId}:${channel}` });
-    return Object.keys(res.body.result?.presence ?? {});
-  }
-
-  /** The node id holding the occupancy decider's lease, from the leases bucket. */
-  async function leaseHolder(): Promise<string | undefined> {
-    const entry = await leases.get(encodeToken('occupancy'));
-    return entry?.operation === 'PUT' && entry.value.length > 0 ? entry.string() : undefined;
-  }
-
-  async function decider(): Promise<Gateway> {
-    let holder: string | undefined;
-    await waitUntil(
-      async () => (holder = await leaseHolder()) !== undefined,
-      LEASE_TTL_MS + LEASE_EVERY_MS,
-      () => 'a holder of the occupancy lease',
-    );
-    const found = [...nodeIds].find(([, id]) => id === holder)?.[0];
-    assert.ok(found, `the lease holder ${holder} is one of the gateways`);
-    return found;
-  }
-
   test('an event triggered through one gateway reaches pusher-js clients on the others and through HAProxy; socket_id excludes across gateways', async (t) => {
     const open = pusherClients(t);
     const name = unique('');
     const onB = await open('client on B', gateway(1));
     const onC = await open('client on C', gateway(2));
-    const viaProxy = await open('client through HAProxy', { host: '127.0.0.1', port: cluster.haproxy.port });
+    const viaProxy = await open('client through HAProxy', {
+      host: '127.0.0.1',
+      port: pc.cluster.haproxy.port,
+    });
     for (const c of [onB, onC, viaProxy]) await c.subscribe(name);
 
     const data = { text: 'across', nested: { list: [1, 'two'] } };
@@ -396,17 +321,7 @@ describe('the Pusher edge on three gateways over a JetStream cluster', () => {
 
   test('the occupancy decider SIGKILLed: another takes the lease, a member leaving meanwhile is removed, the dead one’s member too, nothing announced twice', async (t) => {
     // Three live gateways again: a fourth joins (not behind HAProxy) for the one killed before.
-    if (live().length < 3) {
-      const id = `gw${cluster.gateways.length + 1}`;
-      const replacement = await startGateway({
-        SWITCHBOARD_NODE_ID: id,
-        SWITCHBOARD_BROKER: 'nats',
-        SWITCHBOARD_NATS_URL: cluster.nats.urls,
-        ...ENV,
-      });
-      cluster.gateways.push(replacement);
-      nodeIds.set(replacement, id);
-    }
+    await pc.replenish(3);
     const open = pusherClients(t);
     const holder = await decider();
     const [s1, s2] = live().filter((g) => g !== holder) as [Gateway, Gateway];
@@ -428,22 +343,11 @@ describe('the Pusher edge on three gateways over a JetStream cluster', () => {
     // Leaves while no gateway announces: the next decider finds it gone.
     leaver.disconnect();
     const takeover = LEASE_TTL_MS + LEASE_EVERY_MS + SLACK_MS;
-    let successor: string | undefined;
-    await waitUntil(
-      async () => {
-        successor = await leaseHolder();
-        return successor !== undefined && successor !== nodeIds.get(holder);
-      },
-      takeover,
-      () => 'another gateway holding the occupancy lease',
-    );
+    const successor = await pc.successor(holder, takeover);
     t.diagnostic(
-      `${successor} holds the lease ${Date.now() - killedAt} ms after the SIGKILL of ${nodeIds.get(holder)}`,
+      `${pc.nodeIds.get(successor)} holds the lease ${Date.now() - killedAt} ms after the SIGKILL of ${pc.nodeIds.get(holder)}`,
     );
-    assert.ok(
-      [s1, s2].some((g) => nodeIds.get(g) === successor),
-      `${successor} is a live gateway`,
-    );
+    assert.ok([s1, s2].includes(successor), `${pc.nodeIds.get(successor)} is a live gateway`);
 
     await watcher.frame(isMember('removed', 'leaver', name), 'member_removed leaver', takeover + DEBOUNCE_MS);
     await watcher.frame(

@@ -7,69 +7,37 @@
  */
 
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import PusherServer from 'pusher';
 import type * as PusherJsModule from 'pusher-js';
 import { type Gateway, metric, startGateway, waitUntil } from './harness.js';
 import { PusherJsClass } from './pusher-conformance.js';
+import { WebhookReceiver } from './webhook-receiver.js';
 
 type PusherJs = InstanceType<typeof PusherJsModule.default.default>;
 
 const APP = { id: 'hooks-app', key: 'hooks-key', secret: 'hooks-secret' };
 const DEBOUNCE_MS = 300;
 
-interface Received {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-  events: {
-    name: string;
-    channel: string;
-    user_id?: string;
-    event?: string;
-    data?: string;
-    socket_id?: string;
-  }[];
-}
-
 let gateway: Gateway;
-let receiver: Server;
-const received: Received[] = [];
-/** Paths whose next deliveries are refused with 500, and how many. */
-const refuse = new Map<string, number>();
+const receiver = new WebhookReceiver();
 const clients: PusherJs[] = [];
 let sdk: PusherServer;
 
-const events = (path: string) => received.filter((r) => r.path === path).flatMap((r) => r.events);
+const events = (path: string) => receiver.events(path);
 const seen = (path: string, name: string, channel: string, user?: string) =>
-  events(path).filter(
-    (e) => e.name === name && e.channel === channel && (user === undefined || e.user_id === user),
-  ).length;
+  receiver.seen(path, name, channel, user);
 
 before(async () => {
-  receiver = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => (body += chunk));
-    req.on('end', () => {
-      const left = refuse.get(req.url ?? '') ?? 0;
-      if (left > 0) {
-        refuse.set(req.url ?? '', left - 1);
-        res.writeHead(500).end();
-        return;
-      }
-      received.push({ path: req.url ?? '', headers: req.headers, body, events: JSON.parse(body).events });
-      res.writeHead(200).end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  await receiver.start();
   gateway = await startGateway({
     SWITCHBOARD_PUSHER_APPS: JSON.stringify([
       {
         ...APP,
-        webhooks: [{ url: `${base}/all` }, { url: `${base}/occupied`, event_types: ['channel_occupied'] }],
+        webhooks: [
+          { url: receiver.url('/all') },
+          { url: receiver.url('/occupied'), event_types: ['channel_occupied'] },
+        ],
       },
     ]),
     SWITCHBOARD_OCCUPANCY_DEBOUNCE: String(DEBOUNCE_MS),
@@ -87,7 +55,7 @@ before(async () => {
 after(async () => {
   for (const c of clients) c.disconnect();
   await gateway.stop();
-  receiver.close();
+  await receiver.close();
 });
 
 /** A connected pusher-js client; presence channels are signed for `user`. */
@@ -135,7 +103,7 @@ describe('Pusher webhooks', () => {
       5000,
       () => 'channel_occupied of signed',
     );
-    const delivery = received.find((r) => r.events.some((e) => e.channel === 'signed'))!;
+    const delivery = receiver.received.find((r) => r.events.some((e) => e.channel === 'signed'))!;
     assert.equal(delivery.headers['x-pusher-key'], APP.key);
     assert.ok(sdk.webhook({ headers: delivery.headers, rawBody: delivery.body }).isValid());
     const forged = new PusherServer({ appId: APP.id, key: APP.key, secret: 'other', host: 'x' });
@@ -235,7 +203,7 @@ describe('Pusher webhooks', () => {
   });
 
   test('a refused delivery is tried again, with backoff, until the endpoint takes it', async () => {
-    refuse.set('/all', 2);
+    receiver.refuse('/all', 2);
     const before = await metric(gateway, 'switchboard_pusher_webhooks_total', [
       `app="${APP.id}"`,
       'outcome="retried"',
@@ -247,7 +215,7 @@ describe('Pusher webhooks', () => {
       15_000,
       () => 'the third attempt',
     );
-    assert.equal(refuse.get('/all'), 0);
+    assert.equal(receiver.refusalsLeft('/all'), 0);
     const retried = await metric(gateway, 'switchboard_pusher_webhooks_total', [
       `app="${APP.id}"`,
       'outcome="retried"',
