@@ -52,14 +52,14 @@ export function panelsOf(dashboard: Dashboard): Panel[] {
 }
 
 /**
- * Grafana's variables as a test cluster needs them: every namespace and
- * gateway (`All` is `.*`), and a rate window of ten 1 s scrapes.
+ * Grafana's variables as a test cluster needs them: every namespace,
+ * gateway and Pusher app (`All` is `.*`), and a rate window of ten 1 s scrapes.
  */
 export function substitute(expr: string, rateInterval = '10s'): string {
   return expr
     .replaceAll('$__rate_interval', rateInterval)
     .replaceAll('$__interval', rateInterval)
-    .replace(/\$\{?(namespace|instance)\}?/g, '.*');
+    .replace(/\$\{?(namespace|instance|app)\}?/g, '.*');
 }
 
 /** `label_values(metric, label)` (Grafana's variable query) as PromQL that lists the label's values. */

@@ -1,22 +1,28 @@
 /**
  * Observability for real: a live cluster (NATS, three gateways, HAProxy)
  * under traffic, with idle drops, slow consumers, refused connects and
- * failing service calls, scraped every second by Debian's Prometheus. Every
- * PromQL expression of every dashboard panel and alert rule must be valid and
- * return series; the overview dashboard is rendered to a PNG. Logs are JSON
- * with levels, sampled for connection events, and never carry a secret.
+ * failing service calls, and a Pusher app with its connections, events,
+ * refused frames and webhooks, scraped every second by Debian's Prometheus.
+ * Every PromQL expression of every dashboard panel and alert rule must be
+ * valid and return series; the overview and Pusher dashboards are rendered to
+ * PNGs. Logs are JSON with levels, sampled for connection events, and never
+ * carry a secret.
  */
 
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Centrifuge } from 'centrifuge';
+import PusherServer from 'pusher';
 import WebSocket from 'ws';
 import type { CentrifugoTransport as Transport } from '../src/metrics.js';
+import { channelSignature } from '../src/pusher/signature.js';
 import { type Cluster, startCluster, startNats } from './cluster.js';
 import { dashboardExpressions, type Expression, loadDashboards, panelsOf, signalOf } from './dashboards.js';
 import {
@@ -51,7 +57,7 @@ test('dashboards are templated by data source and laid out on the 24-column grid
   const files = loadDashboards();
   assert.deepEqual(
     files.map((f) => f.file),
-    ['gateway.json', 'nats-haproxy.json', 'overview.json', 'services.json'],
+    ['gateway.json', 'nats-haproxy.json', 'overview.json', 'pusher.json', 'services.json'],
   );
   for (const { file, dashboard } of files) {
     const variables = dashboard.templating.list;
@@ -84,8 +90,13 @@ const MAY_BE_EMPTY: { pattern: RegExp; why: string }[] = NATS_EXPORTER
   ? []
   : [{ pattern: /gnatsd_/, why: 'needs prometheus-nats-exporter, not installed' }];
 
+/** The cluster's Pusher app, with a webhook for its client events (the Pusher dashboard's webhook panels). */
+const PUSHER_APP = { id: 'obs-app', key: 'obs-key', secret: 'obs-secret' };
+
 describe('dashboards and alert rules against a live cluster under traffic', () => {
   let cluster: Cluster;
+  let receiver: Server;
+  let webhooksReceived = 0;
   let prometheus: Prometheus;
   let stopExporter = () => {};
   const centrifuges: Centrifuge[] = [];
@@ -96,8 +107,20 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
   let startedAt = 0;
 
   before(async () => {
+    receiver = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        webhooksReceived++;
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const hooks = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
     cluster = await startCluster({
       env: {
+        SWITCHBOARD_PUSHER_APPS: JSON.stringify([
+          { ...PUSHER_APP, webhooks: [{ url: hooks, event_types: ['client_event'] }] },
+        ]),
         SWITCHBOARD_PING_INTERVAL: '1',
         // Long enough for the slow consumer below to fill its buffers before it would count as idle.
         SWITCHBOARD_PONG_TIMEOUT: '3',
@@ -151,6 +174,7 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     stopExporter();
     await prometheus?.stop();
     await cluster?.stop();
+    receiver?.close();
   });
 
   /** A client through HAProxy over `transport` (SSE and HTTP-streaming send commands to /emulation). */
@@ -165,11 +189,44 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     return c;
   }
 
+  /** A raw Pusher connection to `gateway` and its socket id. */
+  async function pusherConnected(gateway: Gateway): Promise<{ raw: RawClient; socketId: string }> {
+    const raw = new RawClient(`ws://127.0.0.1:${gateway.clientPort}/app/${PUSHER_APP.key}?protocol=7`);
+    raws.push(raw);
+    const established = await raw.expect((m) => m.event === 'pusher:connection_established', 10_000);
+    return { raw, socketId: JSON.parse(established.data).socket_id };
+  }
+
   test(
     'every dashboard query and alert signal is valid and returns series',
     { timeout: 90_000 },
     async () => {
       const [g1, g2] = cluster.gateways as [Gateway, Gateway];
+      // Pusher clients on every gateway, on a public and a private channel, and the pusher SDK on each internal port.
+      const pushers = await Promise.all(cluster.gateways.map((g) => pusherConnected(g)));
+      for (const p of pushers) {
+        for (const channel of ['obs-pusher', 'private-obs']) {
+          const auth = channel.startsWith('private-')
+            ? `${PUSHER_APP.key}:${channelSignature(PUSHER_APP.secret, p.socketId, channel)}`
+            : '';
+          p.raw.send({ event: 'pusher:subscribe', data: { channel, auth } });
+          await p.raw.expect(
+            (m) => m.event === 'pusher_internal:subscription_succeeded' && m.channel === channel,
+            10_000,
+          );
+        }
+      }
+      const sdks = cluster.gateways.map(
+        (g) =>
+          new PusherServer({
+            appId: PUSHER_APP.id,
+            key: PUSHER_APP.key,
+            secret: PUSHER_APP.secret,
+            host: '127.0.0.1',
+            port: String(g.internalPort),
+            useTLS: false,
+          }),
+      );
       // Subscribers on every gateway and a steady publisher: fan-out, bandwidth, publish-to-deliver.
       const transports: Transport[] = [
         'websocket',
@@ -195,6 +252,13 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
           if (n % 5 === 0)
             await users[n % users.length]!.publish('chat:obs', { n, from: 'client' }).catch(() => {});
           if (n % 3 === 0) (await rawConnect(via, `passer-${n}`).catch(() => undefined))?.ws.close();
+          // Pusher: API events, client events (each a webhook), a refused frame now and then, connects and disconnects.
+          const gw = n % cluster.gateways.length;
+          await sdks[gw]!.trigger('obs-pusher', 'tick', { n }).catch(() => undefined);
+          if (n % 2 === 0)
+            pushers[gw]!.raw.send({ event: 'client-typing', channel: 'private-obs', data: { n } });
+          if (n % 5 === 0) pushers[gw]!.raw.send('{"event":');
+          if (n % 4 === 1) (await pusherConnected(via).catch(() => undefined))?.raw.ws.close();
           await new Promise((r) => setTimeout(r, 100)); // the publishing rate, not a synchronisation
         }
       })();
@@ -261,6 +325,33 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
         30_000,
         () => `every expression to return series:\n${problems.join('\n')}`,
       );
+      // The Pusher panels show the traffic, not only series at zero.
+      const value = async (expr: string) => Number((await prometheus.query(expr))[0]?.value[1] ?? 0);
+      const seen: Record<string, number> = {};
+      const app = `app="${PUSHER_APP.id}"`;
+      await waitUntil(
+        async () => {
+          seen.connections = await value(`sum(switchboard_pusher_connections{${app}})`);
+          seen.api = await value(`sum(switchboard_pusher_events_total{${app}, source="api"})`);
+          seen.client = await value(`sum(switchboard_pusher_events_total{${app}, source="client"})`);
+          seen.badFrames = await value(
+            `sum(switchboard_pusher_rejections_total{${app}, reason="bad_frame"})`,
+          );
+          seen.delivered = await value(`sum(switchboard_pusher_webhooks_total{${app}, outcome="delivered"})`);
+          seen.connects = await value(
+            'sum(switchboard_connects_total{transport="pusher", outcome="accepted"})',
+          );
+          seen.disconnects = await value('sum(switchboard_disconnects_total{transport="pusher"})');
+          return (
+            seen.connections >= pushers.length &&
+            Object.values(seen).every((v) => v > 0) &&
+            seen.delivered <= webhooksReceived
+          );
+        },
+        30_000,
+        () =>
+          `the Pusher traffic in Prometheus: ${JSON.stringify(seen)}, ${webhooksReceived} webhooks received`,
+      );
     },
   );
 
@@ -281,6 +372,17 @@ describe('dashboards and alert rules against a live cluster under traffic', () =
     assert.deepEqual(empty, [], 'panels without data');
     const bytes = readFileSync(png);
     assert.deepEqual([...bytes.subarray(1, 4)], [...Buffer.from('PNG')]);
+    assert.ok(bytes.length > 20_000, `a PNG of ${bytes.length} bytes is too small to show the panels`);
+  });
+
+  test('the Pusher dashboard renders to a PNG with data in every panel', { timeout: 60_000 }, async () => {
+    mkdirSync(TEST_OUTPUT, { recursive: true });
+    const pusher = loadDashboards().find((d) => d.file === 'pusher.json')!.dashboard;
+    const png = join(TEST_OUTPUT, 'pusher.png');
+    const end = Math.floor(Date.now() / 1000);
+    const empty = await renderDashboard(pusher, prometheus, { start: startedAt, end, step: 1 }, png, '5s');
+    assert.deepEqual(empty, [], 'panels without data');
+    const bytes = readFileSync(png);
     assert.ok(bytes.length > 20_000, `a PNG of ${bytes.length} bytes is too small to show the panels`);
   });
 });
