@@ -668,6 +668,12 @@ export function pusherConformance(target: () => PusherTarget): void {
       const channel = await sender.subscribe(name);
       await receiver.subscribe(name);
       channel.trigger('client-shout', { loud: true });
+      // A connection's frames are handled in order: once the pong to a later ping is back, so is the
+      // answer to the client event (the marker below goes by another connection and could overtake it).
+      const pongs = () => sender.frames.filter((f) => f.event === 'pusher:pong').length;
+      const before = pongs();
+      sender.pusher.send_event('pusher:ping', {});
+      await sender.until(() => (pongs() > before ? true : undefined), 'pusher:pong after the client event');
       const mark = await marker(name);
       await receiver.noneBefore(
         (f) => f.event === 'client-shout',

@@ -37,7 +37,8 @@ export interface DeciderOptions {
 
 export class Decider {
   private leaseTimer: NodeJS.Timeout | undefined;
-  private leading: { model: Occupancy; stopWatch: () => void; ticker: NodeJS.Timeout } | undefined;
+  private leading:
+    { model: Occupancy; stopWatch: () => void; ticker: NodeJS.Timeout | undefined } | undefined;
   /** Transitions are announced one batch after another, in order. */
   private announcing: Promise<void> = Promise.resolve();
 
@@ -73,9 +74,24 @@ export class Decider {
     const { registry, log, debounceMs, isPresence } = this.options;
     const model = new Occupancy(registry.presenceTtlMs, debounceMs, isPresence);
     model.restore(await registry.announced(), Date.now());
-    const stopWatch = await registry.watchPresence((change) => this.feed(model, change));
-    const ticker = setInterval(() => this.emit(model.tick(Date.now())), TICK_MS).unref();
-    this.leading = { model, stopWatch, ticker };
+    // Nothing is expired or removed before the model has every entry there was: a slow first
+    // pass over a large bucket must not vacate what is still occupied.
+    let caughtUp = false;
+    const tick = () => {
+      const leading = this.leading;
+      if (leading?.model !== model || leading.ticker) return;
+      leading.ticker = setInterval(() => this.emit(model.tick(Date.now())), TICK_MS).unref();
+    };
+    const stopWatch = await registry.watchPresence(
+      (change) => this.feed(model, change),
+      () => {
+        caughtUp = true;
+        tick();
+      },
+    );
+    this.leading = { model, stopWatch, ticker: undefined };
+    // Caught up already (an empty bucket, memory) before `leading` was set.
+    if (caughtUp) tick();
     log.info('occupancy decider: this gateway announces members and occupancy for the cluster');
   }
 

@@ -61,9 +61,10 @@ export class MemoryRegistry implements Registry {
     return statsOf(this.channels.get(channel)?.values() ?? []);
   }
 
-  async watchPresence(change: (c: PresenceChange) => void): Promise<() => void> {
+  async watchPresence(change: (c: PresenceChange) => void, caughtUp: () => void): Promise<() => void> {
     for (const [channel, clients] of this.channels)
       for (const info of clients.values()) change({ op: 'put', channel, info, at: Date.now() });
+    caughtUp();
     this.watchers.add(change);
     return () => this.watchers.delete(change);
   }

@@ -158,10 +158,18 @@ export class NatsRegistry implements Registry {
     return statsOf(Object.values(await this.presence(channel)));
   }
 
-  async watchPresence(change: (c: PresenceChange) => void): Promise<() => void> {
+  async watchPresence(change: (c: PresenceChange) => void, caughtUp: () => void): Promise<() => void> {
+    // Caught up with an empty bucket at once, else at the last entry of the first pass (delta 0)
+    // or the first update, whichever comes first.
+    let behind = (await this.presenceKv!.status()).values > 0;
+    if (!behind) caughtUp();
     const watch = await this.presenceKv!.watch({ key: '>' });
     void (async () => {
       for await (const e of watch) {
+        if (behind && (e.isUpdate || e.delta === 0)) {
+          behind = false;
+          queueMicrotask(caughtUp);
+        }
         const dot = e.key.indexOf('.');
         let channel: string;
         try {

@@ -41,8 +41,12 @@ export interface Registry {
   presenceStats(channel: string): Promise<PresenceStats>;
   /** How long a presence entry lives without a refresh (Infinity where no gateway can die unnoticed). */
   readonly presenceTtlMs: number;
-  /** Every presence entry now and every change from now on, cluster-wide; resolves to a stop function. */
-  watchPresence(change: (c: PresenceChange) => void): Promise<() => void>;
+  /**
+   * Every presence entry now and every change from now on, cluster-wide;
+   * `caughtUp` once every entry there was at the start has been handed over.
+   * Resolves to a stop function.
+   */
+  watchPresence(change: (c: PresenceChange) => void, caughtUp: () => void): Promise<() => void>;
   /** Takes or keeps the named lease for this gateway (one holder in the cluster); false while another holds it. */
   holdLease(name: string): Promise<boolean>;
   /** What the occupancy decider announced so far, kept across deciders. */
