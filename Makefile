@@ -49,7 +49,7 @@ run: build $(call NODE24_IF_NAMED,$(NODE))
 	@echo "  demo page: http://localhost:8000/  (SWITCHBOARD_DEMO=true: anyone may get a token; development only)"
 	@echo "  tokens: HS256 signed with SWITCHBOARD_TOKEN_HMAC_SECRET_KEY=$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}  (make token USER=42)"
 	@echo "  server API: POST http://localhost:9000/api/<method> with X-API-Key: $${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}"
-	@echo "  Pusher: ws://localhost:8000/app/app-key (pusher-js), HTTP API http://localhost:9000/apps/app-id (secret app-secret; development only)"
+	@echo "  Pusher: ws://localhost:8000/app/app-key (pusher-js), HTTP API http://localhost:9000/apps/app-id (secret app-secret; development only), demo http://localhost:8000/pusher.html?key=app-key"
 	SWITCHBOARD_PUSHER_APPS='$(or $(SWITCHBOARD_PUSHER_APPS),$(DEV_PUSHER_APPS))' \
 	SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}" \
 	SWITCHBOARD_API_KEY="$${SWITCHBOARD_API_KEY:-$(DEV_API_KEY)}" \

@@ -714,13 +714,7 @@ describe('channel names and limits', () => {
 describe('while the broker reconnects', () => {
   test(
     'subscribes waiting for NATS still count against max_channels_per_connection, and an unsubscribe meanwhile holds',
-    {
-      timeout: 60_000,
-      // Known bug (see the report of this test's commit): PusherSession.subscribe puts a subscription in
-      // `subs` only after `await broker.whenReady()`, so while NATS reconnects (up to SWITCHBOARD_PUBLISH_TIMEOUT)
-      // every subscribe passes the limit and duplicate checks, and an unsubscribe in between finds nothing.
-      todo: 'pusher/session.ts: subscriptions are registered only after the broker is ready',
-    },
+    { timeout: 60_000 },
     async () => {
       const nats = await startNats();
       const limited = {

@@ -35,6 +35,8 @@ interface Subscription {
   member: ClientInfo | undefined;
   /** The namespace's join/leave pushes (for its Centrifugo subscribers). */
   joinLeave: boolean;
+  /** Waiting for the broker: held against the limits, but not yet in the hub or presence. */
+  pending: boolean;
 }
 
 /** Largest `channel_data` of a presence subscribe (the member's id and info), as Pusher bounds it. */
@@ -293,9 +295,6 @@ export class PusherSession implements Connection {
     const channel = channelOf(this.app, name);
     const resolved = this.node.resolve(channel);
     if (isError(resolved)) return refuse(400, resolved.message);
-    if (!(await this.node.broker.whenReady(this.node.config.publishTimeout)))
-      return refuse(503, 'broker unavailable');
-    if (this.closedAt > 0) return;
     // With webhooks every subscription has a presence entry: the occupancy decider sees channels fill and empty.
     if (!member && this.app.webhooks.length > 0) member = { user: this.userId, client: this.client };
     const sub: Subscription = {
@@ -304,8 +303,19 @@ export class PusherSession implements Connection {
       buffered: undefined,
       member,
       joinLeave: resolved.ns.join_leave,
+      pending: true,
     };
+    // Held from now on, while a reconnecting broker is waited for: the limit, a second
+    // subscribe of the channel and an unsubscribe all see it.
     this.subs.set(name, sub);
+    const ready = await this.node.broker.whenReady(this.node.config.publishTimeout);
+    // Unsubscribed or closed meanwhile: nothing was added, nothing to undo.
+    if (this.subs.get(name) !== sub || this.closedAt > 0) return;
+    if (!ready) {
+      this.subs.delete(name);
+      return refuse(503, 'broker unavailable');
+    }
+    sub.pending = false;
     await this.node.addSubscriber(channel, this);
     if (member) {
       // The occupancy decider sees the entry and tells the others of a new member.
@@ -339,6 +349,8 @@ export class PusherSession implements Connection {
     const sub = this.subs.get(name);
     if (!sub) return;
     this.subs.delete(name);
+    // Still waiting for the broker: its subscribe finds it gone and adds nothing.
+    if (sub.pending) return;
     await this.node.removeSubscriber(sub.channel, this);
     if (!sub.member) return;
     // The occupancy decider removes the member once the user's last connection is gone.
