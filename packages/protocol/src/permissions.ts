@@ -22,6 +22,7 @@
  */
 
 import { encodeToken, Subjects } from './subject.js';
+import { SERVICE_OPERATIONS } from './service.js';
 
 export type NatsRole = 'gateway' | 'api' | `service:${string}`;
 
@@ -99,7 +100,7 @@ export function natsPermissions(
           `$KV.${bucket}.>`,
         ],
         // The gateways' requests: a service answers them, it does not make them up.
-        deny: (['subscribe', 'publish', 'rpc'] as const).map((op) => s.service(ns, op)),
+        deny: SERVICE_OPERATIONS.map((op) => s.service(ns, op)),
       },
       subscribe: { allow: [`${own}.>`, inbox], deny: [] },
       allowResponses: true,
@@ -112,8 +113,8 @@ export function natsPermissions(
       allowResponses: false,
     };
   }
-  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache', 'apps'] as const).map((kind) =>
-    s.bucket(kind),
+  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache', 'apps'] as const).map(
+    (kind) => s.bucket(kind),
   );
   return {
     publish: {
@@ -122,7 +123,7 @@ export function natsPermissions(
         `${prefix}.hist.>`,
         s.control,
         s.survey,
-        ...(['subscribe', 'publish', 'rpc'] as const).map((op) => `${prefix}.svc.*.${op}`),
+        ...SERVICE_OPERATIONS.map((op) => `${prefix}.svc.*.${op}`),
         `${prefix}.emu.*`,
         `${API}.INFO`,
         ...namespaces.flatMap((name) => {

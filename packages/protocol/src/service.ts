@@ -7,7 +7,20 @@
 
 import type { ProtocolError } from './codes.js';
 
-export type ServiceOperation = 'subscribe' | 'publish' | 'rpc';
+export type ServiceOperation = 'subscribe' | 'publish' | 'rpc' | 'occupancy';
+export const SERVICE_OPERATIONS: readonly ServiceOperation[] = ['subscribe', 'publish', 'rpc', 'occupancy'];
+
+/**
+ * An occupancy hook of a namespace (`service_hooks`), decided for the whole
+ * cluster: a channel occupied or vacated, a member (a user over all its
+ * connections) added or removed. Delivered at least once: the service's
+ * answer acknowledges it, an error or no answer has it sent again.
+ */
+export interface OccupancyEvent {
+  name: 'channel_occupied' | 'channel_vacated' | 'member_added' | 'member_removed';
+  channel: string;
+  user?: string;
+}
 
 /** Who asks, and what. */
 export interface ServiceRequest {

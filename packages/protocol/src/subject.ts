@@ -6,6 +6,8 @@
  * no client-chosen name can address another channel's subject.
  */
 
+import type { ServiceOperation } from './service.js';
+
 const RAW = /^[A-Za-z0-9-]$/;
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -100,7 +102,7 @@ export class Subjects {
     return `${this.prefix.toUpperCase()}_HIST_${encodeToken(namespace)}`;
   }
 
-  service(namespace: string, operation: 'subscribe' | 'publish' | 'rpc'): string {
+  service(namespace: string, operation: ServiceOperation): string {
     return `${this.prefix}.svc.${encodeToken(namespace)}.${operation}`;
   }
 

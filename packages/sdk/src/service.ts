@@ -12,6 +12,7 @@ import {
   Errors,
   isJsonObject,
   parseJsonBytes,
+  type OccupancyEvent,
   type ProtocolError,
   type PublishDecision,
   type RpcAnswer,
@@ -68,6 +69,7 @@ type PublishHandler = (
   req: ServiceRequest & { channel: string },
 ) => PublishDecision | Promise<PublishDecision>;
 type RpcHandler = (req: ServiceRequest) => unknown;
+type OccupancyHandler = (event: OccupancyEvent) => void | Promise<void>;
 
 const encoder = new TextEncoder();
 const encode = (value: unknown) => encoder.encode(JSON.stringify(value));
@@ -86,6 +88,7 @@ export class Service {
     throw ServiceError.from(Errors.permissionDenied);
   };
   private readonly rpcs = new Map<string, RpcHandler>();
+  private occupancyHandler: OccupancyHandler | undefined;
   private stops: (() => void)[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
 
@@ -117,6 +120,17 @@ export class Service {
     return this;
   }
 
+  /**
+   * Takes the namespace's occupancy hooks (its `service_hooks` option):
+   * channels occupied and vacated, members added and removed, decided for
+   * the whole cluster. At least once: resolving acknowledges an event,
+   * throwing has it sent again (to this or another replica) after a backoff.
+   */
+  onOccupancy(handler: OccupancyHandler): this {
+    this.occupancyHandler = handler;
+    return this;
+  }
+
   /** Starts answering, and announces the replica every `heartbeatMs` while it runs. */
   async start(heartbeatMs = 5000): Promise<void> {
     const queue = this.subjects.serviceQueue(this.namespace);
@@ -134,6 +148,13 @@ export class Service {
       const data = await handler(req);
       return data === undefined ? {} : { data };
     });
+    const occupancy = this.occupancyHandler;
+    if (occupancy)
+      serve('occupancy', async (req) => {
+        if (!isOccupancyEvent(req.data)) throw ServiceError.from(Errors.badRequest);
+        await occupancy(req.data);
+        return {};
+      });
     // Only announce once gateways' requests can reach this replica.
     await this.bus.flush();
     if (this.registry) {
@@ -224,6 +245,18 @@ function request(data: Uint8Array): ServiceRequest {
   if (typeof client !== 'string' || typeof user !== 'string')
     throw new ServiceError(Errors.badRequest.code, 'request must name client and user');
   return value as unknown as ServiceRequest;
+}
+
+const OCCUPANCY = new Set(['channel_occupied', 'channel_vacated', 'member_added', 'member_removed']);
+
+function isOccupancyEvent(v: unknown): v is OccupancyEvent {
+  return (
+    isJsonObject(v) &&
+    typeof v.name === 'string' &&
+    OCCUPANCY.has(v.name) &&
+    typeof v.channel === 'string' &&
+    (v.user === undefined || typeof v.user === 'string')
+  );
 }
 
 function withChannel(req: ServiceRequest): ServiceRequest & { channel: string } {

@@ -45,6 +45,8 @@ export interface NamespaceOptions {
    * vacated, member added and removed, for the whole cluster); '' none. Needs presence.
    */
   webhook_url: string;
+  /** The same occupancy hooks to the namespace's backend service over NATS (SDK `onOccupancy`). Needs service and presence. */
+  service_hooks: boolean;
 }
 
 export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
@@ -62,6 +64,7 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   skip_sender: false,
   service: false,
   webhook_url: '',
+  service_hooks: false,
 };
 
 export const DEFAULT_NAMESPACES: Partial<NamespaceOptions>[] = [
@@ -552,6 +555,8 @@ function namespaces(raw: unknown): Map<string, NamespaceOptions> {
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: history needs history_ttl > 0`);
     if (ns.join_leave && !ns.presence)
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: join_leave needs presence`);
+    if (ns.service_hooks && !(ns.service && ns.presence))
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: service_hooks needs service and presence`);
     if (ns.webhook_url !== '') {
       if (!ns.presence)
         throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: webhook_url needs presence`);

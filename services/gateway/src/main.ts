@@ -176,7 +176,9 @@ export async function startGateway(config: Config) {
   }
   // Centrifugo namespaces with occupancy hooks; Pusher apps' namespaces have their own rules.
   const hooked = new Set(
-    [...config.namespaces.values()].filter((ns) => ns.webhook_url !== '').map((ns) => ns.name),
+    [...config.namespaces.values()]
+      .filter((ns) => ns.webhook_url !== '' || ns.service_hooks)
+      .map((ns) => ns.name),
   );
   const ofApp = (channel: string) => config.pusher.namespaces.has(namespaceOf(channel));
   // Webhooks: when an app or a namespace has any, or an app may get some (a cluster otherwise needs no work queue).
@@ -185,8 +187,12 @@ export async function startGateway(config: Config) {
       ? new Webhooks(
           apps,
           hookQueue,
-          (namespace) => config.namespaces.get(namespace)?.webhook_url ?? '',
-          () => apiKeys.signing,
+          {
+            url: (namespace) => config.namespaces.get(namespace)?.webhook_url ?? '',
+            toService: (namespace) => config.namespaces.get(namespace)?.service_hooks === true,
+            deliver: (namespace, event) => node.handler.occupancy(namespace, event),
+            signingKey: () => apiKeys.signing,
+          },
           log,
           metrics,
         )

@@ -50,6 +50,8 @@ export interface BackendHandler {
   ): Promise<Outcome<PublishDecision>>;
   rpc(ctx: CallContext, method: string, data: unknown): Promise<Outcome<unknown>>;
   message(ctx: CallContext, data: unknown): void;
+  /** An occupancy hook to the namespace's service (`service_hooks`); true once a replica acknowledged it. */
+  occupancy(namespace: string, event: unknown): Promise<boolean>;
 }
 
 export type RpcFunction = (ctx: CallContext, data: unknown) => unknown | Promise<unknown>;
@@ -149,6 +151,13 @@ export class Backend implements BackendHandler {
 
   message(ctx: CallContext, data: unknown): void {
     this.local.message(ctx, data);
+  }
+
+  async occupancy(namespace: string, event: unknown): Promise<boolean> {
+    const channel = (event as { channel?: unknown }).channel;
+    const req: ServiceRequest = { client: '', user: '', data: event };
+    if (typeof channel === 'string') req.channel = channel;
+    return (await this.call(namespace, 'occupancy', req)).ok;
   }
 
   private async call<T>(

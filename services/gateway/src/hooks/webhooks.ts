@@ -40,6 +40,8 @@ export interface WebhookJob {
   app: string;
   url: string;
   body: string;
+  /** Instead of a URL: the namespace whose backend service takes it over NATS (`service_hooks`). */
+  service?: string;
 }
 
 /** A webhook event as Pusher's payload lists it. */
@@ -54,7 +56,11 @@ export interface HookQueue {
 }
 
 const isJob = (v: unknown): v is WebhookJob =>
-  isJsonObject(v) && typeof v.app === 'string' && typeof v.url === 'string' && typeof v.body === 'string';
+  isJsonObject(v) &&
+  typeof v.app === 'string' &&
+  typeof v.url === 'string' &&
+  typeof v.body === 'string' &&
+  (v.service === undefined || typeof v.service === 'string');
 
 /** Embedded mode: jobs in memory (one process: nothing else could take them over). */
 export class MemoryHookQueue implements HookQueue {
@@ -172,6 +178,18 @@ export class JetStreamHookQueue implements HookQueue {
   }
 }
 
+/** Where a Centrifugo namespace's occupancy hooks go. */
+export interface NamespaceHooks {
+  /** Its webhook_url ('' none). */
+  url(namespace: string): string;
+  /** Whether its backend service takes them too (service_hooks). */
+  toService(namespace: string): boolean;
+  /** Hands an event to the namespace's service; true once a replica acknowledged it. */
+  deliver(namespace: string, event: unknown): Promise<boolean>;
+  /** What signs the webhook_url POSTs (the server API's signing key). */
+  signingKey(): string;
+}
+
 /** The namespace of a namespace hook's job: its first event's channel's. */
 function namespaceOfJob(job: WebhookJob): string {
   const parsed = parseJson(job.body, 8);
@@ -183,15 +201,10 @@ function namespaceOfJob(job: WebhookJob): string {
 
 /** Turns events into jobs for the webhooks that want them, and sends jobs. */
 export class Webhooks {
-  /**
-   * `namespaceHook`: a Centrifugo namespace's webhook_url ('' none);
-   * `apiKey`: what signs those (the server API's signing key).
-   */
   constructor(
     private readonly apps: Apps,
     private readonly queue: HookQueue,
-    private readonly namespaceHook: (namespace: string) => string,
-    private readonly apiKey: () => string,
+    private readonly namespaces: NamespaceHooks,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
@@ -219,11 +232,13 @@ export class Webhooks {
           : { name: t.kind, channel };
       return this.emit(app.id, event);
     }
-    const url = this.namespaceHook(namespace);
-    if (url === '') return;
     const event =
       'user' in t ? { name: t.kind, channel: t.channel, user: t.user } : { name: t.kind, channel: t.channel };
-    this.enqueue({ app: '', url, body: JSON.stringify({ time_ms: Date.now(), events: [event] }) }, t.kind);
+    const body = JSON.stringify({ time_ms: Date.now(), events: [event] });
+    const url = this.namespaces.url(namespace);
+    if (url !== '') this.enqueue({ app: '', url, body }, t.kind);
+    if (this.namespaces.toService(namespace))
+      this.enqueue({ app: '', url: '', body, service: namespace }, t.kind);
   }
 
   /** Queues the event for each of the app's webhooks that wants it. */
@@ -250,8 +265,11 @@ export class Webhooks {
   }
 
   private async send(job: WebhookJob): Promise<boolean> {
+    if (job.service !== undefined) return this.deliver(job, job.service);
     if (job.app === '')
-      return this.post(job, { 'x-switchboard-signature': webhookSignature(this.apiKey(), job.body) });
+      return this.post(job, {
+        'x-switchboard-signature': webhookSignature(this.namespaces.signingKey(), job.body),
+      });
     const app = this.apps.byId(job.app);
     // The app is gone: nobody wants it any more.
     if (!app) return true;
@@ -259,6 +277,16 @@ export class Webhooks {
       'x-pusher-key': app.key,
       'x-pusher-signature': webhookSignature(app.secret, job.body),
     });
+  }
+
+  /** To the namespace's service over NATS: its answer acknowledges, an error or none has it retried. */
+  private async deliver(job: WebhookJob, namespace: string): Promise<boolean> {
+    const parsed = parseJson(job.body, 8);
+    const events = parsed.ok && isJsonObject(parsed.value) ? parsed.value.events : undefined;
+    const event = Array.isArray(events) ? events[0] : undefined;
+    const done = event !== undefined && (await this.namespaces.deliver(namespace, event).catch(() => false));
+    this.count(job, done ? 'delivered' : 'retried');
+    return done;
   }
 
   private async post(job: WebhookJob, headers: Record<string, string>): Promise<boolean> {
