@@ -278,7 +278,7 @@ describe('the Pusher edge on three gateways over a JetStream cluster', () => {
 
   // The last two kill gateways: SIGKILL, no goodbye, entries left in NATS KV until their TTL.
 
-  test('a SIGKILLed gateway: its only-there member is removed after the TTL, a member with a tab elsewhere stays, other clients stay connected', async (t) => {
+  test('a SIGKILLed gateway: channel queries answer at once from the live gateways, its only-there member is removed after the TTL, a member with a tab elsewhere stays, other clients stay connected', async (t) => {
     const open = pusherClients(t);
     const holder = await decider();
     // Not the decider: its own death is the next test.
@@ -301,6 +301,19 @@ describe('the Pusher edge on three gateways over a JetStream cluster', () => {
 
     const killedAt = Date.now();
     await victim.stop('SIGKILL');
+    // The registry lists the victim until its entry expires: channel queries answer meanwhile
+    // from the live gateways, within the survey's bound (1 s), never waiting for the dead one.
+    const asked = Date.now();
+    const res = await sdk(w).get({ path: `/channels/${name}`, params: { info: 'subscription_count' } });
+    const answeredIn = Date.now() - asked;
+    assert.equal(res.status, 200);
+    assert.deepEqual(
+      await res.json(),
+      { occupied: true, subscription_count: 2 },
+      'the live gateways’ subscribers',
+    );
+    assert.ok(answeredIn < 2500, `GET /channels/<name> took ${answeredIn} ms with a gateway dead`);
+    t.diagnostic(`channel query answered in ${answeredIn} ms right after the SIGKILL`);
     const bound = PRESENCE_TTL_MS + DEBOUNCE_MS + SLACK_MS;
     const [, at] = await watcher.frame(isMember('removed', 'u3', name), 'member_removed u3', bound);
     t.diagnostic(`member_removed u3 ${Date.now() - killedAt} ms after the SIGKILL (bound ${bound} ms)`);
