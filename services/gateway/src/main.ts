@@ -88,7 +88,14 @@ function infrastructure(
     config.presenceTtl,
     log,
     metrics,
-    { maxDepth: internalDepth(config), replicas: config.nats.replicas },
+    {
+      maxDepth: internalDepth(config),
+      replicas: config.nats.replicas,
+      hooks:
+        config.pusher.apps.length > 0 ||
+        config.pusher.store ||
+        [...config.namespaces.values()].some((ns) => ns.webhook_url !== '' || ns.service_hooks),
+    },
   );
   // The connection exists once the broker has started; the bus is first used after that.
   let bus: NatsBus | undefined;

@@ -64,6 +64,8 @@ export class NatsRegistry implements Registry {
       maxDepth: number;
       /** Replicas of the buckets in a JetStream cluster. */
       replicas: number;
+      /** The occupancy decider's and cache channels' buckets are wanted (the Pusher edge or occupancy hooks are on). */
+      hooks: boolean;
     },
   ) {
     this.gatewayKey = encodeToken(nodeId);
@@ -93,10 +95,13 @@ export class NatsRegistry implements Registry {
     this.presenceKv = await open('presence');
     this.gatewaysKv = await open('gateways');
     this.servicesKv = await open('services');
-    this.leasesKv = await open('leases', LEASE_TTL_MS);
-    // What the decider announced lives until it announces otherwise.
-    this.hooksKv = await open('hooks', 0);
-    this.cacheKv = await open('cache', CACHE_TTL_SECONDS * 1000);
+    // Only where something uses them: each is a replicated stream more for the NATS cluster to keep.
+    if (this.limits.hooks) {
+      this.leasesKv = await open('leases', LEASE_TTL_MS);
+      // What the decider announced lives until it announces otherwise.
+      this.hooksKv = await open('hooks', 0);
+      this.cacheKv = await open('cache', CACHE_TTL_SECONDS * 1000);
+    }
     const announce = () =>
       this.counted('heartbeat', async () => {
         await this.gatewaysKv!.put(this.gatewayKey, JSON.stringify(describe()));
