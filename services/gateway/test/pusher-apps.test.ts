@@ -11,9 +11,9 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import PusherServer from 'pusher';
 import { type Nats, startNats } from './cluster.js';
 import { API_KEY, api, type Gateway, RawClient, startGateway } from './harness.js';
+import { gatewaySdk } from './pusher-conformance.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/apps.js', import.meta.url));
 const FIXED = { id: 'fixed', key: 'fixed-key', secret: 'fixed-secret' };
@@ -50,15 +50,7 @@ async function connect(gateway: Gateway, key: string): Promise<RawClient> {
 
 const established = (raw: RawClient) => raw.received.some((f) => f.event === 'pusher:connection_established');
 
-const sdk = (gateway: Gateway, app: { id: string; key: string; secret: string }) =>
-  new PusherServer({
-    appId: app.id,
-    key: app.key,
-    secret: app.secret,
-    host: gateway.host,
-    port: String(gateway.internalPort),
-    useTLS: false,
-  });
+const sdk = gatewaySdk;
 
 describe('Pusher app store', () => {
   test('an app put on one gateway serves clients and signed API calls on the other at once', async () => {

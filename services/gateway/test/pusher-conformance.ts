@@ -26,7 +26,7 @@ import Echo from 'laravel-echo';
 import PusherServer from 'pusher';
 import type * as PusherJsModule from 'pusher-js';
 import type { Channel, Options as PusherJsOptions, PresenceChannel } from 'pusher-js';
-import { RawClient, waitUntil } from './harness.js';
+import { type Gateway, RawClient, waitUntil } from './harness.js';
 
 /**
  * pusher-js's Node build is CommonJS whose `module.exports` is the class, while
@@ -272,6 +272,21 @@ export interface As {
 }
 
 /** The `pusher` server SDK for `t`'s HTTP API, signing with `secret` (the app's by default). */
+/** The pusher SDK signing as `app` against a gateway's internal port (Pusher's HTTP API). */
+export function gatewaySdk(
+  gateway: Pick<Gateway, 'host' | 'internalPort'>,
+  app: { id: string; key: string; secret: string },
+): PusherServer {
+  return new PusherServer({
+    appId: app.id,
+    key: app.key,
+    secret: app.secret,
+    host: gateway.host,
+    port: String(gateway.internalPort),
+    useTLS: false,
+  });
+}
+
 export function pusherSdk(
   t: PusherTarget,
   secret?: string,

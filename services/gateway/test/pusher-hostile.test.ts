@@ -15,6 +15,7 @@ import PusherServer from 'pusher';
 import { channelSignature, signRequest, userSignature } from '../src/pusher/signature.js';
 import { startNats } from './cluster.js';
 import { type Gateway, metric, RawClient, startGateway, waitUntil } from './harness.js';
+import { gatewaySdk } from './pusher-conformance.js';
 
 /** The app under attack: small data bound, Pusher's default client event rate and channel count. */
 const APP = { id: 'hostile-app', key: 'hostile-key', secret: 'hostile-secret', max_message_size: 1024 };
@@ -158,14 +159,7 @@ before(async () => {
     SWITCHBOARD_MAX_MESSAGE_SIZE: String(MAX_FRAME),
     SWITCHBOARD_COMMANDS_PER_SECOND: String(COMMANDS_PER_SECOND),
   });
-  sdk = new PusherServer({
-    appId: APP.id,
-    key: APP.key,
-    secret: APP.secret,
-    host: gateway.host,
-    port: String(gateway.internalPort),
-    useTLS: false,
-  });
+  sdk = gatewaySdk(gateway, APP);
   bystander = await connect();
   await subscribed(bystander, 'calm');
 });

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import PusherServer from 'pusher';
 import type * as PusherJsModule from 'pusher-js';
 import { type Gateway, metric, startGateway, waitUntil } from './harness.js';
-import { PusherJsClass } from './pusher-conformance.js';
+import { gatewaySdk, PusherJsClass } from './pusher-conformance.js';
 import { WebhookReceiver } from './webhook-receiver.js';
 
 type PusherJs = InstanceType<typeof PusherJsModule.default.default>;
@@ -42,14 +42,7 @@ before(async () => {
     ]),
     SWITCHBOARD_OCCUPANCY_DEBOUNCE: String(DEBOUNCE_MS),
   });
-  sdk = new PusherServer({
-    appId: APP.id,
-    key: APP.key,
-    secret: APP.secret,
-    host: gateway.host,
-    port: String(gateway.internalPort),
-    useTLS: false,
-  });
+  sdk = gatewaySdk(gateway, APP);
 });
 
 after(async () => {
