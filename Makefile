@@ -94,14 +94,19 @@ cluster-down:
 
 # Every test file on each Node of TEST_NODES in turn (one build, one node_modules:
 # uws.ts picks the uWebSockets.js build for each Node); all of them run even
-# when one fails, and the summary names the Nodes with failures.
+# when one fails. Each run's output is also kept in test-output/node-<version>.log,
+# and the summary repeats the failing tests of each Node with failures last, so
+# that the tail of a long run says what failed and why.
 TEST_FILES = $(sort $(wildcard packages/*/dist/test/*.test.js services/*/dist/test/*.test.js loadtest/dist/test/*.test.js))
 test: build lint deps $(call NODE24_IF_NAMED,$(TEST_NODES))
-	@failed=''; for node in $(TEST_NODES); do \
-	  echo "test: every test on Node $$($$node --version) ($$node)"; \
+	@mkdir -p test-output; failed=''; logs=''; for node in $(TEST_NODES); do \
+	  version=$$($$node --version); log=test-output/node-$$version.log; \
+	  echo "test: every test on Node $$version ($$node)"; \
 	  $$node services/gateway/dist/src/cli/runtime.js || { failed="$$failed $$node"; continue; }; \
-	  $$node --test --test-reporter=spec $(TEST_FILES) || failed="$$failed $$node"; \
+	  $$node --test --test-reporter=spec $(TEST_FILES) 2>&1 | tee $$log; \
+	  [ "$${PIPESTATUS[0]}" = 0 ] || { failed="$$failed $$node"; logs="$$logs $$log"; }; \
 	done; \
+	for log in $$logs; do echo "test: what failed in $$log"; sed -n '/^✖ failing tests:/,$$p' $$log; done; \
 	if [ -n "$$failed" ]; then echo "test: failures on$$failed" >&2; exit 1; fi
 
 # The fuzz suites of `make test` (a fixed seed, a few hundred samples there) for

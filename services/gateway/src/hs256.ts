@@ -27,11 +27,31 @@ function decodeJson(part: string): Record<string, unknown> | undefined {
   }
 }
 
+/**
+ * Decoded headers by their base64url text. Nearly every token a gateway sees
+ * carries one of a handful of headers (`{"alg":"HS256","typ":"JWT"}`), so each
+ * is decoded once; the map is bounded, and a header past the bound (or a long
+ * one: only short ones are kept) is decoded every time. Entries are frozen,
+ * since every token with that header shares one.
+ */
+const headers = new Map<string, Readonly<Record<string, unknown>> | undefined>();
+const HEADER_CACHE_SIZE = 32;
+const HEADER_CACHE_LENGTH = 256;
+
+function decodeHeader(part: string): Readonly<Record<string, unknown>> | undefined {
+  const known = headers.get(part);
+  if (known !== undefined || headers.has(part)) return known;
+  const header = decodeJson(part);
+  if (headers.size < HEADER_CACHE_SIZE && part.length <= HEADER_CACHE_LENGTH)
+    headers.set(part, header && Object.freeze(header));
+  return header;
+}
+
 /** The `alg` a compact JWS names in its header, or undefined when it has none or is malformed. */
 export function headerAlg(token: string): string | undefined {
   const dot = token.indexOf('.');
   if (dot <= 0) return undefined;
-  const alg = decodeJson(token.slice(0, dot))?.alg;
+  const alg = decodeHeader(token.slice(0, dot))?.alg;
   return typeof alg === 'string' ? alg : undefined;
 }
 
@@ -55,7 +75,7 @@ export function verifyHs256(
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((p) => BASE64URL.test(p))) return fail('malformed token');
   const [head, body, signature] = parts as [string, string, string];
-  const header = decodeJson(head);
+  const header = decodeHeader(head);
   if (!header || header.alg !== 'HS256') return fail('alg must be HS256');
   // Extensions we do not understand must not be ignored (RFC 7515 §4.1.11); jose refuses them too.
   if (header.crit !== undefined) return fail('unsupported crit header');

@@ -66,6 +66,25 @@ describe('HS256 on node:crypto', () => {
     assert.equal(headerAlg('not a token'), undefined);
   });
 
+  test('a header decoded once for many tokens is judged the same for each; headers past the cache still are', () => {
+    // The same header text again and again (then as many others as fill the cache and more).
+    for (let i = 0; i < 3; i++) {
+      refused(forge({ alg: 'HS256', crit: ['exp'] }, { sub: `ann${i}` }), /crit/);
+      refused(forge({ alg: 'none' }, { sub: `ann${i}` }), /HS256/);
+      assert.equal(verifyHs256(forge({ alg: 'HS256' }, { sub: `ann${i}` }), keys, {}, NOW).ok, true);
+    }
+    for (let i = 0; i < 100; i++) {
+      const token = forge({ alg: 'HS256', kid: `k${i}` }, { sub: 'bob' });
+      assert.equal(headerAlg(token), 'HS256');
+      assert.equal(verifyHs256(token, keys, {}, NOW).ok, true);
+      refused(forge({ alg: 'HS256', kid: `k${i}`, crit: ['x'] }, { sub: 'bob' }), /crit/);
+    }
+    // A malformed header is remembered as malformed, not as a pass.
+    refused(`e30K!.${forge({ alg: 'HS256' }, { sub: 'ann' }).split('.').slice(1).join('.')}`, /malformed/);
+    assert.equal(headerAlg('bm90IGpzb24.e30.x'), undefined);
+    assert.equal(headerAlg('bm90IGpzb24.e30.x'), undefined);
+  });
+
   test('time claims: expired, not yet valid, and non-numeric', () => {
     const expired = verifyHs256(forge({ alg: 'HS256' }, { exp: NOW }), keys, {}, NOW);
     assert.deepEqual(expired, { ok: false, expired: true, reason: 'token expired' });

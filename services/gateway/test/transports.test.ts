@@ -347,6 +347,8 @@ describe('HTTP transports in a cluster behind HAProxy', () => {
   });
 
   after(async () => {
+    // The clients first: left connected, they would reconnect into the cluster while it stops.
+    for (const c of clients.splice(0)) c.disconnect();
     await cluster.stop();
   });
 
