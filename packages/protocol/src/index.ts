@@ -6,6 +6,8 @@ export * from './types.js';
 export * from './subject.js';
 export * from './service.js';
 export * from './emulation.js';
+export * from './filter.js';
 export * from './json.js';
 export * from './pattern.js';
 export * from './permissions.js';
+export * from './fossil.js';

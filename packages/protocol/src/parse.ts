@@ -4,6 +4,7 @@
  */
 
 import { Errors, type ProtocolError } from './codes.js';
+import { tagsFilterError } from './filter.js';
 import { DEFAULT_JSON_MAX_DEPTH, isJsonObject, nestedDeeperThan } from './json.js';
 import { type Command, METHODS, type Method } from './types.js';
 
@@ -11,7 +12,7 @@ export type ParsedLine =
   | { ok: true; command: Command }
   /** The command had a valid id but a method this server does not know: answer 104, keep the connection. */
   | { ok: false; kind: 'unknown_method'; id: number; detail: string }
-  /** A well-formed command the server refuses to take (its data nests too deep): answer the error, keep the connection. */
+  /** A well-formed command the server refuses to take (its data nests too deep, a bad tags filter): answer the error, keep the connection. */
   | { ok: false; kind: 'refused'; id: number; error: ProtocolError }
   /** Not JSON, not an object, missing id or invalid fields: the connection is closed with 3501. */
   | { ok: false; kind: 'bad_request'; detail: string };
@@ -161,6 +162,15 @@ export function parseLine(line: string, limits: FrameLimits = DEFAULT_LIMITS): P
   if (nestedDeeperThan(value, limits.maxDepth)) {
     const error = { ...Errors.badRequest, message: `data nested deeper than ${limits.maxDepth}` };
     return { ok: false, kind: 'refused', id, error };
+  }
+  // A bad tags filter refuses the subscribe with 107, as Centrifugo does, and keeps the connection; null is none.
+  if (m === 'subscribe' && body.tf === null) delete body.tf;
+  if (m === 'subscribe' && body.tf !== undefined) {
+    const reason = tagsFilterError(body.tf);
+    if (reason) {
+      const error = { ...Errors.badRequest, message: `invalid tags filter: ${reason}` };
+      return { ok: false, kind: 'refused', id, error };
+    }
   }
   return { ok: true, command: { id, method: m, body } as unknown as Command };
 }

@@ -54,6 +54,24 @@ export interface SubscribeRequest extends SubscribeRecovery {
   join_leave?: boolean;
   /** Bitmask: 1 channel compaction allowed, 2 reject unrecovered (answer 112 instead of recovered:false). */
   flag?: number;
+  /** Tags filter (centrifuge-js `tagsFilter`): only publications whose tags match are delivered; see filter.ts. */
+  tf?: FilterNode;
+}
+
+/**
+ * A node of a publication tags filter. A leaf (`op` absent or `""`) compares
+ * tag `key` with `cmp`: `eq`, `neq`, `sw`, `ew`, `ct` (starts with, ends
+ * with, contains) and the numeric `gt`, `gte`, `lt`, `lte` take `val`; `in`
+ * and `nin` take `vals`; `ex` and `nex` (exists, does not) neither. `and`,
+ * `or` and `not` (one child) combine `nodes`.
+ */
+export interface FilterNode {
+  op?: '' | 'and' | 'or' | 'not';
+  key?: string;
+  cmp?: 'eq' | 'neq' | 'in' | 'nin' | 'ex' | 'nex' | 'sw' | 'ew' | 'ct' | 'gt' | 'gte' | 'lt' | 'lte';
+  val?: string;
+  vals?: string[];
+  nodes?: FilterNode[];
 }
 
 export interface UnsubscribeRequest {

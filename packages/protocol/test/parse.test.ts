@@ -106,7 +106,7 @@ describe('parseLine: every method with a valid body', () => {
   });
 
   test('unknown command fields are ignored', () => {
-    const c = ok(cmd('subscribe', { channel: 'c', tf: { op: 1 }, whatever: true }));
+    const c = ok(cmd('subscribe', { channel: 'c', later_field: { op: 1 }, whatever: true }));
     assert.equal(c.method, 'subscribe');
   });
 
@@ -348,5 +348,42 @@ describe('parseLine: the nesting bound', () => {
 
   test('malformed commands stay bad requests whatever their depth', () => {
     badRequest(`${'['.repeat(5000)}${']'.repeat(5000)}`, /JSON object/);
+  });
+});
+
+describe('parseLine: the tags filter of a subscribe', () => {
+  const subscribe = (tf: unknown) => JSON.stringify({ id: 4, subscribe: { channel: 'market:stocks', tf } });
+
+  test('a valid filter is kept on the subscribe; null is none', () => {
+    const tf = {
+      op: 'and',
+      nodes: [
+        { key: 'ticker', cmp: 'eq', val: 'AAPL' },
+        { key: 'price', cmp: 'ex' },
+      ],
+    };
+    const command = ok(subscribe(tf));
+    assert.equal(command.method, 'subscribe');
+    assert.deepEqual((command.body as { tf?: unknown }).tf, tf);
+    const none = ok(subscribe(null));
+    assert.equal(none.method, 'subscribe');
+    assert.equal('tf' in none.body, false);
+  });
+
+  test('an invalid filter refuses the subscribe with 107 and the reason, keeping the id (not a bad request)', () => {
+    for (const [tf, reason] of [
+      [{ key: 'ticker', cmp: 'like', val: 'A' }, /unknown comparison "like"/],
+      ['ticker=AAPL', /tf must be an object/],
+      [{ op: 'or', nodes: [] }, /or needs at least one node/],
+    ] as const) {
+      const r = parseLine(subscribe(tf));
+      assert.equal(r.ok, false);
+      const refused = r as Extract<ParsedLine, { kind: 'refused' }>;
+      assert.equal(refused.kind, 'refused', JSON.stringify(r));
+      assert.equal(refused.id, 4);
+      assert.equal(refused.error.code, 107);
+      assert.match(refused.error.message, /^invalid tags filter: /);
+      assert.match(refused.error.message, reason);
+    }
   });
 });

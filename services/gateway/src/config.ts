@@ -12,6 +12,8 @@ import { proxyList } from './transport/client-address.js';
 import { parseApps, type PusherApp } from './pusher/apps.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
+const UNI_TRANSPORTS = ['websocket', 'sse', 'http_stream'];
+
 export const EMBEDDED_SERVICE_NAMES = ['chat', 'store', 'jobs'];
 
 export interface NamespaceOptions {
@@ -36,6 +38,8 @@ export interface NamespaceOptions {
   allow_publish_for_client: boolean;
   allow_presence_for_subscriber: boolean;
   allow_history_for_subscriber: boolean;
+  /** Subscribers may send a tags filter (`tf`) and receive only the publications whose tags match it. */
+  allow_tags_filter: boolean;
   /** Client publications are delivered to every subscriber except the publishing connection. */
   skip_sender: boolean;
   /** Owned by a backend service: it decides subscribes and client publications, and answers `ns:method` RPCs. */
@@ -61,6 +65,7 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   allow_publish_for_client: false,
   allow_presence_for_subscriber: false,
   allow_history_for_subscriber: false,
+  allow_tags_filter: false,
   skip_sender: false,
   service: false,
   webhook_url: '',
@@ -254,6 +259,11 @@ export const KEYS = {
     default: '',
     doc: 'Instead of `SWITCHBOARD_API_KEY`: a file of server API keys, one a line (blank and `#` lines skipped), re-read when it changes (a mounted Secret too); turned unreadable or empty, it leaves the keys in use and logs an error.',
   },
+  api_batch_max_commands: {
+    kind: 'int',
+    default: 1000,
+    doc: 'Most commands one server API `batch` call may carry (HTTP, gRPC, the bus); a longer batch is refused whole with error 107, none of it run.',
+  },
   allowed_origins: {
     kind: 'list',
     default: ['http://localhost:8000', 'http://127.0.0.1:8000'],
@@ -371,6 +381,11 @@ export const KEYS = {
     default: 120,
     doc: 'Seconds of silence after which a Pusher client pings (`activity_timeout` in `pusher:connection_established`); the gateway pings a silent client after as long and closes it with 4201 when no pong comes within `SWITCHBOARD_PONG_TIMEOUT`.',
   },
+  uni_transports: {
+    kind: 'list',
+    default: [],
+    doc: "Unidirectional transports to serve, any of `websocket`, `sse`, `http_stream` (`/connection/uni_websocket`, `/connection/uni_sse`, `/connection/uni_http_stream`): pushes only, for plain WebSocket, EventSource and fetch clients without an SDK; channels from the token's `channels` or the server API's `subscribe` ([docs/protocol.md](docs/protocol.md#unidirectional-transports)). Empty: off.",
+  },
 } satisfies Record<string, KeySpec>;
 
 export type Key = keyof typeof KEYS;
@@ -432,7 +447,10 @@ export interface Config {
   /** From `api_key`; with `apiKeyFile`, empty: keys.ts follows the file instead. */
   apiKeys: string[];
   apiKeyFile: string;
+  apiBatchMaxCommands: number;
   allowedOrigins: string[];
+  /** Unidirectional transports served (transport/uni.ts): websocket, sse, http_stream. */
+  uniTransports: string[];
   pingInterval: number;
   pongTimeout: number;
   connectTimeout: number;
@@ -601,6 +619,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     }
   }
+  for (const name of v.uni_transports as string[]) {
+    if (!UNI_TRANSPORTS.includes(name))
+      throw new ConfigError(
+        `SWITCHBOARD_UNI_TRANSPORTS: unknown transport ${JSON.stringify(name)} (websocket, sse, http_stream)`,
+      );
+  }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
   if ((v.nats_replicas as number) > 5) throw new ConfigError('SWITCHBOARD_NATS_REPLICAS must be at most 5');
   if (Boolean(v.tls_cert_file) !== Boolean(v.tls_key_file))
@@ -617,6 +641,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((v.broker_outage_disconnect as number) < 0)
     throw new ConfigError('SWITCHBOARD_BROKER_OUTAGE_DISCONNECT must be 0 (never) or more seconds');
   if ((v.ping_interval as number) < 1) throw new ConfigError('SWITCHBOARD_PING_INTERVAL must be at least 1');
+  if ((v.api_batch_max_commands as number) < 1)
+    throw new ConfigError('SWITCHBOARD_API_BATCH_MAX_COMMANDS must be at least 1');
   if ((v.max_connections as number) < 1)
     throw new ConfigError('SWITCHBOARD_MAX_CONNECTIONS must be at least 1');
   const depth = v.json_max_depth as number;
@@ -700,7 +726,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demo: v.demo as boolean,
     apiKeys: v.api_key as string[],
     apiKeyFile: v.api_key_file as string,
+    apiBatchMaxCommands: v.api_batch_max_commands as number,
     allowedOrigins: v.allowed_origins as string[],
+    uniTransports: v.uni_transports as string[],
     pingInterval: v.ping_interval as number,
     pongTimeout: v.pong_timeout as number,
     connectTimeout: v.connect_timeout as number,

@@ -5,10 +5,13 @@
  * never encoded per socket. Connections still subscribing get it into a
  * buffer instead, so that nothing falls between their history snapshot and
  * the live stream. With a coalescing window, a channel's publications within
- * it go to the topic as one frame of newline-separated pushes.
+ * it go to the topic as one frame of newline-separated pushes. Subscribers
+ * with a tags filter stay out of the topic: each gets the publications that
+ * match its filter one by one (the frame still encoded once), so that a
+ * channel without them does no per-publication filter work at all.
  */
 
-import type { ClientInfo, Publication } from '@switchboard/protocol';
+import { type ClientInfo, type FilterNode, matchesTagsFilter, type Publication } from '@switchboard/protocol';
 import type { MemberEvent } from './broker/broker.js';
 import type { Metrics, Traffic, Transport } from './metrics.js';
 
@@ -20,7 +23,9 @@ export interface Sink {
   close(code: number, reason: string): void;
   bufferedAmount(): number;
   /** Set by HTTP-based transports: the id `/emulation` requests name to reach this connection. */
-  readonly emulationSession?: string;
+  readonly emulationSession?: string | undefined;
+  /** A unidirectional transport: the client cannot answer pings, so no pong is awaited. */
+  readonly unidirectional?: boolean;
 }
 
 /**
@@ -71,6 +76,10 @@ export interface HubMember {
 
 const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
 
+/** A tags filter holds back publications that do not match it; joins, leaves and members always pass. */
+const passes = (filter: FilterNode, push: Push): boolean =>
+  !('pub' in push) || matchesTagsFilter(filter, push.pub.tags);
+
 /** A coalesced frame goes out early once its pushes reach this many characters. */
 export const COALESCE_MAX_CHARS = 16 * 1024;
 
@@ -92,6 +101,8 @@ export class Hub<M extends HubMember = HubMember> {
   private readonly subscribing = new Map<string, Set<M>>();
   /** Live subscribers whose sink is not a topic member: frames go to them one by one. */
   private readonly direct = new Map<string, Set<M>>();
+  /** Subscribers with a tags filter (subscribing or live), never topic members: matching publications go to them one by one. */
+  private readonly filtered = new Map<string, Map<M, FilterNode>>();
   private subscriptionCount = 0;
   /** Coalesced pushes waiting, per topic. */
   private readonly batches = new Map<string, Batch>();
@@ -174,11 +185,25 @@ export class Hub<M extends HubMember = HubMember> {
     return first;
   }
 
-  /** Subscribing → live: from now on the transport's topic delivers to it. */
+  /**
+   * Gives the member's coming subscription to `channel` a tags filter: called
+   * just before addSubscriber, it holds until removeSubscriber.
+   */
+  filterSubscriber(channel: string, member: M, filter: FilterNode): void {
+    let filters = this.filtered.get(channel);
+    if (!filters) {
+      filters = new Map();
+      this.filtered.set(channel, filters);
+    }
+    filters.set(member, filter);
+  }
+
+  /** Subscribing → live: from now on the transport's topic delivers to it (the hub itself, when filtered). */
   activate(channel: string, member: M): void {
     const pending = this.subscribing.get(channel);
     if (!pending?.delete(member)) return;
     if (pending.size === 0) this.subscribing.delete(channel);
+    if (this.filtered.get(channel)?.has(member)) return;
     if (isTopicSink(member.sink)) {
       // What waits in a batch reached this member through its buffer already.
       const topic = member.edge.topicPrefix + channel;
@@ -189,12 +214,15 @@ export class Hub<M extends HubMember = HubMember> {
 
   /** True when it was the channel's last local subscriber. */
   removeSubscriber(channel: string, member: M): boolean {
+    const filters = this.filtered.get(channel);
+    const wasFiltered = filters?.delete(member) === true;
+    if (filters?.size === 0) this.filtered.delete(channel);
     const set = this.subscribers.get(channel);
     if (!set?.delete(member)) return false;
     this.subscriptionCount--;
     const pending = this.subscribing.get(channel);
     if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
-    if (isTopicSink(member.sink)) {
+    if (!wasFiltered && isTopicSink(member.sink)) {
       // Published while it was subscribed: it gets those before it leaves.
       const topic = member.edge.topicPrefix + channel;
       this.flushTopic(topic);
@@ -224,8 +252,10 @@ export class Hub<M extends HubMember = HubMember> {
     const set = this.subscribers.get(channel);
     if (!set) return;
     const pending = this.subscribing.get(channel);
+    // Looked up only while some channel has filtered subscribers.
+    const filters = this.filtered.size === 0 ? undefined : this.filtered.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
-    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip);
+    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip) && !filters?.has(skip);
     const frames = this.frames;
     frames.fill(null);
     let count = 0;
@@ -256,9 +286,20 @@ export class Hub<M extends HubMember = HubMember> {
       member.sink.send(frame);
       count++;
     }
+    if (filters) {
+      for (const [member, filter] of filters) {
+        if (member === skip || pending?.has(member) || !passes(filter, push)) continue;
+        const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
+        if (frame === undefined) continue;
+        member.sink.send(frame);
+        count++;
+      }
+    }
     if (pending) {
       for (const member of pending) {
         if (member === skip) continue;
+        const filter = filters?.get(member);
+        if (filter !== undefined && !passes(filter, push)) continue;
         const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
         if (frame === undefined) continue;
         member.buffer(channel, frame, offset);

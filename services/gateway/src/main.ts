@@ -42,6 +42,7 @@ import { Admission } from './transport/admission.js';
 import { ClientAddress } from './transport/client-address.js';
 import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
+import { mountUni } from './transport/uni.js';
 import { ClientListener } from './transport/listener.js';
 import { mountWebSocket } from './transport/websocket.js';
 import { describeUwsBuild, libc, listenExclusive, uws, uwsBuild } from './uws.js';
@@ -233,6 +234,7 @@ export async function startGateway(config: Config) {
     if (pusherOn) mountPusher(app, node, admission, apps, webhooks);
     mountStreams(app, node, admission, emulation);
     mountEmulation(app, node, emulation, address);
+    mountUni(app, node, admission);
     mountStatic(app);
     mountDemoTokens(app, config, tokens.hmac, log, metrics, address);
     app.any('/*', (res) => {

@@ -10,6 +10,7 @@ import {
   type ClientInfo,
   compilePattern,
   type Disconnect,
+  Disconnects,
   Errors,
   type FrameLimits,
   matchesPattern,
@@ -64,6 +65,8 @@ export interface Connection extends HubMember {
   disconnect(disconnect: Disconnect, reason: string): void;
   serverSubscribe(channel: string, chanInfo?: unknown): Promise<ProtocolError | undefined>;
   serverUnsubscribe(channel: string, code?: Disconnect): Promise<void>;
+  /** Server API `refresh`: the connection's new expiry in unix seconds (0: none); only connections with tokens have one. */
+  serverRefresh?(expiresAt: number): void;
   /** An async message from a backend service (`send` answered). */
   message(data: unknown): void;
 }
@@ -231,7 +234,13 @@ export class Node {
           ? session.serverSubscribe(message.channel, message.info)
           : message.op === 'unsubscribe'
             ? session.serverUnsubscribe(message.channel)
-            : Promise.resolve(session.disconnect({ code: message.code, reason: message.reason }, 'api'));
+            : message.op === 'refresh'
+              ? Promise.resolve(
+                  message.expired
+                    ? session.disconnect(Disconnects.expired, 'expired')
+                    : session.serverRefresh?.(message.expire_at),
+                )
+              : Promise.resolve(session.disconnect({ code: message.code, reason: message.reason }, 'api'));
       done.catch((err) => this.log.warn({ err, op: message.op }, 'control action failed'));
     }
   }

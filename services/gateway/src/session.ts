@@ -16,7 +16,9 @@ import {
   Disconnects,
   Errors,
   FLAG_REJECT_UNRECOVERED,
+  type FilterNode,
   type HistoryRequest,
+  matchesTagsFilter,
   type ProtocolError,
   type PublishRequest,
   parseFrame,
@@ -92,6 +94,8 @@ const pusherGuarded = (config: Config, namespace: string, channel: string): bool
 
 /** A subscribe ended by a resync while it was being prepared: the client tries again at once. */
 const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'subscription interrupted' };
+/** A subscribe with a tags filter where the namespace has no `allow_tags_filter`: 107, as Centrifugo answers. */
+const TAGS_FILTER_NOT_ALLOWED: ProtocolError = { ...Errors.badRequest, message: 'tags filter not allowed' };
 /** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
 const BROKER_PATIENCE_MS = 3000;
 
@@ -280,7 +284,7 @@ export class Session implements Connection {
     }
     if (now >= this.nextPingAt && this.pongDueAt === 0) {
       this.sink.send('{}');
-      this.pongDueAt = now + config.pongTimeout * 1000;
+      if (!this.sink.unidirectional) this.pongDueAt = now + config.pongTimeout * 1000;
       this.nextPingAt = now + config.pingInterval * 1000;
     }
     if (this.expiring > 0) {
@@ -304,6 +308,10 @@ export class Session implements Connection {
     const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0 });
     if (isError(result)) return result;
     return this.deliverSubscribed(channel, { push: { channel, subscribe: result } });
+  }
+
+  serverRefresh(expiresAt: number): void {
+    if (this.state === 'connected') this.expiresAt = expiresAt;
   }
 
   async serverUnsubscribe(channel: string, code: Disconnect = Unsubscribes.serverUnsubscribe): Promise<void> {
@@ -444,7 +452,7 @@ export class Session implements Connection {
       client: this.client,
       version: VERSION,
       ping: config.pingInterval,
-      pong: true,
+      pong: !this.sink.unidirectional,
     };
     if (this.expiresAt > 0)
       Object.assign(result, { expires: true, ttl: Math.max(1, this.expiresAt - nowSeconds()) });
@@ -488,6 +496,7 @@ export class Session implements Connection {
     const resolved = this.node.resolve(req.channel);
     if (isError(resolved)) return resolved;
     const { name, ns } = resolved;
+    if (req.tf !== undefined && !ns.allow_tags_filter) return TAGS_FILTER_NOT_ALLOWED;
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
     let chanInfo: unknown;
@@ -519,6 +528,7 @@ export class Session implements Connection {
       ...(authorize ? { authorize } : {}),
       expiresAt,
       rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
+      filter: req.tf,
     });
     if (isError(result)) return result;
     return this.deliverSubscribed(req.channel, { id, subscribe: result });
@@ -554,6 +564,8 @@ export class Session implements Connection {
       authorize?: () => Promise<Outcome<SubscribeDecision>>;
       expiresAt: number;
       rejectUnrecovered?: boolean;
+      /** The client's tags filter (validated by the parser), for live publications and recovery alike. */
+      filter?: FilterNode | undefined;
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
@@ -585,10 +597,14 @@ export class Session implements Connection {
       recovery?: SubscribeRecovery | undefined;
       rejectUnrecovered?: boolean;
       authorize?: () => Promise<Outcome<SubscribeDecision>>;
+      filter?: FilterNode | undefined;
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const { ns, channel } = sub;
     const { broker, registry } = this.node;
+    const { filter } = options;
+    // Before the hub registers the subscriber, so that nothing unfiltered reaches its buffer.
+    if (filter) this.node.hub.filterSubscriber(channel, this, filter);
     await this.node.addSubscriber(channel, this);
     const result: SubscribeResult = {};
     if (options.authorize) {
@@ -615,7 +631,10 @@ export class Session implements Connection {
         Object.assign(result, {
           was_recovering: true,
           recovered: recovered.recovered,
-          publications: recovered.publications,
+          // The position still covers the publications the filter holds back: they are not missed.
+          publications: filter
+            ? recovered.publications.filter((pub) => matchesTagsFilter(filter, pub.tags))
+            : recovered.publications,
         });
         position = recovered.position;
       } else {

@@ -178,6 +178,21 @@ describe('gRPC server API', () => {
     assert.equal(alice.state, 'connected');
   });
 
+  test('refresh: expired closes the connection with 3005; a negative expire_at is refused', async () => {
+    const carol = client(gateway, { token: await token({ sub: 'u3' }) });
+    clients.push(carol);
+    const connected = nextEvent(carol, 'connected');
+    carol.connect();
+    await connected;
+    const bad = await api.call('Refresh', { user: 'u3', expire_at: -1 });
+    assert.equal(bad.error?.code, 107);
+    const connecting = nextEvent<{ code: number }>(carol, 'connecting');
+    const reply = await api.call('Refresh', { user: 'u3', expired: true });
+    assert.equal(reply.error, null);
+    assert.equal((await connecting).code, 3005);
+    assert.equal(alice.state, 'connected');
+  });
+
   test('calls are counted in metrics by method and outcome', async () => {
     const text = await (await fetch(`${gateway.internalUrl}/metrics`)).text();
     const count = (method: string, outcome: string) =>

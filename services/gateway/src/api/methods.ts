@@ -29,11 +29,42 @@ export const API_METHODS = [
   'history_remove',
   'channels',
   'info',
+  'refresh',
+  'batch',
   'pusher_apps',
   'pusher_app_put',
   'pusher_app_delete',
 ] as const;
 export type ApiMethod = (typeof API_METHODS)[number];
+
+/**
+ * Centrifugo request fields Switchboard cannot honour: set to anything but
+ * their zero value, the call is refused with 108 naming the field, rather than
+ * carried out differently from what was asked (a `session` filter ignored
+ * would reach every connection of the user). `delta` is only a hint and is ignored.
+ */
+const UNSUPPORTED: Partial<Record<ApiMethod, readonly string[]>> = {
+  publish: ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'],
+  broadcast: ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'],
+  subscribe: ['session', 'expire_at', 'data', 'b64data', 'b64info', 'recover_since', 'override'],
+  unsubscribe: ['session'],
+  disconnect: ['session', 'whitelist'],
+  refresh: ['session', 'info'],
+};
+
+/** Whether `v` is more than the zero value of its type (what proto3 leaves in an unset field). */
+const isSet = (v: unknown): boolean =>
+  !(
+    v === undefined ||
+    v === null ||
+    v === false ||
+    v === 0 ||
+    v === '' ||
+    (Array.isArray(v) && v.length === 0)
+  );
+
+/** One command of a batch, ready to run: a method and its params, or the error it answers with. */
+export type BatchItem = { method: ApiMethod; params: unknown } | { error: ProtocolError };
 
 class ApiError extends Error {
   constructor(readonly error: ProtocolError) {
@@ -201,6 +232,44 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
     return { channels: await node.clusterChannels(pattern) };
   },
 
+  refresh: async (node, p) => {
+    const user = str(p, 'user');
+    const expired = p.expired ?? false;
+    if (typeof expired !== 'boolean') throw bad('expired must be a boolean');
+    const expireAt = p.expire_at ?? 0;
+    if (!Number.isSafeInteger(expireAt) || (expireAt as number) < 0)
+      throw bad('expire_at must be a non-negative integer (unix seconds)');
+    // An expiry already past ends the connection now, as `expired` does (Centrifugo's rule).
+    const past = (expireAt as number) > 0 && (expireAt as number) <= Math.floor(Date.now() / 1000);
+    await node.broker.publishControl({
+      op: 'refresh',
+      user,
+      ...client(p),
+      expired: expired || past,
+      expire_at: expireAt as number,
+    });
+    return {};
+  },
+
+  batch: async (node, p) => {
+    const commands = p.commands;
+    if (!Array.isArray(commands)) throw bad('commands must be an array of {method: params} objects');
+    const refused = batchRefusal(node, commands.length);
+    if (refused) throw new ApiError(refused);
+    const parallel = p.parallel ?? false;
+    if (typeof parallel !== 'boolean') throw bad('parallel must be a boolean');
+    const items = commands.map(batchItem);
+    const responses = await runBatch(node, items, parallel);
+    return {
+      replies: responses.map((response, i) => {
+        const item = items[i];
+        if ('error' in response || !item || 'error' in item)
+          return { error: 'error' in response ? response.error : Errors.internal };
+        return { [item.method]: response.result };
+      }),
+    };
+  },
+
   info: async (node) => {
     // The registry's copy of this gateway is a heartbeat old: answer with the current one.
     const self = node.describe();
@@ -242,6 +311,54 @@ async function refusable(call: () => Promise<void>): Promise<void> {
   }
 }
 
+/** The error refusing a whole batch of `count` commands, if it is over `SWITCHBOARD_API_BATCH_MAX_COMMANDS`. */
+export function batchRefusal(node: Node, count: number): ProtocolError | undefined {
+  const max = node.config.apiBatchMaxCommands;
+  if (count <= max) return undefined;
+  return {
+    code: Errors.badRequest.code,
+    message: `batch of ${count} commands is over the limit of ${max} (SWITCHBOARD_API_BATCH_MAX_COMMANDS)`,
+  };
+}
+
+/** A command of an HTTP batch, `{"<method>": params}` as Centrifugo's `Command` in JSON. */
+function batchItem(command: unknown): BatchItem {
+  if (typeof command !== 'object' || command === null || Array.isArray(command))
+    return {
+      error: { code: Errors.badRequest.code, message: 'a command must be an object {method: params}' },
+    };
+  const keys = Object.keys(command);
+  if (keys.length !== 1)
+    return {
+      error: { code: Errors.badRequest.code, message: 'a command must name exactly one method' },
+    };
+  const method = keys[0]!;
+  if (!isApiMethod(method) || method === 'batch')
+    return {
+      error: {
+        code: Errors.methodNotFound.code,
+        message:
+          method === 'batch' ? 'a batch cannot contain a batch' : `method not found: ${method.slice(0, 64)}`,
+      },
+    };
+  const params = (command as Params)[method];
+  return { method, params: params === null || params === undefined ? {} : params };
+}
+
+/**
+ * Runs a batch's commands, one after the other or all at once (`parallel`),
+ * each as its own call of callApi: one failing leaves the others alone. The
+ * size bound (batchRefusal) is the caller's to check first.
+ */
+export async function runBatch(node: Node, items: BatchItem[], parallel: boolean): Promise<ApiResponse[]> {
+  const run = (item: BatchItem): Promise<ApiResponse> =>
+    'error' in item ? Promise.resolve({ error: item.error }) : callApi(node, item.method, item.params);
+  if (parallel) return Promise.all(items.map(run));
+  const responses: ApiResponse[] = [];
+  for (const item of items) responses.push(await run(item));
+  return responses;
+}
+
 export function isApiMethod(method: string): method is ApiMethod {
   return (API_METHODS as readonly string[]).includes(method);
 }
@@ -256,6 +373,9 @@ export async function callApi(node: Node, method: ApiMethod, params: unknown): P
     const message = `request nested deeper than ${node.config.jsonMaxDepth}`;
     return { error: { code: Errors.badRequest.code, message } };
   }
+  const unsupported = UNSUPPORTED[method]?.find((field) => isSet((params as Params)[field]));
+  if (unsupported !== undefined)
+    return { error: { code: Errors.notAvailable.code, message: `${unsupported} is not supported` } };
   try {
     return { result: await handlers[method](node, params as Params) };
   } catch (err) {

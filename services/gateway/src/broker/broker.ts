@@ -13,7 +13,9 @@ export type MemberEvent = { op: 'added'; info: ClientInfo } | { op: 'removed'; u
 export type ControlMessage =
   | { op: 'subscribe'; user: string; channel: string; client?: string; info?: unknown }
   | { op: 'unsubscribe'; user: string; channel: string; client?: string }
-  | { op: 'disconnect'; user: string; client?: string; code: number; reason: string };
+  | { op: 'disconnect'; user: string; client?: string; code: number; reason: string }
+  /** Server API `refresh`: `expired` ends the connections as expired, else `expire_at` (unix seconds, 0 none) is their new expiry. */
+  | { op: 'refresh'; user: string; client?: string; expired: boolean; expire_at: number };
 
 export interface BrokerEvents {
   /** `skipClient`: the publishing connection that must not receive it. */

@@ -68,6 +68,11 @@ export function readControl(v: unknown): ControlMessage | undefined {
     if (!Number.isInteger(code) || (code as number) < 3000 || (code as number) > 4999) return undefined;
     return typeof v.reason === 'string' ? (v as ControlMessage) : undefined;
   }
+  if (v.op === 'refresh') {
+    const expireAt = v.expire_at;
+    if (!Number.isSafeInteger(expireAt) || (expireAt as number) < 0) return undefined;
+    return typeof v.expired === 'boolean' ? (v as ControlMessage) : undefined;
+  }
   return undefined;
 }
 

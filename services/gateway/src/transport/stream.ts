@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeUtf8, Disconnects } from '@switchboard/protocol';
 import { readBody, replyText } from '../reply.js';
 import type { Sink } from '../hub.js';
-import type { Traffic } from '../metrics.js';
+import type { Traffic, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
@@ -20,16 +20,25 @@ import { corsHeaders, originAllowed } from './origin.js';
 
 type StreamTransport = 'sse' | 'http_stream';
 
-/** How each transport frames one reply or push. */
-const framing: Record<StreamTransport, { contentType: string; encode: (frame: string) => string }> = {
-  // Unnamed events: the client listens to `onmessage` only. Lines of one frame
-  // become `data:` lines of one event, which EventSource joins with `\n` again.
-  sse: {
-    contentType: 'text/event-stream',
-    encode: (frame) => `data: ${frame.replaceAll('\n', '\ndata: ')}\n\n`,
-  },
-  // Newline-delimited JSON: a line is processed once its `\n` arrives.
-  http_stream: { contentType: 'application/json', encode: (frame) => `${frame}\n` },
+/** How a stream frames what it writes: a reply or push, and the disconnect push that ends it. */
+export interface Framing {
+  contentType: string;
+  encode(frame: string): string;
+  disconnect(code: number, reason: string): string;
+}
+
+/** SSE events: unnamed, so the client's `onmessage` gets them; the lines of a frame become `data:` lines of one event (EventSource joins them with `\n` again). */
+export const sseEvent = (frame: string): string => `data: ${frame.replaceAll('\n', '\ndata: ')}\n\n`;
+/** Newline-delimited JSON: a line is processed once its `\n` arrives. */
+export const jsonLine = (frame: string): string => `${frame}\n`;
+
+const bidirectionalDisconnect = (code: number, reason: string) =>
+  JSON.stringify({ push: { disconnect: { code, reason } } });
+
+/** How each bidirectional transport frames one reply or push. */
+const framing: Record<StreamTransport, Framing> = {
+  sse: { contentType: 'text/event-stream', encode: sseEvent, disconnect: bidirectionalDisconnect },
+  http_stream: { contentType: 'application/json', encode: jsonLine, disconnect: bidirectionalDisconnect },
 };
 
 /** What a stream connection was closed with, for its session's accounting. */
@@ -41,25 +50,29 @@ type Ended = (code: number, reason?: string) => void;
  * session's once-a-second check disconnects past max_backpressure, and past
  * four times that the stream is closed at once, as WebSocket's hard bound does.
  */
-class StreamSink implements Sink {
-  /** Unguessable: whoever knows it can send commands as this connection. */
-  readonly emulationSession = randomBytes(18).toString('base64url');
+export class StreamSink implements Sink {
+  /** Unguessable: whoever knows it can send commands as this connection (bidirectional streams only). */
+  readonly emulationSession: string | undefined;
   private open = true;
   private blocked = false;
   private readonly queue: string[] = [];
   private queued = 0;
 
   constructor(
-    readonly transport: StreamTransport,
+    readonly transport: Transport,
+    private readonly framing: Framing,
     private readonly res: HttpResponse,
     private readonly traffic: Traffic,
     private readonly hardLimit: number,
     private readonly ended: Ended,
-  ) {}
+    emulation = true,
+  ) {
+    this.emulationSession = emulation ? randomBytes(18).toString('base64url') : undefined;
+  }
 
   send(frame: string): boolean {
     if (!this.open) return true;
-    const data = framing[this.transport].encode(frame);
+    const data = this.framing.encode(frame);
     const size = Buffer.byteLength(data);
     this.traffic.messagesOut.inc();
     this.traffic.bytesOut.inc(size);
@@ -79,7 +92,7 @@ class StreamSink implements Sink {
   /** Sends what is queued and a disconnect push, then ends the response. */
   close(code: number, reason: string): void {
     if (!this.open) return;
-    const push = framing[this.transport].encode(JSON.stringify({ push: { disconnect: { code, reason } } }));
+    const push = this.framing.encode(this.framing.disconnect(code, reason));
     this.res.cork(() => {
       for (const data of this.queue) this.res.write(data);
       this.res.write(push);
@@ -125,6 +138,45 @@ class StreamSink implements Sink {
   }
 }
 
+/**
+ * Writes a stream's response head, counts it open with `admission` and makes
+ * its session over `sessionSink` (the stream itself, or what wraps it); the
+ * stream's end callback must close that session.
+ */
+export function openStream(
+  node: Node,
+  admission: Admission,
+  stream: { sink: StreamSink; res: HttpResponse; contentType: string; origin: string },
+  sessionSink: Sink = stream.sink,
+): Session {
+  const { sink, res } = stream;
+  res.onAborted(() => sink.aborted());
+  res.cork(() => {
+    res
+      .writeStatus('200 OK')
+      .writeHeader('content-type', stream.contentType)
+      .writeHeader('cache-control', 'no-cache, no-store')
+      .writeHeader('x-accel-buffering', 'no');
+    for (const [name, value] of Object.entries(corsHeaders(stream.origin))) res.writeHeader(name, value);
+  });
+  admission.opened(sink.transport);
+  return new Session(sessionSink, node);
+}
+
+/** Hands a stream's connect command to its session (counted as the stream's first message). */
+export function streamConnect(node: Node, session: Session, sink: Sink, connect: string): void {
+  const traffic = node.metrics.traffic(sink.transport);
+  traffic.messagesIn.inc();
+  traffic.bytesIn.inc(Buffer.byteLength(connect));
+  try {
+    session.handleFrame(connect);
+  } catch (err) {
+    node.log.error({ err, client: session.client }, 'stream connect failed');
+    node.metrics.handlerErrors.inc({ where: 'stream' });
+    sink.close(Disconnects.serverError.code, Disconnects.serverError.reason);
+  }
+}
+
 export function mountStreams(
   app: TemplatedApp,
   node: Node,
@@ -137,38 +189,25 @@ export function mountStreams(
   const start = (transport: StreamTransport, res: HttpResponse, origin: string, connect: string) => {
     const sink = new StreamSink(
       transport,
+      framing[transport],
       res,
       node.metrics.traffic(transport),
       config.maxBackpressure * 4,
       (code, reason) => {
         admission.closed(transport);
-        emulation.delete(sink.emulationSession);
+        emulation.delete(sink.emulationSession!);
         session.closed(code, reason);
       },
     );
-    res.onAborted(() => sink.aborted());
-    res.cork(() => {
-      res
-        .writeStatus('200 OK')
-        .writeHeader('content-type', framing[transport].contentType)
-        .writeHeader('cache-control', 'no-cache, no-store')
-        .writeHeader('x-accel-buffering', 'no');
-      for (const [name, value] of Object.entries(corsHeaders(origin))) res.writeHeader(name, value);
+    // Made after the sink, which only calls back once the stream has ended.
+    const session = openStream(node, admission, {
+      sink,
+      res,
+      contentType: framing[transport].contentType,
+      origin,
     });
-    admission.opened(transport);
-    // Created after the sink, which only calls back once the stream has ended.
-    const session = new Session(sink, node);
-    emulation.add(sink.emulationSession, session);
-    const traffic = node.metrics.traffic(transport);
-    traffic.messagesIn.inc();
-    traffic.bytesIn.inc(Buffer.byteLength(connect));
-    try {
-      session.handleFrame(connect);
-    } catch (err) {
-      node.log.error({ err, client: session.client }, 'stream connect failed');
-      node.metrics.handlerErrors.inc({ where: 'stream' });
-      sink.close(Disconnects.serverError.code, Disconnects.serverError.reason);
-    }
+    emulation.add(sink.emulationSession!, session);
+    streamConnect(node, session, sink, connect);
   };
 
   app.post('/connection/http_stream', (res, req) => {
