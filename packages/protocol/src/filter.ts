@@ -7,7 +7,9 @@
  * A leaf compares one tag (`key`, `cmp`, `val` or `vals`); `and`, `or` and
  * `not` combine child `nodes`. Validated once at subscribe time from hostile
  * input (bounded size, known fields and operators only); evaluated per
- * publication without allocating.
+ * publication without allocating. Centrifugo never negotiates delta
+ * compression for a filtered subscription (the two are exclusive): delta
+ * support must keep that.
  */
 
 import type { FilterNode } from './types.js';
@@ -83,8 +85,10 @@ function nodeError(raw: unknown, path: string, depth: number, budget: Budget): s
   }
   if (nodes !== undefined) return `${path}: a comparison takes no nodes`;
   if (typeof cmp !== 'string') return `${path}.cmp must be a string`;
-  if (typeof (key ?? '') !== 'string') return `${path}.key must be a string`;
-  const k = (key ?? '') as string;
+  if (!SINGLE.has(cmp) && !LIST.has(cmp) && !PRESENCE.has(cmp))
+    return `${path}.cmp: unknown comparison ${JSON.stringify(cmp.slice(0, 32))}`;
+  const k = key ?? '';
+  if (typeof k !== 'string') return `${path}.key must be a string`;
   // As Centrifugo: only the existence checks may name the empty key.
   if (k === '' && !PRESENCE.has(cmp)) return `${path}.key is required`;
   budget.chars += k.length;
@@ -102,10 +106,8 @@ function nodeError(raw: unknown, path: string, depth: number, budget: Budget): s
       if (typeof v !== 'string') return `${path}.vals must hold strings`;
       budget.chars += v.length;
     }
-  } else if (PRESENCE.has(cmp)) {
-    if (val !== undefined || vals !== undefined) return `${path}: ${cmp} takes neither val nor vals`;
-  } else {
-    return `${path}.cmp: unknown comparison ${JSON.stringify(cmp.slice(0, 32))}`;
+  } else if (val !== undefined || vals !== undefined) {
+    return `${path}: ${cmp} takes neither val nor vals`;
   }
   if (budget.chars > limits.maxChars)
     return `${path}: keys and values longer than ${limits.maxChars} characters`;

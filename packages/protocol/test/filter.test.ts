@@ -226,6 +226,7 @@ describe('tags filter validation refuses hostile filters', () => {
     refused({ op: 'xor', nodes: [leaf('a', 'eq', 'b')] }, /tf\.op: unknown operation "xor"/);
     refused({ key: 'a', cmp: 'like', val: 'b' }, /tf\.cmp: unknown comparison "like"/);
     refused({ key: 'a', cmp: 'starts', val: 'b' }, /unknown comparison "starts"/);
+    refused({ cmp: 'like', val: 'b' }, /tf\.cmp: unknown comparison "like"/);
     refused({ key: 'a', cmp: 'eq', val: 'b', extra: 1 }, /tf: unknown field "extra"/);
     refused(JSON.parse('{"key":"a","cmp":"ex","__proto__":{"op":"and"}}'), /unknown field "__proto__"/);
     refused({ op: 'and', nodes: [leaf('a', 'eq', 'b'), { key: 'a', cmp: 'nope' }] }, /tf\.nodes\[1\]\.cmp/);
