@@ -42,6 +42,8 @@ export const Disconnects = {
   subExpired: { code: 3006, reason: 'subscription expired' },
   slow: { code: 3008, reason: 'slow' },
   writeError: { code: 3009, reason: 'write error' },
+  /** A server-side subscription missed publications: the client reconnects and recovers them. */
+  insufficientState: { code: 3010, reason: 'insufficient state' },
   forceReconnect: { code: 3011, reason: 'force reconnect' },
   noPong: { code: 3012, reason: 'no pong' },
   tooManyRequests: { code: 3013, reason: 'too many requests' },

@@ -6,7 +6,7 @@
 import { Errors, type ProtocolError } from './codes.js';
 import { tagsFilterError } from './filter.js';
 import { DEFAULT_JSON_MAX_DEPTH, isJsonObject, nestedDeeperThan } from './json.js';
-import { type Command, METHODS, type Method } from './types.js';
+import { type Command, DELTA_TYPES, METHODS, type Method } from './types.js';
 
 export type ParsedLine =
   | { ok: true; command: Command }
@@ -77,6 +77,7 @@ const SUBSCRIBE = fields({
   recoverable: 'bool?',
   join_leave: 'bool?',
   flag: 'uint?',
+  delta: 'string?',
 });
 const HISTORY = fields({ channel: 'string', limit: 'uint?', since: 'object?', reverse: 'bool?' });
 const RPC = fields({ method: 'string?' });
@@ -94,7 +95,12 @@ const validators: Record<Method, Validator> = {
     }
     return undefined;
   },
-  subscribe: (b) => check(b, SUBSCRIBE),
+  // An unknown delta type is a bad request that closes the connection, as Centrifugo answers it.
+  subscribe: (b) =>
+    check(b, SUBSCRIBE) ??
+    (typeof b.delta === 'string' && b.delta !== '' && !(DELTA_TYPES as readonly string[]).includes(b.delta)
+      ? `unknown delta type ${b.delta.slice(0, 32)}`
+      : undefined),
   unsubscribe: channelOnly,
   publish: (b) => check(b, CHANNEL) ?? ('data' in b ? undefined : 'data is required'),
   presence: channelOnly,
@@ -163,9 +169,16 @@ export function parseLine(line: string, limits: FrameLimits = DEFAULT_LIMITS): P
     const error = { ...Errors.badRequest, message: `data nested deeper than ${limits.maxDepth}` };
     return { ok: false, kind: 'refused', id, error };
   }
-  // A bad tags filter refuses the subscribe with 107, as Centrifugo does, and keeps the connection; null is none.
+  // A bad tags filter refuses the subscribe with 107, as Centrifugo does, and keeps the connection; null is none
+  // (and for delta, '' too).
   if (m === 'subscribe' && body.tf === null) delete body.tf;
+  if (m === 'subscribe' && (body.delta === null || body.delta === '')) delete body.delta;
   if (m === 'subscribe' && body.tf !== undefined) {
+    // Delta compression needs every publication of the channel as its base: a filter would hold some back.
+    if (body.delta !== undefined) {
+      const error = { ...Errors.badRequest, message: 'delta and tags filter cannot be combined' };
+      return { ok: false, kind: 'refused', id, error };
+    }
     const reason = tagsFilterError(body.tf);
     if (reason) {
       const error = { ...Errors.badRequest, message: `invalid tags filter: ${reason}` };

@@ -21,6 +21,8 @@ export interface Publication {
   epoch?: string;
   info?: ClientInfo;
   tags?: Record<string, string>;
+  /** Delta compression negotiated: `data` is a Fossil delta (as a JSON string) against the previous publication's data. */
+  delta?: boolean;
 }
 
 export interface StreamPosition {
@@ -56,7 +58,13 @@ export interface SubscribeRequest extends SubscribeRecovery {
   flag?: number;
   /** Tags filter (centrifuge-js `tagsFilter`): only publications whose tags match are delivered; see filter.ts. */
   tf?: FilterNode;
+  /** Delta compression asked for (centrifuge-js `delta`): only `fossil` is known; never with `tf`. */
+  delta?: DeltaType;
 }
+
+/** The delta encodings of publications: Fossil's, the one Centrifugo and its SDKs speak. */
+export const DELTA_TYPES = ['fossil'] as const;
+export type DeltaType = (typeof DELTA_TYPES)[number];
 
 /**
  * A node of a publication tags filter. A leaf (`op` absent or `""`) compares
@@ -152,6 +160,8 @@ export interface SubscribeResult {
   recovered?: boolean;
   was_recovering?: boolean;
   data?: Json;
+  /** Delta compression negotiated: publications may carry `delta: true`, and every publication's data is a JSON string. */
+  delta?: boolean;
 }
 
 export interface ConnectResult {

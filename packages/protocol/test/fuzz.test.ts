@@ -130,12 +130,27 @@ describe('fuzz: token claims', () => {
     fc.assert(
       fc.property(
         fc.record(
-          { sub: claim, exp: claim, channel: claim, channels: claim, info: claim, meta: claim },
+          {
+            sub: claim,
+            exp: claim,
+            expire_at: claim,
+            channel: claim,
+            channels: claim,
+            subs: claim,
+            info: claim,
+            b64info: claim,
+            meta: claim,
+          },
           { requiredKeys: [] },
         ),
         (payload) => {
-          const asConnection = connectionClaims(payload as Record<string, unknown>, 1_700_000_000);
-          const asSubscription = subscriptionClaims(payload as Record<string, unknown>, 1_700_000_000);
+          const limits = { maxSubs: 8, maxDepth: 4 };
+          const asConnection = connectionClaims(payload as Record<string, unknown>, 1_700_000_000, limits);
+          const asSubscription = subscriptionClaims(
+            payload as Record<string, unknown>,
+            1_700_000_000,
+            limits,
+          );
           assert.ok(!(asConnection.ok && asSubscription.ok), JSON.stringify(payload));
         },
       ),

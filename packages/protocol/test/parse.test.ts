@@ -387,3 +387,27 @@ describe('parseLine: the tags filter of a subscribe', () => {
     }
   });
 });
+
+describe('parseLine: subscribe delta', () => {
+  const subscribe = (body: object) => cmd('subscribe', { channel: 'doc:1', ...body }, 5);
+
+  test('delta "fossil" is read; null and "" are none', () => {
+    const bodyOf = (body: object) => (ok(subscribe(body)) as Extract<Command, { method: 'subscribe' }>).body;
+    assert.equal(bodyOf({ delta: 'fossil' }).delta, 'fossil');
+    for (const none of [null, '']) assert.equal('delta' in bodyOf({ delta: none }), false);
+  });
+
+  test('an unknown or non-string delta type is a bad request (the connection closes, as in Centrifugo)', () => {
+    badRequest(subscribe({ delta: 'xdelta' }), /subscribe: unknown delta type xdelta/);
+    badRequest(subscribe({ delta: 1 }), /subscribe: delta must be a string/);
+  });
+
+  test('delta with a tags filter refuses the subscribe with 107, keeping the id', () => {
+    const r = parseLine(subscribe({ delta: 'fossil', tf: { key: 'k', cmp: 'ex' } }));
+    const refused = r as Extract<ParsedLine, { kind: 'refused' }>;
+    assert.equal(refused.kind, 'refused', JSON.stringify(r));
+    assert.equal(refused.id, 5);
+    assert.equal(refused.error.code, 107);
+    assert.equal(refused.error.message, 'delta and tags filter cannot be combined');
+  });
+});

@@ -7,6 +7,7 @@
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import {
+  type ClaimLimits,
   type ClaimsCheck,
   type ConnectionClaims,
   connectionClaims,
@@ -35,13 +36,13 @@ export class TokenVerifier {
   private readonly algorithms: string[] = [];
   private readonly resolveKey: KeyResolver;
   private readonly options: { audience?: string; issuer?: string };
-  private readonly maxDepth: number;
+  private readonly limits: ClaimLimits;
   /** The HS256 secrets in use, the signing one first; a key file replaces them (keys.ts). */
   readonly hmac: KeyRing;
 
   /** `jwksOptions` tune the remote key set (cache age, refetch cooldown); jose's defaults otherwise. */
   constructor(settings: Config['token'], jwksOptions: RemoteJWKSetOptions = {}) {
-    this.maxDepth = settings.maxDepth;
+    this.limits = { maxDepth: settings.maxDepth, maxSubs: settings.maxSubs };
     this.hmac = new KeyRing(settings.hmacSecrets);
     let publicKey: KeyObject | undefined;
     let publicAlg: string | undefined;
@@ -90,14 +91,15 @@ export class TokenVerifier {
 
   private async verify<T>(
     token: string,
-    claims: (payload: JWTPayload, now: number) => ClaimsCheck<T>,
+    claims: (payload: JWTPayload, now: number, limits: ClaimLimits) => ClaimsCheck<T>,
   ): Promise<TokenCheck<T>> {
     if (!this.enabled) return { ok: false, expired: false, reason: 'no token key configured' };
     // Claims reach history, presence and services: the same nesting bound as client data.
+    const { maxDepth } = this.limits;
     const bounded = (payload: JWTPayload, now: number): TokenCheck<T> =>
-      nestedDeeperThan(payload, this.maxDepth)
-        ? { ok: false, expired: false, reason: `claims nested deeper than ${this.maxDepth}` }
-        : claims(payload, now);
+      nestedDeeperThan(payload, maxDepth)
+        ? { ok: false, expired: false, reason: `claims nested deeper than ${maxDepth}` }
+        : claims(payload, now, this.limits);
     // HS256 never reaches jose: without a secret its algorithm is not among jose's.
     if (this.hmac.size > 0 && headerAlg(token) === 'HS256') {
       const now = Math.floor(Date.now() / 1000);

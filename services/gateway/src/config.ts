@@ -7,12 +7,18 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { DEFAULT_JSON_MAX_DEPTH, ENVELOPE_DEPTH, MAX_JSON_DEPTH_BOUND } from '@switchboard/protocol';
+import {
+  DEFAULT_JSON_MAX_DEPTH,
+  DELTA_TYPES,
+  type DeltaType,
+  ENVELOPE_DEPTH,
+  MAX_JSON_DEPTH_BOUND,
+} from '@switchboard/protocol';
 import { proxyList } from './transport/client-address.js';
 import { parseApps, type PusherApp } from './pusher/apps.js';
 
 /** Example services the gateway can run in-process (see embedded.ts). */
-const UNI_TRANSPORTS = ['websocket', 'sse', 'http_stream'];
+const UNI_TRANSPORTS = ['websocket', 'sse', 'http_stream', 'grpc'];
 
 export const EMBEDDED_SERVICE_NAMES = ['chat', 'store', 'jobs'];
 
@@ -25,6 +31,19 @@ export interface NamespaceOptions {
   history_ttl: number;
   /** Clients may recover missed publications on resubscribe (needs history). */
   recovery: boolean;
+  /**
+   * What a recovering subscriber gets: `''` or `stream` the publications it
+   * missed, `cache` only the channel's latest one (a live key/value). Cache needs recovery.
+   */
+  force_recovery_mode: string;
+  /**
+   * Every subscriber is positioned: when this gateway misses one of the
+   * channel's publications (an offset gap), it resubscribes (code 2500) or,
+   * for a server-side subscription, reconnects (3010). Needs history.
+   */
+  force_positioning: boolean;
+  /** Subscribers that ask for it (`positioned: true` on subscribe) are positioned. Needs history. */
+  allow_positioning: boolean;
   presence: boolean;
   /** Push join/leave events to subscribers (needs presence). */
   join_leave: boolean;
@@ -40,6 +59,13 @@ export interface NamespaceOptions {
   allow_history_for_subscriber: boolean;
   /** Subscribers may send a tags filter (`tf`) and receive only the publications whose tags match it. */
   allow_tags_filter: boolean;
+  /**
+   * Delta encodings subscribers may ask for (`delta: "fossil"`); empty turns
+   * delta compression off. Needs history: deltas run between positioned publications.
+   */
+  allowed_delta_types: readonly DeltaType[];
+  /** Every publication of the namespace, client ones included, as if published with `delta: true`. Needs allowed_delta_types. */
+  delta_publish: boolean;
   /** Client publications are delivered to every subscriber except the publishing connection. */
   skip_sender: boolean;
   /** Owned by a backend service: it decides subscribes and client publications, and answers `ns:method` RPCs. */
@@ -57,6 +83,9 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   history_size: 0,
   history_ttl: 0,
   recovery: false,
+  force_recovery_mode: '',
+  force_positioning: false,
+  allow_positioning: false,
   presence: false,
   join_leave: false,
   allow_subscribe_for_client: false,
@@ -66,6 +95,8 @@ export const NAMESPACE_DEFAULTS: Omit<NamespaceOptions, 'name'> = {
   allow_presence_for_subscriber: false,
   allow_history_for_subscriber: false,
   allow_tags_filter: false,
+  allowed_delta_types: [],
+  delta_publish: false,
   skip_sender: false,
   service: false,
   webhook_url: '',
@@ -293,12 +324,27 @@ export const KEYS = {
   max_channels_per_connection: {
     kind: 'int',
     default: 128,
-    doc: 'Subscriptions one connection may hold (error 106 beyond).',
+    doc: "Subscriptions one connection may hold (error 106 beyond); also the most channels a connection token's `subs` may name (more: disconnect 3500).",
   },
   max_connections_per_user: {
     kind: 'int',
     default: 100,
     doc: 'Connections one user may hold on this gateway; 0 is unlimited (disconnect 3504 beyond).',
+  },
+  user_subscribe_to_personal: {
+    kind: 'bool',
+    default: false,
+    doc: "Subscribe every connection of a signed-in user (not anonymous ones) server-side to the user's personal channel `<SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE>:#<user>` (`#<user>` in the default namespace), as Centrifugo's `user_subscribe_to_personal`.",
+  },
+  user_personal_channel_namespace: {
+    kind: 'string',
+    default: '',
+    doc: 'The namespace of the personal channels (`SWITCHBOARD_USER_SUBSCRIBE_TO_PERSONAL`); `""` is the default namespace. It must be configured.',
+  },
+  user_personal_single_connection: {
+    kind: 'bool',
+    default: false,
+    doc: "One connection per signed-in user in the whole cluster: a new connection disconnects the user's other connections on every gateway with 3504 `connection limit` (they do not reconnect). At most once, like any server API disconnect.",
   },
   max_connections: {
     kind: 'int',
@@ -384,7 +430,12 @@ export const KEYS = {
   uni_transports: {
     kind: 'list',
     default: [],
-    doc: "Unidirectional transports to serve, any of `websocket`, `sse`, `http_stream` (`/connection/uni_websocket`, `/connection/uni_sse`, `/connection/uni_http_stream`): pushes only, for plain WebSocket, EventSource and fetch clients without an SDK; channels from the token's `channels` or the server API's `subscribe` ([docs/protocol.md](docs/protocol.md#unidirectional-transports)). Empty: off.",
+    doc: "Unidirectional transports to serve, any of `websocket`, `sse`, `http_stream` (`/connection/uni_websocket`, `/connection/uni_sse`, `/connection/uni_http_stream` on the client port) and `grpc` (Centrifugo's `CentrifugoUniStream` on `SWITCHBOARD_UNI_GRPC_PORT`): pushes only, for plain WebSocket, EventSource, fetch and gRPC clients without an SDK; channels from the token's `channels` or the server API's `subscribe` ([docs/protocol.md](docs/protocol.md#12-unidirectional-transports)). Empty: off.",
+  },
+  uni_grpc_port: {
+    kind: 'int',
+    default: 11000,
+    doc: 'Port of the unidirectional gRPC stream (`uni_grpc` in `SWITCHBOARD_UNI_TRANSPORTS`), plaintext HTTP/2: it faces clients, so put TLS in front of it; unlike the server API port it may be public.',
   },
 } satisfies Record<string, KeySpec>;
 
@@ -441,6 +492,8 @@ export interface Config {
     issuer: string;
     /** Nesting bound of claims (`info`, `meta`): the same as client data. */
     maxDepth: number;
+    /** Most channels of a connection token's `subs`: max_channels_per_connection. */
+    maxSubs: number;
   };
   allowAnonymous: boolean;
   demo: boolean;
@@ -451,6 +504,7 @@ export interface Config {
   allowedOrigins: string[];
   /** Unidirectional transports served (transport/uni.ts): websocket, sse, http_stream. */
   uniTransports: string[];
+  uniGrpcPort: number;
   pingInterval: number;
   pongTimeout: number;
   connectTimeout: number;
@@ -458,6 +512,10 @@ export interface Config {
   maxMessageSize: number;
   maxChannelsPerConnection: number;
   maxConnectionsPerUser: number;
+  /** The personal channels' namespace when every signed-in connection is subscribed to its user's; undefined: off. */
+  personalNamespace: string | undefined;
+  /** A new connection of a signed-in user disconnects the user's others, cluster-wide. */
+  singleConnection: boolean;
   maxConnections: number;
   commandsPerSecond: number;
   maxBackpressure: number;
@@ -560,6 +618,14 @@ function namespaces(raw: unknown): Map<string, NamespaceOptions> {
       if (k === 'name') continue;
       if (!Object.hasOwn(NAMESPACE_DEFAULTS, k))
         throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: unknown option ${k}`);
+      if (k === 'allowed_delta_types') {
+        if (!Array.isArray(v) || v.some((t) => !(DELTA_TYPES as readonly unknown[]).includes(t)))
+          throw new ConfigError(
+            `namespace ${JSON.stringify(entry.name)}: allowed_delta_types must be an array of ${DELTA_TYPES.map((t) => JSON.stringify(t)).join(', ')}`,
+          );
+        ns.allowed_delta_types = v as DeltaType[];
+        continue;
+      }
       const want = typeof NAMESPACE_DEFAULTS[k as keyof typeof NAMESPACE_DEFAULTS];
       if (typeof v !== want)
         throw new ConfigError(`namespace ${JSON.stringify(entry.name)}: ${k} must be a ${want}`);
@@ -569,8 +635,24 @@ function namespaces(raw: unknown): Map<string, NamespaceOptions> {
     }
     if (ns.recovery && ns.history_size === 0)
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: recovery needs history_size > 0`);
+    if (!['', 'stream', 'cache'].includes(ns.force_recovery_mode))
+      throw new ConfigError(
+        `namespace ${JSON.stringify(ns.name)}: force_recovery_mode must be "stream" or "cache"`,
+      );
+    if ((ns.force_positioning || ns.allow_positioning) && ns.history_size === 0)
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: positioning needs history_size > 0`);
+    if (ns.force_recovery_mode === 'cache' && !ns.recovery)
+      throw new ConfigError(
+        `namespace ${JSON.stringify(ns.name)}: force_recovery_mode "cache" needs recovery`,
+      );
     if (ns.history_size > 0 && ns.history_ttl === 0)
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: history needs history_ttl > 0`);
+    if (ns.delta_publish && ns.allowed_delta_types.length === 0)
+      throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: delta_publish needs allowed_delta_types`);
+    if (ns.allowed_delta_types.length > 0 && ns.history_size === 0)
+      throw new ConfigError(
+        `namespace ${JSON.stringify(ns.name)}: allowed_delta_types needs history_size > 0`,
+      );
     if (ns.join_leave && !ns.presence)
       throw new ConfigError(`namespace ${JSON.stringify(ns.name)}: join_leave needs presence`);
     if (ns.service_hooks && !(ns.service && ns.presence))
@@ -622,7 +704,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const name of v.uni_transports as string[]) {
     if (!UNI_TRANSPORTS.includes(name))
       throw new ConfigError(
-        `SWITCHBOARD_UNI_TRANSPORTS: unknown transport ${JSON.stringify(name)} (websocket, sse, http_stream)`,
+        `SWITCHBOARD_UNI_TRANSPORTS: unknown transport ${JSON.stringify(name)} (websocket, sse, http_stream, grpc)`,
       );
   }
   if ((v.nats_url as string[]).length === 0) throw new ConfigError('SWITCHBOARD_NATS_URL must name a server');
@@ -675,6 +757,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const spaces = namespaces(v.namespaces);
   for (const app of apps)
     if (!spaces.has(app.namespace)) spaces.set(app.namespace, appNamespace(app.namespace));
+  const personal = v.user_personal_channel_namespace as string;
+  if (v.user_subscribe_to_personal && !spaces.has(personal))
+    throw new ConfigError(
+      `SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE: no namespace ${JSON.stringify(personal)}`,
+    );
 
   let publicKey = v.token_public_key as string;
   if (publicKey && !publicKey.includes('-----BEGIN')) publicKey = readFileSync(publicKey, 'utf8');
@@ -721,6 +808,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       audience: v.token_audience as string,
       issuer: v.token_issuer as string,
       maxDepth: v.json_max_depth as number,
+      maxSubs: v.max_channels_per_connection as number,
     },
     allowAnonymous: v.allow_anonymous as boolean,
     demo: v.demo as boolean,
@@ -729,6 +817,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiBatchMaxCommands: v.api_batch_max_commands as number,
     allowedOrigins: v.allowed_origins as string[],
     uniTransports: v.uni_transports as string[],
+    uniGrpcPort: v.uni_grpc_port as number,
     pingInterval: v.ping_interval as number,
     pongTimeout: v.pong_timeout as number,
     connectTimeout: v.connect_timeout as number,
@@ -736,6 +825,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxMessageSize: v.max_message_size as number,
     maxChannelsPerConnection: v.max_channels_per_connection as number,
     maxConnectionsPerUser: v.max_connections_per_user as number,
+    personalNamespace: v.user_subscribe_to_personal ? personal : undefined,
+    singleConnection: v.user_personal_single_connection as boolean,
     maxConnections: v.max_connections as number,
     commandsPerSecond: v.commands_per_second as number,
     maxBackpressure: v.max_backpressure as number,

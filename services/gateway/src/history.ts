@@ -12,6 +12,22 @@ export interface HistoryLimits {
   ttlSeconds: number;
 }
 
+/**
+ * An application's version of a publication (server API `version`,
+ * `version_epoch`): one not newer than the channel's last in the same epoch
+ * is dropped. An empty epoch matches any.
+ */
+export interface PublicationVersion {
+  version: number;
+  epoch: string;
+}
+
+/** Whether a publication at `next` is not newer than the channel's last stored one (`top`). Pure. */
+export function outdated(top: PublicationVersion | undefined, next: PublicationVersion): boolean {
+  if (top === undefined || next.version === 0) return false;
+  return (next.epoch === '' || next.epoch === top.epoch) && next.version <= top.version;
+}
+
 export interface HistoryQuery {
   limit: number;
   since?: StreamPosition;
@@ -38,6 +54,8 @@ interface Stream {
   epoch: string;
   offset: number;
   items: Stored[];
+  /** The application's version of the last publication ({0, ''} when it gave none). */
+  version: PublicationVersion;
   /** Offsets and epoch are forgotten after this: a new epoch then tells clients history was lost. */
   metaExpiresAt: number;
 }
@@ -67,6 +85,40 @@ export function recover(
   return { recovered: true, publications: missed, position };
 }
 
+/**
+ * Cache recovery (`force_recovery_mode: "cache"`): the channel's latest
+ * publication instead of what was missed, as Centrifugo decides it. Pure:
+ * `newest` are retained publications newest first (what the subscriber's
+ * tags filter lets through first, when it has one), `latest` the newest one
+ * unfiltered. Recovered when the newest publication is the top of the stream,
+ * or, with nothing retained, when the client is at that top already; the
+ * latest publication is sent unless the client has it already.
+ */
+export function recoverLatest(
+  position: StreamPosition,
+  latest: (Publication & { offset: number }) | undefined,
+  newest: Publication | undefined,
+  since: StreamPosition,
+): Recovery {
+  const current = since.offset > 0 && since.offset === position.offset && since.epoch === position.epoch;
+  if (latest === undefined) return { recovered: current, publications: [], position };
+  const recovered = latest.offset === position.offset;
+  const publications = recovered && !current && newest !== undefined ? [newest] : [];
+  return { recovered, publications, position };
+}
+
+/**
+ * How a publication at `next` follows the last one delivered of its channel
+ * (`last`, undefined before the first): `seen` already (a republish, never
+ * delivered twice), a `gap` (one in between was missed: positioned
+ * subscribers must recover), or `next` (in order, or a new epoch). Pure.
+ */
+export function sequence(last: StreamPosition | undefined, next: StreamPosition): 'next' | 'seen' | 'gap' {
+  if (last === undefined || last.epoch !== next.epoch) return 'next';
+  if (next.offset <= last.offset) return 'seen';
+  return next.offset > last.offset + 1 ? 'gap' : 'next';
+}
+
 /** A page of history: after `since` (or before it when reversed), newest first when reversed. Pure. */
 export function page(
   stream: { epoch: string; offset: number; items: readonly (Publication & { offset: number })[] },
@@ -93,10 +145,17 @@ export class MemoryHistory {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Appends a publication and returns it with its offset. */
-  add(channel: string, pub: Publication, limits: HistoryLimits): Publication & { offset: number } {
+  /** Appends a publication and returns it with its offset; undefined when its `version` is outdated (dropped). */
+  add(
+    channel: string,
+    pub: Publication,
+    limits: HistoryLimits,
+    version: PublicationVersion = { version: 0, epoch: '' },
+  ): (Publication & { offset: number }) | undefined {
     const now = this.now();
     const stream = this.live(channel, now, true)!;
+    if (outdated(stream.version, version)) return undefined;
+    stream.version = version;
     stream.offset += 1;
     const stored = { ...pub, offset: stream.offset, epoch: stream.epoch };
     stream.items.push({ pub: stored, expiresAt: now + limits.ttlSeconds * 1000 });
@@ -139,7 +198,13 @@ export class MemoryHistory {
     }
     if (!stream) {
       if (!create) return undefined;
-      stream = { epoch: newEpoch(), offset: 0, items: [], metaExpiresAt: now + this.metaTtlSeconds * 1000 };
+      stream = {
+        epoch: newEpoch(),
+        offset: 0,
+        items: [],
+        version: { version: 0, epoch: '' },
+        metaExpiresAt: now + this.metaTtlSeconds * 1000,
+      };
       this.streams.set(channel, stream);
       return stream;
     }

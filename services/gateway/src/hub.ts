@@ -9,9 +9,20 @@
  * with a tags filter stay out of the topic: each gets the publications that
  * match its filter one by one (the frame still encoded once), so that a
  * channel without them does no per-publication filter work at all.
+ * Subscribers that negotiated delta compression stay out of the topic too:
+ * for a channel with some, the hub keeps the previous publication's data and
+ * encodes each publication twice at most (a Fossil delta against it, and the
+ * full data as a JSON string), whatever the number of delta subscribers; each
+ * gets the delta when it holds that previous publication, else the full one.
  */
 
-import { type ClientInfo, type FilterNode, matchesTagsFilter, type Publication } from '@switchboard/protocol';
+import {
+  type ClientInfo,
+  type FilterNode,
+  fossilDelta,
+  matchesTagsFilter,
+  type Publication,
+} from '@switchboard/protocol';
 import type { MemberEvent } from './broker/broker.js';
 import type { Metrics, Traffic, Transport } from './metrics.js';
 
@@ -41,7 +52,8 @@ export interface TopicSink extends Sink {
 
 /** What the hub fans out: a channel's publication, or a subscriber's join or leave. */
 export type Push =
-  | { readonly pub: Publication }
+  /** `delta`: the publisher asked for delta compression. */
+  | { readonly pub: Publication; readonly delta?: boolean }
   | { readonly join: ClientInfo }
   | { readonly leave: ClientInfo }
   | { readonly member: MemberEvent };
@@ -80,6 +92,44 @@ const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
 const passes = (filter: FilterNode, push: Push): boolean =>
   !('pub' in push) || matchesTagsFilter(filter, push.pub.tags);
 
+/** A channel's previous publication, the base of the next one's delta. */
+interface DeltaBase {
+  offset: number;
+  epoch: string;
+  /** Its data as JSON text in UTF-8, the bytes centrifuge-js keeps and applies the delta to. */
+  bytes: Buffer;
+}
+
+/** A delta subscriber that holds no publication a delta could be made against. */
+const NO_BASE = -1;
+
+/** A publication's data as the JSON text a delta subscriber gets and keeps as its base. */
+const jsonText = (data: unknown): string => JSON.stringify(data) ?? 'null';
+
+/** A Fossil delta of `target` against `source` as text; undefined when it is not smaller than `target`. */
+function deltaText(source: Buffer, target: Buffer): string | undefined {
+  const delta = fossilDelta(source, target);
+  if (delta.byteLength >= target.byteLength) return undefined;
+  // The encoder never cuts a UTF-8 sequence: the delta of JSON text is UTF-8 text itself.
+  return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength).toString();
+}
+
+/**
+ * Publications of a delta subscriber's subscribe reply (recovered ones, in
+ * order): the first in full, each later one as a delta against the one before
+ * it where that is smaller; every data a JSON string, as delta compression wants.
+ */
+export function deltaPublications(pubs: readonly Publication[]): Publication[] {
+  let previous: Buffer | undefined;
+  return pubs.map((pub) => {
+    const text = jsonText(pub.data);
+    const bytes = Buffer.from(text);
+    const delta = previous && deltaText(previous, bytes);
+    previous = bytes;
+    return delta === undefined ? { ...pub, data: text } : { ...pub, data: delta, delta: true };
+  });
+}
+
 /** A coalesced frame goes out early once its pushes reach this many characters. */
 export const COALESCE_MAX_CHARS = 16 * 1024;
 
@@ -103,6 +153,14 @@ export class Hub<M extends HubMember = HubMember> {
   private readonly direct = new Map<string, Set<M>>();
   /** Subscribers with a tags filter (subscribing or live), never topic members: matching publications go to them one by one. */
   private readonly filtered = new Map<string, Map<M, FilterNode>>();
+  /**
+   * Subscribers that negotiated delta compression (subscribing or live), never
+   * topic members: the offset of the publication each live one holds as its
+   * delta base (NO_BASE: none, its next publication goes in full).
+   */
+  private readonly deltas = new Map<string, Map<M, number>>();
+  /** The previous publication of each channel with delta subscribers (one per channel, dropped with the last of them). */
+  private readonly deltaBases = new Map<string, DeltaBase>();
   private subscriptionCount = 0;
   /** Coalesced pushes waiting, per topic. */
   private readonly batches = new Map<string, Batch>();
@@ -198,12 +256,34 @@ export class Hub<M extends HubMember = HubMember> {
     filters.set(member, filter);
   }
 
-  /** Subscribing → live: from now on the transport's topic delivers to it (the hub itself, when filtered). */
-  activate(channel: string, member: M): void {
+  /**
+   * Gives the member's coming subscription to `channel` delta compression:
+   * called just before addSubscriber, it holds until removeSubscriber.
+   */
+  deltaSubscriber(channel: string, member: M): void {
+    let members = this.deltas.get(channel);
+    if (!members) {
+      members = new Map();
+      this.deltas.set(channel, members);
+    }
+    members.set(member, NO_BASE);
+  }
+
+  /**
+   * Subscribing → live: from now on the transport's topic delivers to it (the
+   * hub itself, when filtered or delta). `deltaBase`: the offset of the last
+   * publication a delta subscriber got in full while subscribing, if any.
+   */
+  activate(channel: string, member: M, deltaBase?: number): void {
     const pending = this.subscribing.get(channel);
     if (!pending?.delete(member)) return;
     if (pending.size === 0) this.subscribing.delete(channel);
     if (this.filtered.get(channel)?.has(member)) return;
+    const deltas = this.deltas.get(channel);
+    if (deltas?.has(member)) {
+      deltas.set(member, deltaBase ?? NO_BASE);
+      return;
+    }
     if (isTopicSink(member.sink)) {
       // What waits in a batch reached this member through its buffer already.
       const topic = member.edge.topicPrefix + channel;
@@ -217,12 +297,18 @@ export class Hub<M extends HubMember = HubMember> {
     const filters = this.filtered.get(channel);
     const wasFiltered = filters?.delete(member) === true;
     if (filters?.size === 0) this.filtered.delete(channel);
+    const deltas = this.deltas.get(channel);
+    const wasDelta = deltas?.delete(member) === true;
+    if (deltas?.size === 0) {
+      this.deltas.delete(channel);
+      this.deltaBases.delete(channel);
+    }
     const set = this.subscribers.get(channel);
     if (!set?.delete(member)) return false;
     this.subscriptionCount--;
     const pending = this.subscribing.get(channel);
     if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
-    if (!wasFiltered && isTopicSink(member.sink)) {
+    if (!wasFiltered && !wasDelta && isTopicSink(member.sink)) {
       // Published while it was subscribed: it gets those before it leaves.
       const topic = member.edge.topicPrefix + channel;
       this.flushTopic(topic);
@@ -254,8 +340,10 @@ export class Hub<M extends HubMember = HubMember> {
     const pending = this.subscribing.get(channel);
     // Looked up only while some channel has filtered subscribers.
     const filters = this.filtered.size === 0 ? undefined : this.filtered.get(channel);
+    const deltas = this.deltas.size === 0 ? undefined : this.deltas.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
-    const skipLive = skip !== undefined && set.has(skip) && !pending?.has(skip) && !filters?.has(skip);
+    const skipLive =
+      skip !== undefined && set.has(skip) && !pending?.has(skip) && !filters?.has(skip) && !deltas?.has(skip);
     const frames = this.frames;
     frames.fill(null);
     let count = 0;
@@ -295,9 +383,10 @@ export class Hub<M extends HubMember = HubMember> {
         count++;
       }
     }
+    if (deltas) count += this.deliverDeltas(channel, deltas, push, pending, skip);
     if (pending) {
       for (const member of pending) {
-        if (member === skip) continue;
+        if (member === skip || deltas?.has(member)) continue;
         const filter = filters?.get(member);
         if (filter !== undefined && !passes(filter, push)) continue;
         const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
@@ -307,6 +396,83 @@ export class Hub<M extends HubMember = HubMember> {
       }
     }
     if (count > 0) this.metrics.deliveries.inc(count);
+  }
+
+  /**
+   * A push to the channel's delta subscribers. A publication goes as a delta
+   * to each live one that holds the publication just before it (when the
+   * publisher asked for delta and the delta is smaller than the data), in full
+   * with its data as a JSON string to the others, buffered in full to those
+   * still subscribing; either frame is made once. Joins and leaves go as they
+   * are. Returns the deliveries.
+   */
+  private deliverDeltas(
+    channel: string,
+    members: Map<M, number>,
+    push: Push,
+    pending: Set<M> | undefined,
+    skip: M | undefined,
+  ): number {
+    let count = 0;
+    if (!('pub' in push)) {
+      for (const member of members.keys()) {
+        if (member === skip) continue;
+        const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
+        if (frame === undefined) continue;
+        if (pending?.has(member)) member.buffer(channel, frame, undefined);
+        else member.sink.send(frame);
+        count++;
+      }
+      return count;
+    }
+    const { pub } = push;
+    const text = jsonText(pub.data);
+    const bytes = Buffer.from(text);
+    const { offset } = pub;
+    const epoch = pub.epoch ?? '';
+    const previous = this.deltaBases.get(channel);
+    // Only against the publication just before this one: after a gap or a new epoch all get it in full.
+    const base =
+      push.delta === true &&
+      previous !== undefined &&
+      offset !== undefined &&
+      previous.offset === offset - 1 &&
+      previous.epoch === epoch
+        ? previous
+        : undefined;
+    let full: string | undefined | null = null;
+    let delta: string | undefined | null = base ? null : undefined;
+    for (const [member, held] of members) {
+      const subscribing = pending?.has(member) === true;
+      if (member === skip) {
+        // It misses this one: its next publication cannot be a delta.
+        if (!subscribing) members.set(member, NO_BASE);
+        continue;
+      }
+      let frame: string | undefined;
+      if (!subscribing && base !== undefined && held === base.offset) {
+        if (delta === null) {
+          const data = deltaText(base.bytes, bytes);
+          delta =
+            data === undefined
+              ? undefined
+              : member.edge.encode(channel, { pub: { ...pub, data, delta: true } });
+        }
+        frame = delta;
+      }
+      if (frame === undefined) {
+        if (full === null) full = member.edge.encode(channel, { pub: { ...pub, data: text } });
+        frame = full;
+      }
+      if (frame === undefined) continue;
+      if (subscribing) member.buffer(channel, frame, offset);
+      // A frame dropped (a slow client, closed for it) leaves it without a base.
+      else members.set(member, member.sink.send(frame) ? (offset ?? NO_BASE) : NO_BASE);
+      count++;
+    }
+    if (offset === undefined) this.deltaBases.delete(channel);
+    else this.deltaBases.set(channel, { offset, epoch, bytes });
+    return count;
   }
 
   private frameOf(edge: number, channel: string, push: Push): string | undefined {

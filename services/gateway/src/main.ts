@@ -43,6 +43,7 @@ import { ClientAddress } from './transport/client-address.js';
 import { Emulation, mountEmulation } from './transport/emulation.js';
 import { mountStreams } from './transport/stream.js';
 import { mountUni } from './transport/uni.js';
+import { startUniGrpc } from './transport/uni-grpc.js';
 import { ClientListener } from './transport/listener.js';
 import { mountWebSocket } from './transport/websocket.js';
 import { describeUwsBuild, libc, listenExclusive, uws, uwsBuild } from './uws.js';
@@ -242,6 +243,9 @@ export async function startGateway(config: Config) {
     });
   });
   const grpc = config.grpcPort > 0 ? await startGrpcServer(node, config.host, config.grpcPort) : undefined;
+  const uniGrpc = config.uniTransports.includes('grpc')
+    ? await startUniGrpc(node, admission, config.host, config.uniGrpcPort)
+    : undefined;
   const ticker = startSessionTicker(node);
   const stopOutageWatch = watchBrokerOutage(node, config.brokerOutageDisconnect);
   node.started = true;
@@ -253,6 +257,7 @@ export async function startGateway(config: Config) {
       page: `${listener.scheme.http}://localhost:${config.clientPort}/`,
       internal: `http://localhost:${config.internalPort}`,
       grpc: grpc ? `localhost:${config.grpcPort}` : 'off',
+      uni_grpc: uniGrpc ? `localhost:${config.uniGrpcPort}` : 'off',
       pusher: pusherOn ? `${listener.scheme.ws}://localhost:${config.clientPort}/app/<key>` : 'off',
     },
     'switchboard gateway ready',
@@ -271,6 +276,7 @@ export async function startGateway(config: Config) {
       stopBusApi();
       stopEmulation();
       await grpc?.close();
+      await uniGrpc?.close();
       await node.registry.close();
       // Drains NATS: pending publishes are flushed, subscriptions ended, then it closes.
       await node.broker.close();

@@ -11,7 +11,7 @@ import { KEY_KINDS } from './keys.js';
 /** The Centrifugo protocol's transports. */
 export type CentrifugoTransport = 'websocket' | 'sse' | 'http_stream';
 /** The unidirectional ones (transport/uni.ts): pushes only, for plain WebSocket, EventSource and fetch. */
-export type UniTransport = 'uni_websocket' | 'uni_sse' | 'uni_http_stream';
+export type UniTransport = 'uni_websocket' | 'uni_sse' | 'uni_http_stream' | 'uni_grpc';
 /** Transport label values: the Centrifugo transports and the Pusher edge's WebSocket. */
 export type Transport = CentrifugoTransport | UniTransport | 'pusher';
 

@@ -12,8 +12,10 @@ import {
   type Disconnect,
   Disconnects,
   Errors,
+  type FilterNode,
   type FrameLimits,
   matchesPattern,
+  matchesTagsFilter,
   namespaceOf,
   type ProtocolError,
   type Publication,
@@ -24,8 +26,15 @@ import {
 import type { TokenVerifier } from './auth.js';
 import { type Broker, type ChannelCounts, type ControlMessage, HistoryUnavailable } from './broker/broker.js';
 import type { Config, NamespaceOptions } from './config.js';
-import type { HistoryLimits, Recovery } from './history.js';
+import {
+  type HistoryLimits,
+  type PublicationVersion,
+  type Recovery,
+  recoverLatest,
+  sequence,
+} from './history.js';
 import type { Hub, HubMember } from './hub.js';
+import { IdempotentResults } from './idempotency.js';
 import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
 import type { AppCatalog } from './pusher/app-store.js';
@@ -55,6 +64,12 @@ export interface PublishOptions {
   skipClient?: string | undefined;
   tags?: Record<string, string>;
   source: 'client' | 'api';
+  /** Server API `delta` (or the namespace's `delta_publish`): subscribers that negotiated delta compression may get it as a delta. */
+  delta?: boolean;
+  /** Server API `idempotency_key`: a retry with it within the window is not published again. */
+  idempotencyKey?: string;
+  /** Server API `version`/`version_epoch`: dropped when not newer than the channel's last. */
+  version?: PublicationVersion;
 }
 
 /** A client connection of either edge, as the node, the ticker and drain use it. */
@@ -65,6 +80,12 @@ export interface Connection extends HubMember {
   disconnect(disconnect: Disconnect, reason: string): void;
   serverSubscribe(channel: string, chanInfo?: unknown): Promise<ProtocolError | undefined>;
   serverUnsubscribe(channel: string, code?: Disconnect): Promise<void>;
+  /**
+   * This gateway missed publications of the channel: a positioned subscription
+   * must recover (Centrifugo's insufficient state). Edges without positioning
+   * leave it out: they resubscribe where the namespace has recovery.
+   */
+  insufficientState?(channel: string): Promise<void>;
   /** Server API `refresh`: the connection's new expiry in unix seconds (0: none); only connections with tokens have one. */
   serverRefresh?(expiresAt: number): void;
   /** An async message from a backend service (`send` answered). */
@@ -97,6 +118,8 @@ export class Node {
   readonly startedAt = Date.now();
   /** The bound every client frame is parsed with. */
   readonly frameLimits: FrameLimits;
+  /** Results of publications with an idempotency key. */
+  private readonly idempotent = new IdempotentResults<StreamPosition | undefined | ProtocolError>();
   /** Last offset seen per channel with local subscribers, to notice gaps. */
   private readonly lastSeen = new Map<string, StreamPosition>();
   /** The Pusher app store's catalog, for the server API (`pusher_app_*`); undefined without `pusher_apps_bucket`. */
@@ -120,7 +143,7 @@ export class Node {
 
   async start(): Promise<void> {
     await this.broker.start({
-      publication: (channel, pub, skipClient) => this.deliver(channel, pub, skipClient),
+      publication: (channel, pub, skipClient, delta) => this.deliver(channel, pub, skipClient, delta),
       join: (channel, info) => this.hub.broadcast(channel, { join: info }, undefined),
       leave: (channel, info) => this.hub.broadcast(channel, { leave: info }, undefined),
       member: (channel, member, skipClient) => this.hub.broadcast(channel, { member }, undefined, skipClient),
@@ -143,20 +166,20 @@ export class Node {
    * subscribers are sent to recover from history instead of silently skipping;
    * an offset seen already is dropped.
    */
-  private deliver(channel: string, pub: Publication, skipClient?: string): void {
+  private deliver(channel: string, pub: Publication, skipClient: string | undefined, delta: boolean): void {
     if (pub.offset !== undefined) {
       const last = this.lastSeen.get(channel);
-      const epoch = pub.epoch ?? '';
-      const sameEpoch = last !== undefined && last.epoch === epoch;
+      const position = { offset: pub.offset, epoch: pub.epoch ?? '' };
+      const order = sequence(last, position);
       // Seen already (a stream republished it again after a leader change): never deliver twice.
-      if (sameEpoch && pub.offset <= last.offset) return;
-      this.lastSeen.set(channel, { offset: pub.offset, epoch });
-      if (sameEpoch && pub.offset > last.offset + 1) {
-        this.log.warn({ channel, expected: last.offset + 1, got: pub.offset }, 'publication gap: resync');
+      if (order === 'seen') return;
+      this.lastSeen.set(channel, position);
+      if (order === 'gap') {
+        this.log.warn({ channel, expected: last!.offset + 1, got: pub.offset }, 'publication gap: resync');
         this.resync(channel);
       }
     }
-    this.hub.broadcast(channel, { pub }, pub.offset, skipClient);
+    this.hub.broadcast(channel, delta ? { pub, delta } : { pub }, pub.offset, skipClient);
   }
 
   /**
@@ -197,6 +220,25 @@ export class Node {
     return this.fresh(channel, read, (r) => r.position);
   }
 
+  /**
+   * Cache recovery from `since`: the channel's latest publication (the newest
+   * that passes `filter`, when the subscriber has a tags filter).
+   */
+  async recoverLatest(channel: string, since: StreamPosition, filter?: FilterNode): Promise<Recovery> {
+    const limit = filter ? this.config.historyMaxPublications : 1;
+    const read = async () => {
+      const { publications, position } = await this.broker.history(channel, { limit, reverse: true });
+      const latest = publications[0];
+      return recoverLatest(
+        position,
+        latest && { ...latest, offset: latest.offset ?? 0 },
+        filter ? publications.find((pub) => matchesTagsFilter(filter, pub.tags)) : latest,
+        since,
+      );
+    };
+    return this.fresh(channel, read, (r) => r.position);
+  }
+
   private async fresh<T>(channel: string, read: () => Promise<T>, at: (t: T) => StreamPosition): Promise<T> {
     const deadline = Date.now() + STALE_READ_PATIENCE_MS;
     for (;;) {
@@ -215,14 +257,17 @@ export class Node {
     if (!this.lastSeen.has(channel)) this.lastSeen.set(channel, position);
   }
 
-  /** Tells the channel's local subscribers to resubscribe, recovering what they missed. */
+  /** Tells the channel's local positioned subscribers to resubscribe, recovering what they missed. */
   private resync(channel: string): void {
     const resolved = this.resolve(channel);
-    if ('code' in resolved || !resolved.ns.recovery) return;
+    if ('code' in resolved) return;
     for (const session of this.hub.subscribersOf(channel)) {
-      session
-        .serverUnsubscribe(channel, Unsubscribes.insufficientState)
-        .catch((err) => this.log.warn({ err, channel }, 'resync failed'));
+      const done = session.insufficientState
+        ? session.insufficientState(channel)
+        : resolved.ns.recovery
+          ? session.serverUnsubscribe(channel, Unsubscribes.insufficientState)
+          : undefined;
+      done?.catch((err) => this.log.warn({ err, channel }, 'resync failed'));
     }
   }
 
@@ -240,7 +285,9 @@ export class Node {
                     ? session.disconnect(Disconnects.expired, 'expired')
                     : session.serverRefresh?.(message.expire_at),
                 )
-              : Promise.resolve(session.disconnect({ code: message.code, reason: message.reason }, 'api'));
+              : message.whitelist?.includes(session.client)
+                ? Promise.resolve()
+                : Promise.resolve(session.disconnect({ code: message.code, reason: message.reason }, 'api'));
       done.catch((err) => this.log.warn({ err, op: message.op }, 'control action failed'));
     }
   }
@@ -269,6 +316,17 @@ export class Node {
     data: unknown,
     options: PublishOptions,
   ): Promise<StreamPosition | undefined | ProtocolError> {
+    const key = options.idempotencyKey;
+    const publish = () => this.publishNow(resolved, data, options);
+    if (key === undefined) return publish();
+    return this.idempotent.once(resolved.name.channel, key, publish, (r) => r !== undefined && 'code' in r);
+  }
+
+  private async publishNow(
+    resolved: ResolvedChannel,
+    data: unknown,
+    options: PublishOptions,
+  ): Promise<StreamPosition | undefined | ProtocolError> {
     const pub: Publication = { data };
     if (options.info) pub.info = options.info;
     if (options.tags) pub.tags = options.tags;
@@ -280,6 +338,9 @@ export class Node {
       position = await this.broker.publish(resolved.name.channel, pub, {
         history,
         skipClient: options.skipClient,
+        delta: options.delta === true || resolved.ns.delta_publish,
+        idempotencyKey: options.idempotencyKey,
+        version: options.version,
       });
     } catch (err) {
       if (!(err instanceof HistoryUnavailable)) throw err;

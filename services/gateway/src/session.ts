@@ -25,15 +25,18 @@ import {
   type RefreshRequest,
   type Reply,
   type RpcRequest,
+  type SubscribeOptions,
   type StreamPosition,
   type SubRefreshRequest,
   type SubscribeRecovery,
   type SubscribeRequest,
   type SubscribeResult,
+  USER_BOUNDARY,
+  USER_SEPARATOR,
   Unsubscribes,
   userAllowed,
 } from '@switchboard/protocol';
-import type { Edge, Sink } from './hub.js';
+import { deltaPublications, type Edge, type Sink } from './hub.js';
 import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
 import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
@@ -53,12 +56,22 @@ interface Subscription {
   chanInfo: unknown;
   /** Subscription token expiry in seconds since the epoch; 0 never. */
   expiresAt: number;
+  /** Missed publications (an offset gap on this gateway) make it recover: recovery or positioning on. */
+  readonly positioned: boolean;
+  /** Made by the server (token `channels`, server API): recovering it takes a reconnect. */
+  readonly serverSide: boolean;
 }
 
 const isError = (v: unknown): v is ProtocolError =>
   typeof v === 'object' && v !== null && 'code' in v && 'message' in v && !('name' in v);
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/**
+ * An expiry (0: none) already past: a token's `expire_at` can be, where its
+ * `exp` is checked with the token. Error 110, as Centrifugo answers.
+ */
+const isPast = (expiresAt: number) => expiresAt > 0 && expiresAt < nowSeconds();
 
 /**
  * Whole milliseconds since the process started. A session keeps its times in
@@ -98,6 +111,32 @@ const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'sub
 const TAGS_FILTER_NOT_ALLOWED: ProtocolError = { ...Errors.badRequest, message: 'tags filter not allowed' };
 /** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
 const BROKER_PATIENCE_MS = 3000;
+
+/** What the older connections of a single-connection user get: 3504, they do not reconnect. */
+const SINGLE_CONNECTION = Disconnects.connectionLimit;
+
+/**
+ * The user's personal channel when `user_subscribe_to_personal` is on:
+ * `<namespace>:#<user>`. None for anonymous users, nor for a user id with a
+ * `,` (it would name a channel of several users).
+ */
+function personalChannel(config: Config, user: string): string | undefined {
+  const namespace = config.personalNamespace;
+  if (namespace === undefined || user === '' || user.includes(USER_SEPARATOR)) return undefined;
+  return `${namespace === '' ? '' : `${namespace}:`}${USER_BOUNDARY}${user}`;
+}
+
+/** A channel's namespace options with a token's per-connection `override` of presence, join/leave and recovery. */
+function overridden(resolved: ResolvedChannel, options: SubscribeOptions): ResolvedChannel {
+  const { presence, join_leave, recovery } = options;
+  if (presence === undefined && join_leave === undefined && recovery === undefined) return resolved;
+  const ns = { ...resolved.ns };
+  if (presence !== undefined) ns.presence = presence;
+  if (join_leave !== undefined) ns.join_leave = join_leave;
+  // Recovery needs history: without it there is nothing to recover from.
+  if (recovery !== undefined) ns.recovery = recovery && ns.history_size > 0;
+  return { name: resolved.name, ns };
+}
 
 /** A command's empty result, answered by a frame written without JSON.stringify. */
 const EMPTY: Record<string, never> = Object.freeze({});
@@ -305,7 +344,7 @@ export class Session implements Connection {
     const resolved = this.node.resolve(channel);
     if (isError(resolved)) return resolved;
     if (this.subs.has(channel)) return Errors.alreadySubscribed;
-    const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0 });
+    const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0, serverSide: true });
     if (isError(result)) return result;
     return this.deliverSubscribed(channel, { push: { channel, subscribe: result } });
   }
@@ -324,6 +363,14 @@ export class Session implements Connection {
       this.send({ push: { channel, unsubscribe: code } });
     }
     await this.unsubscribeCore(channel);
+  }
+
+  async insufficientState(channel: string): Promise<void> {
+    const sub = this.subs.get(channel);
+    if (!sub?.positioned) return;
+    // The client recovers a server-side subscription only by reconnecting (Centrifugo's 3010).
+    if (sub.serverSide) return this.disconnect(Disconnects.insufficientState, 'insufficient_state');
+    await this.serverUnsubscribe(channel, Unsubscribes.insufficientState);
   }
 
   // ---- commands
@@ -417,12 +464,20 @@ export class Session implements Connection {
       reject('unauthorized');
       return Errors.unauthorized;
     }
+    if (isPast(claims.expiresAt)) {
+      reject('expired');
+      return Errors.expired;
+    }
     if (this.isClosed()) return undefined;
     this.user = claims.user;
     this.connInfo = claims.info;
     this.meta = claims.meta;
     this.expiresAt = claims.expiresAt;
-    const channels = claims.channels;
+    const personal = personalChannel(config, this.user);
+    const channels =
+      personal === undefined || claims.channels.includes(personal)
+        ? claims.channels
+        : [...claims.channels, personal];
     if (this.node.draining) {
       reject('shutdown');
       this.disconnect(Disconnects.shutdown, 'shutdown');
@@ -470,8 +525,16 @@ export class Session implements Connection {
         continue;
       }
       const recovery = req.subs && Object.hasOwn(req.subs, channel) ? req.subs[channel] : undefined;
-      const sub = await this.subscribeCore(resolved, { recovery, expiresAt: 0 });
-      if (!isError(sub)) subs[channel] = sub;
+      const options = claims.subs?.get(channel);
+      const sub = await this.subscribeCore(options ? overridden(resolved, options) : resolved, {
+        recovery,
+        chanInfo: options?.info,
+        expiresAt: 0,
+        serverSide: true,
+      });
+      if (isError(sub)) continue;
+      if (options?.data !== undefined) sub.data = options.data;
+      subs[channel] = sub;
     }
     if (Object.keys(subs).length > 0) result.subs = subs;
     if (this.state !== 'connected') return undefined;
@@ -487,6 +550,11 @@ export class Session implements Connection {
       (monotonicMs() - this.openedAt) / 1000,
     );
     for (const channel of Object.keys(subs)) this.activate(channel);
+    // Every gateway ends the user's other connections, this one spared.
+    if (config.singleConnection && this.user !== '')
+      this.node.broker
+        .publishControl({ op: 'disconnect', user: this.user, whitelist: [this.client], ...SINGLE_CONNECTION })
+        .catch((err) => log.warn({ err, client: this.client }, 'single connection disconnect failed'));
     return undefined;
   }
 
@@ -499,7 +567,8 @@ export class Session implements Connection {
     if (req.tf !== undefined && !ns.allow_tags_filter) return TAGS_FILTER_NOT_ALLOWED;
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
-    let chanInfo: unknown;
+    /** What a subscription token grants beyond the subscription: info, data, overrides. */
+    let granted: SubscribeOptions = {};
     let authorize: (() => Promise<Outcome<SubscribeDecision>>) | undefined;
     let expiresAt = 0;
     if (req.token) {
@@ -507,8 +576,9 @@ export class Session implements Connection {
       if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
       if (check.value.channel !== req.channel || check.value.user !== this.user)
         return Errors.permissionDenied;
-      chanInfo = check.value.info;
+      granted = check.value;
       expiresAt = check.value.expiresAt;
+      if (isPast(expiresAt)) return Errors.expired;
     } else if (!userAllowed(name, this.user) || pusherGuarded(config, ns.name, req.channel)) {
       return Errors.permissionDenied;
     } else if (ns.service) {
@@ -522,15 +592,19 @@ export class Session implements Connection {
       return Errors.permissionDenied;
     }
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
-    const result = await this.subscribeCore(resolved, {
+    const result = await this.subscribeCore(overridden(resolved, granted), {
       recovery: req,
-      chanInfo,
+      chanInfo: granted.info,
       ...(authorize ? { authorize } : {}),
       expiresAt,
       rejectUnrecovered: ((req.flag ?? 0) & FLAG_REJECT_UNRECOVERED) !== 0,
       filter: req.tf,
+      positioned: req.positioned === true,
+      // A type the namespace does not allow is not negotiated (full publications), as in Centrifugo.
+      delta: req.delta !== undefined && ns.allowed_delta_types.includes(req.delta),
     });
     if (isError(result)) return result;
+    if (granted.data !== undefined) result.data = granted.data;
     return this.deliverSubscribed(req.channel, { id, subscribe: result });
   }
 
@@ -566,6 +640,11 @@ export class Session implements Connection {
       rejectUnrecovered?: boolean;
       /** The client's tags filter (validated by the parser), for live publications and recovery alike. */
       filter?: FilterNode | undefined;
+      /** Delta compression negotiated (never with a filter: the parser refuses both). */
+      delta?: boolean;
+      /** The client asked for positioning (`allow_positioning` grants it). */
+      positioned?: boolean;
+      serverSide?: boolean;
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
@@ -579,6 +658,11 @@ export class Session implements Connection {
       sentOffset: 0,
       chanInfo: options.chanInfo,
       expiresAt: 0,
+      positioned:
+        resolved.ns.recovery ||
+        resolved.ns.force_positioning ||
+        (resolved.ns.allow_positioning && options.positioned === true),
+      serverSide: options.serverSide === true,
     };
     this.subs.set(sub);
     this.setExpiry(sub, options.expiresAt);
@@ -598,6 +682,7 @@ export class Session implements Connection {
       rejectUnrecovered?: boolean;
       authorize?: () => Promise<Outcome<SubscribeDecision>>;
       filter?: FilterNode | undefined;
+      delta?: boolean;
     },
   ): Promise<SubscribeResult | ProtocolError> {
     const { ns, channel } = sub;
@@ -605,8 +690,9 @@ export class Session implements Connection {
     const { filter } = options;
     // Before the hub registers the subscriber, so that nothing unfiltered reaches its buffer.
     if (filter) this.node.hub.filterSubscriber(channel, this, filter);
+    if (options.delta) this.node.hub.deltaSubscriber(channel, this);
     await this.node.addSubscriber(channel, this);
-    const result: SubscribeResult = {};
+    const result: SubscribeResult = options.delta ? { delta: true } : {};
     if (options.authorize) {
       const decision = await options.authorize();
       if (!decision.ok) {
@@ -620,11 +706,13 @@ export class Session implements Connection {
       let position: StreamPosition;
       const since = options.recovery;
       if (ns.recovery && since?.recover) {
-        const recovered = await this.node.recover(channel, {
-          offset: since.offset ?? 0,
-          epoch: since.epoch ?? '',
-        });
-        if (!recovered.recovered && options.rejectUnrecovered) {
+        const from = { offset: since.offset ?? 0, epoch: since.epoch ?? '' };
+        // Cache mode: the latest publication only, already filtered (and never refused as unrecovered, as in Centrifugo).
+        const cache = ns.force_recovery_mode === 'cache';
+        const recovered = cache
+          ? await this.node.recoverLatest(channel, from, filter)
+          : await this.node.recover(channel, from);
+        if (!recovered.recovered && options.rejectUnrecovered && !cache) {
           await this.unsubscribeCore(channel, false);
           return Errors.unrecoverablePosition;
         }
@@ -642,7 +730,7 @@ export class Session implements Connection {
       }
       Object.assign(result, {
         recoverable: ns.recovery,
-        positioned: true,
+        positioned: sub.positioned,
         epoch: position.epoch,
         offset: position.offset,
       });
@@ -660,6 +748,7 @@ export class Session implements Connection {
       await registry.addPresence(channel, info);
       if (ns.join_leave) await broker.publishJoin(channel, info);
     }
+    if (options.delta && result.publications) result.publications = deltaPublications(result.publications);
     return result;
   }
 
@@ -668,11 +757,15 @@ export class Session implements Connection {
     const sub = this.subs.get(channel);
     if (!sub || sub.live) return;
     sub.live = true;
+    // A delta subscriber's base: the last publication it got in full while subscribing (joins have no offset).
+    let deltaBase: number | undefined;
     for (const { frame, offset } of sub.buffered ?? []) {
-      if (offset === undefined || offset > sub.sentOffset) this.sink.send(frame);
+      if (offset !== undefined && offset <= sub.sentOffset) continue;
+      this.sink.send(frame);
+      if (offset !== undefined) deltaBase = offset;
     }
     sub.buffered = undefined;
-    this.node.hub.activate(channel, this);
+    this.node.hub.activate(channel, this, deltaBase);
   }
 
   private async unsubscribeCore(channel: string, announce = true): Promise<void> {
@@ -749,6 +842,7 @@ export class Session implements Connection {
       this.disconnect(Disconnects.invalidToken, 'invalid_token');
       return undefined;
     }
+    if (isPast(check.value.expiresAt)) return Errors.expired;
     this.expiresAt = check.value.expiresAt;
     const result = { client: this.client, version: VERSION, expires: this.expiresAt > 0 };
     return this.expiresAt > 0 ? { ...result, ttl: Math.max(1, this.expiresAt - nowSeconds()) } : result;
@@ -760,6 +854,7 @@ export class Session implements Connection {
     const check = await this.node.tokens.subscription(req.token);
     if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
     if (check.value.channel !== req.channel || check.value.user !== this.user) return Errors.permissionDenied;
+    if (isPast(check.value.expiresAt)) return Errors.expired;
     this.setExpiry(sub, check.value.expiresAt);
     return sub.expiresAt > 0 ? { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) } : {};
   }

@@ -31,6 +31,7 @@ function settings(overrides: Partial<Config['token']> = {}): Config['token'] {
     audience: '',
     issuer: '',
     maxDepth: 64,
+    maxSubs: 128,
     ...overrides,
   };
 }

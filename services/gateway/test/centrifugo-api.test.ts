@@ -279,10 +279,10 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
     assert.equal(reply.replies.filter((r: any) => r.error === null).length, BATCH_MAX);
   });
 
-  test('fields Switchboard cannot honour are refused with 108; delta is ignored', async () => {
+  test('fields Switchboard cannot honour are refused with 108; delta is accepted (delta.test.ts has its frames)', async () => {
     const cases: [string, object, RegExp][] = [
       ['Publish', { channel: 'chat:cf', data: bytes(1), skip_history: true }, /skip_history/],
-      ['Publish', { channel: 'chat:cf', data: bytes(1), idempotency_key: 'k' }, /idempotency_key/],
+      ['Publish', { channel: 'chat:cf', data: bytes(1), b64data: 'AQ==' }, /b64data/],
       ['Subscribe', { user: 'alice', channel: 'chat:s', session: 's1' }, /session/],
       ['Subscribe', { user: 'alice', channel: 'chat:s', data: bytes(1) }, /data/],
       ['Disconnect', { user: 'alice', whitelist: [aliceId] }, /whitelist/],
@@ -296,6 +296,47 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
     assert.equal(alice.state, 'connected', 'the refused disconnect did nothing');
     const delta: Reply = await api.call('Publish', { channel: 'chat:cf', data: bytes(1), delta: true });
     assert.equal(delta.error, null);
+  });
+
+  test('idempotency_key and version over gRPC: a retry answers the first result, an outdated version is dropped', async () => {
+    const first: Reply = await api.call('Publish', {
+      channel: 'chat:idem',
+      data: bytes(1),
+      idempotency_key: 'g1',
+    });
+    assert.equal(first.error, null);
+    const retry: Reply = await api.call('Publish', {
+      channel: 'chat:idem',
+      data: bytes(2),
+      idempotency_key: 'g1',
+    });
+    assert.deepEqual(retry.result, first.result);
+    const v5: Reply = await api.call('Publish', {
+      channel: 'chat:idem',
+      data: bytes(5),
+      version: 5,
+      version_epoch: 'x',
+    });
+    assert.equal(v5.result.offset, first.result.offset + 1);
+    const v4: Reply = await api.call('Publish', {
+      channel: 'chat:idem',
+      data: bytes(4),
+      version: 4,
+      version_epoch: 'x',
+    });
+    assert.deepEqual(v4.result, v5.result, 'dropped: answered with the position');
+    const history: Reply = await api.call('History', { channel: 'chat:idem', limit: 10 });
+    assert.deepEqual(
+      history.result.publications.map((p: { data: Buffer }) => parse(p.data)),
+      [1, 5],
+    );
+    const long: Reply = await api.call('Publish', {
+      channel: 'chat:idem',
+      data: bytes(1),
+      idempotency_key: 'k'.repeat(257),
+    });
+    assert.equal(long.error?.code, 107);
+    assert.match(long.error?.message ?? '', /idempotency_key longer than 256/);
   });
 
   test('x-centrifugo-error-mode: transport turns API errors into gRPC status codes', async () => {

@@ -47,6 +47,8 @@ describe('defaults', () => {
     assert.equal(c.maxMessageSize, 65536);
     assert.equal(c.maxChannelsPerConnection, 128);
     assert.equal(c.maxConnectionsPerUser, 100);
+    assert.equal(c.personalNamespace, undefined);
+    assert.equal(c.singleConnection, false);
     assert.equal(c.maxConnections, 100000);
     assert.equal(c.commandsPerSecond, 100);
     assert.equal(c.maxBackpressure, 1048576);
@@ -68,6 +70,7 @@ describe('defaults', () => {
       audience: '',
       issuer: '',
       maxDepth: 64,
+      maxSubs: 128,
     });
     assert.deepEqual(c.allowedOrigins, ['http://localhost:8000', 'http://127.0.0.1:8000']);
   });
@@ -149,6 +152,7 @@ describe('environment overrides', () => {
       audience: 'aud',
       issuer: 'iss',
       maxDepth: 64,
+      maxSubs: 128,
     });
     assert.deepEqual(c.allowedOrigins, ['https://a.example.com', 'https://*.b.com']);
     assert.equal(c.logLevel, 'debug');
@@ -190,6 +194,27 @@ describe('bad values give a ConfigError naming the env var', () => {
       configError({ SWITCHBOARD_CLIENT_PORT: bad }, /SWITCHBOARD_CLIENT_PORT must be a non-negative integer/);
     });
   }
+
+  test('the personal channel namespace must be configured', () => {
+    configError(
+      { SWITCHBOARD_USER_SUBSCRIBE_TO_PERSONAL: 'true', SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE: 'me' },
+      /SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE: no namespace "me"/,
+    );
+    const on = loadConfig({ SWITCHBOARD_USER_SUBSCRIBE_TO_PERSONAL: 'true' });
+    assert.equal(on.personalNamespace, '');
+    const chat = loadConfig({
+      SWITCHBOARD_USER_SUBSCRIBE_TO_PERSONAL: 'true',
+      SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE: 'chat',
+      SWITCHBOARD_USER_PERSONAL_SINGLE_CONNECTION: 'true',
+    });
+    assert.equal(chat.personalNamespace, 'chat');
+    assert.equal(chat.singleConnection, true);
+    // Off, the namespace is not looked at.
+    assert.equal(
+      loadConfig({ SWITCHBOARD_USER_PERSONAL_CHANNEL_NAMESPACE: 'me' }).personalNamespace,
+      undefined,
+    );
+  });
 
   test('the nesting bound from 4 to 1000, trusted proxies as addresses or CIDR ranges', () => {
     for (const bad of ['3', '1001']) configError({ SWITCHBOARD_JSON_MAX_DEPTH: bad }, /from 4 to 1000/);
@@ -322,6 +347,25 @@ describe('SWITCHBOARD_NAMESPACES', () => {
 
   test('history without a TTL', () => {
     configError(ns([{ name: 'x', history_size: 10 }]), /namespace "x": history needs history_ttl > 0/);
+  });
+
+  test('allowed_delta_types: "fossil" only, and only with history; delta_publish only with it', () => {
+    const history = { history_size: 10, history_ttl: 60 };
+    const c = loadConfig(ns([{ name: 'x', ...history, allowed_delta_types: ['fossil'] }]));
+    assert.deepEqual(c.namespaces.get('x')?.allowed_delta_types, ['fossil']);
+    for (const bad of [['xdelta'], 'fossil', [1]])
+      configError(
+        ns([{ name: 'x', ...history, allowed_delta_types: bad }]),
+        /namespace "x": allowed_delta_types must be an array of "fossil"/,
+      );
+    configError(
+      ns([{ name: 'x', allowed_delta_types: ['fossil'] }]),
+      /namespace "x": allowed_delta_types needs history_size > 0/,
+    );
+    configError(
+      ns([{ name: 'x', ...history, delta_publish: true }]),
+      /namespace "x": delta_publish needs allowed_delta_types/,
+    );
   });
 
   test('join_leave without presence', () => {

@@ -17,6 +17,10 @@ describe('bus envelopes are checked before use', () => {
     const join = { t: 'join', info: { user: 'u', client: 'c' } };
     assert.deepEqual(readEnvelope(join), join);
     assert.equal(readStored(join), undefined, 'history holds publications only');
+    const versioned = { ...pub, ver: 7, vep: 'e1' };
+    assert.deepEqual(readStored(versioned), versioned);
+    const delta = { ...pub, delta: true };
+    assert.deepEqual(readEnvelope(delta), delta, 'the publisher asked for delta compression');
   });
 
   test('anything else is refused', () => {
@@ -32,6 +36,12 @@ describe('bus envelopes are checked before use', () => {
       { t: 'pub', pub: { data: 1, tags: { a: 1 } }, ts: 1 },
       { t: 'pub', pub: { data: 1, info: { user: 1 } }, ts: 1 },
       { t: 'pub', pub: { data: 1 }, ts: 1, skip: 5 },
+      { t: 'pub', pub: { data: 1 }, ts: 1, ver: -1 },
+      { t: 'pub', pub: { data: 1 }, ts: 1, ver: '7' },
+      { t: 'pub', pub: { data: 1 }, ts: 1, ver: 7, vep: 7 },
+      { t: 'pub', pub: { data: 1 }, ts: 1, delta: 'yes' },
+      // A delta is made for one subscriber's wire: what travels between gateways is whole.
+      { t: 'pub', pub: { data: 'x', delta: true }, ts: 1 },
       { t: 'join', info: null },
       { t: 'leave' },
       { t: 'other', info: { user: 'u', client: 'c' } },
@@ -47,6 +57,10 @@ describe('bus envelopes are checked before use', () => {
     assert.equal(readControl({ op: 'disconnect', user: 'u', code: 3000 }), undefined);
     assert.equal(readControl({ op: 'explode', user: 'u' }), undefined);
     assert.equal(readControl({ op: 'unsubscribe', user: 'u', channel: 'c', client: 7 }), undefined);
+    const spared = { op: 'disconnect', user: 'u', code: 3504, reason: 'r', whitelist: ['c1'] };
+    assert.deepEqual(readControl(spared), spared);
+    for (const whitelist of ['c1', [1], [null], {}])
+      assert.equal(readControl({ ...spared, whitelist }), undefined, JSON.stringify(whitelist));
   });
 
   test('surveys and their answers', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Publication } from '@switchboard/protocol';
-import { MemoryHistory, recover } from '../src/history.js';
+import { MemoryHistory, recover, recoverLatest, sequence } from '../src/history.js';
 
 type Stored = Publication & { offset: number };
 
@@ -154,7 +154,7 @@ describe('MemoryHistory', () => {
     const { h, clock } = setup();
     const offsets: number[] = [];
     for (let i = 0; i < 25; i++) {
-      const stored = h.add('c', { data: i, offset: 999 }, limits);
+      const stored = h.add('c', { data: i, offset: 999 }, limits)!;
       assert.deepEqual(stored.data, i);
       offsets.push(stored.offset);
       clock.advance(1);
@@ -359,7 +359,7 @@ describe('MemoryHistory', () => {
     assert.deepEqual(h.page('c', { limit: 10 }).publications, []);
     assert.equal(h.recover('c', { offset: 2, epoch: before.epoch }, 100).recovered, false);
     assert.equal(h.recover('c', { offset: 4, epoch: before.epoch }, 100).recovered, true);
-    const next = h.add('c', { data: 5 }, limits);
+    const next = h.add('c', { data: 5 }, limits)!;
     assert.equal(next.offset, 5);
     assert.equal(h.position('c').epoch, before.epoch);
   });
@@ -368,5 +368,71 @@ describe('MemoryHistory', () => {
     const { h } = setup();
     h.remove('ghost');
     assert.equal(h.position('ghost').offset, 0);
+  });
+});
+
+describe('recoverLatest (pure, cache recovery mode)', () => {
+  const position = { offset: 7, epoch: 'e1' };
+  const latest = pub(7);
+
+  test('behind, or in another epoch: recovered with the latest publication', () => {
+    for (const since of [
+      { offset: 0, epoch: '' },
+      { offset: 3, epoch: 'e1' },
+      { offset: 7, epoch: 'old' },
+    ]) {
+      assert.deepEqual(recoverLatest(position, latest, latest, since), {
+        recovered: true,
+        publications: [latest],
+        position,
+      });
+    }
+  });
+
+  test('at the top already: recovered with nothing to send', () => {
+    assert.deepEqual(recoverLatest(position, latest, latest, { offset: 7, epoch: 'e1' }).publications, []);
+    assert.equal(recoverLatest(position, latest, latest, { offset: 7, epoch: 'e1' }).recovered, true);
+  });
+
+  test('nothing retained: recovered only for a client at the top', () => {
+    assert.equal(recoverLatest(position, undefined, undefined, { offset: 7, epoch: 'e1' }).recovered, true);
+    assert.equal(recoverLatest(position, undefined, undefined, { offset: 6, epoch: 'e1' }).recovered, false);
+    assert.equal(
+      recoverLatest({ offset: 0, epoch: 'e1' }, undefined, undefined, { offset: 0, epoch: 'e1' }).recovered,
+      false,
+    );
+  });
+
+  test('a filtered subscriber gets the newest publication its filter passes', () => {
+    const older = pub(5);
+    const r = recoverLatest(position, latest, older, { offset: 0, epoch: '' });
+    assert.equal(r.recovered, true);
+    assert.deepEqual(r.publications, [older]);
+    assert.deepEqual(recoverLatest(position, latest, undefined, { offset: 0, epoch: '' }).publications, []);
+  });
+
+  test('the newest retained publication below the top (expired top): not recovered', () => {
+    assert.deepEqual(recoverLatest(position, pub(6), pub(6), { offset: 0, epoch: '' }), {
+      recovered: false,
+      publications: [],
+      position,
+    });
+  });
+});
+
+describe('sequence (pure, gap detection of positioned subscriptions)', () => {
+  const last = { offset: 5, epoch: 'e1' };
+
+  test('the next offset, the first publication and a new epoch are in order', () => {
+    assert.equal(sequence(last, { offset: 6, epoch: 'e1' }), 'next');
+    assert.equal(sequence(undefined, { offset: 9, epoch: 'e1' }), 'next');
+    assert.equal(sequence(last, { offset: 1, epoch: 'e2' }), 'next');
+  });
+
+  test('an offset delivered already is seen, one beyond the next is a gap', () => {
+    assert.equal(sequence(last, { offset: 5, epoch: 'e1' }), 'seen');
+    assert.equal(sequence(last, { offset: 2, epoch: 'e1' }), 'seen');
+    assert.equal(sequence(last, { offset: 7, epoch: 'e1' }), 'gap');
+    assert.equal(sequence({ offset: 0, epoch: 'e1' }, { offset: 2, epoch: 'e1' }), 'gap');
   });
 });

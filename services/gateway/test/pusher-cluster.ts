@@ -21,12 +21,8 @@ import { type As, type Client, pusherClient, pusherSdk, type PusherTarget } from
 
 /** How often a gateway renews or tries to take the decider's lease (LEASE_EVERY_MS of hooks/decider.ts). */
 export const LEASE_EVERY_MS = 2000;
-/**
- * Room for the decider's tick (250 ms), NATS, the webhook work queue and a loaded 2-core machine.
- * Only upper bounds use it (the tests wait for events, never for it); a clean-clone CI run took
- * 2 s more than a 2,000 ms slack once, with every other test of the suite sharing the machine.
- */
-export const SLACK_MS = 5000;
+/** Room for the decider's tick (250 ms), NATS, the webhook work queue and a loaded 2-core machine (upper bounds only). */
+export const SLACK_MS = 3000;
 
 /** A Pusher app as the tests know it. */
 export interface PusherApp {

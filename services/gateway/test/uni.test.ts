@@ -7,10 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import { uniLine } from '../src/transport/uni.js';
-import { api, type Gateway, startGateway, token, waitUntil } from './harness.js';
+import { connectRequestJson, protoPush } from '../src/transport/uni-grpc.js';
+import { api, freePort, type Gateway, startGateway, token, waitUntil } from './harness.js';
 
 describe('uniLine: a bidirectional frame line as a unidirectional client sees it', () => {
   test('pushes lose their envelope, the connect reply becomes the connect push, errors a disconnect', () => {
@@ -32,6 +36,35 @@ describe('uniLine: a bidirectional frame line as a unidirectional client sees it
     });
     assert.deepEqual(uniLine('{"id":2,"publish":{}}'), { drop: true });
     assert.deepEqual(uniLine('not json'), { drop: true });
+  });
+});
+
+describe('uni_grpc conversions', () => {
+  test('JSON values of a push become bytes of JSON text, the rest stays', () => {
+    const push = protoPush({
+      channel: 'a',
+      pub: { data: { n: 1 }, info: { user: 'u', client: 'c', conn_info: { name: 'Ann' } }, offset: 3 },
+    }) as {
+      channel: string;
+      pub: { data: Buffer; info: { user: string; conn_info: Buffer }; offset: number };
+    };
+    assert.equal(push.channel, 'a');
+    assert.equal(push.pub.offset, 3);
+    assert.equal(push.pub.info.user, 'u');
+    assert.deepEqual(JSON.parse(push.pub.data.toString()), { n: 1 });
+    assert.deepEqual(JSON.parse(push.pub.info.conn_info.toString()), { name: 'Ann' });
+  });
+
+  test('a ConnectRequest message becomes the JSON request; data that is not JSON is refused', () => {
+    assert.equal(
+      connectRequestJson({ token: 't', data: Buffer.from('{"a":1}'), name: '', subs: {} }, 16),
+      '{"token":"t","data":{"a":1}}',
+    );
+    assert.equal(connectRequestJson({ token: 't', data: Buffer.from('{nope') }, 16), undefined);
+    assert.equal(
+      connectRequestJson({ data: Buffer.from('[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]') }, 16),
+      undefined,
+    );
   });
 });
 
@@ -308,6 +341,126 @@ describe('unidirectional transports', () => {
     await foreign.body?.cancel();
     const afterwards = (await api(gw, 'history', { channel: CHANNEL, limit: 0 })).body;
     assert.deepEqual(afterwards, before, 'nothing published by a smuggled command');
+  });
+});
+
+const UNISTREAM_PROTO = fileURLToPath(
+  new URL('../../proto/centrifugal/centrifugo/unistream/unistream.proto', import.meta.url),
+);
+
+/** A client generated (at run time, by proto-loader) from Centrifugo's unistream.proto. */
+function uniStreamClient(port: number) {
+  const definition = protoLoader.loadSync(UNISTREAM_PROTO, { keepCase: true, longs: Number, defaults: true });
+  const Client = grpc.makeGenericClientConstructor(
+    definition['centrifugal.centrifugo.unistream.CentrifugoUniStream'] as grpc.ServiceDefinition,
+    'CentrifugoUniStream',
+  );
+  return new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+}
+
+type UniPush = {
+  channel: string;
+  connect: { client: string; subs: Record<string, unknown> } | null;
+  pub: { data: Buffer } | null;
+  disconnect: { code: number; reason: string } | null;
+};
+
+/** Consume's stream: pushes as they arrive, and how it ended. */
+function consume(stub: grpc.Client, request: object) {
+  const got: UniPush[] = [];
+  let ended: { status?: number } | undefined;
+  const call = (
+    stub as unknown as Record<string, (r: object) => grpc.ClientReadableStream<UniPush>>
+  ).Consume!.call(stub, request);
+  call.on('data', (push: UniPush) => got.push(push));
+  call.on('error', (err: grpc.ServiceError) => (ended = { status: err.code }));
+  call.on('end', () => (ended ??= {}));
+  return { call, got, ended: () => ended };
+}
+
+describe("uni_grpc: Centrifugo's CentrifugoUniStream", () => {
+  let gw: Gateway;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    gw = await startGateway({ SWITCHBOARD_UNI_TRANSPORTS: 'grpc', SWITCHBOARD_UNI_GRPC_PORT: String(port) });
+  });
+
+  after(async () => {
+    await gw.stop();
+  });
+
+  test('Consume: the connect push, publications with their data as JSON bytes, a server disconnect as the last push', async () => {
+    const stub = uniStreamClient(port);
+    try {
+      const c = consume(stub, { token: await token({ sub: 'uni-grpc', channels: [CHANNEL] }) });
+      await waitUntil(
+        () => c.got.length >= 1,
+        5000,
+        () => 'connect push',
+      );
+      assert.equal(typeof c.got[0]!.connect?.client, 'string');
+      assert.ok(CHANNEL in c.got[0]!.connect!.subs);
+      for (const n of [1, 2, 3]) await api(gw, 'publish', { channel: CHANNEL, data: { n } });
+      const pubs = () =>
+        c.got.filter((p) => p.pub).map((p) => [p.channel, JSON.parse(p.pub!.data.toString()).n]);
+      await waitUntil(
+        () => pubs().length >= 3,
+        5000,
+        () => JSON.stringify(c.got),
+      );
+      assert.deepEqual(pubs(), [
+        [CHANNEL, 1],
+        [CHANNEL, 2],
+        [CHANNEL, 3],
+      ]);
+      await api(gw, 'disconnect', { user: 'uni-grpc', disconnect: { code: 4001, reason: 'bye' } });
+      await waitUntil(
+        () => c.ended() !== undefined,
+        5000,
+        () => 'stream ended',
+      );
+      assert.deepEqual(c.got.at(-1)!.disconnect, { code: 4001, reason: 'bye', reconnect: false });
+    } finally {
+      stub.close();
+    }
+  });
+
+  test('a bad token ends the stream with 3500; data that is not JSON with 3501; other clients unaffected', async () => {
+    const stub = uniStreamClient(port);
+    try {
+      const good = consume(stub, { token: await token({ sub: 'uni-grpc-2', channels: [CHANNEL] }) });
+      await waitUntil(
+        () => good.got.length >= 1,
+        5000,
+        () => 'connect push',
+      );
+      const bad = consume(stub, { token: 'not.a.token' });
+      await waitUntil(
+        () => bad.ended() !== undefined,
+        5000,
+        () => 'bad token ended',
+      );
+      assert.equal(bad.got.at(-1)?.disconnect?.code, 3500);
+      const junk = consume(stub, { token: await token({ sub: 'x' }), data: Buffer.from('{not json') });
+      await waitUntil(
+        () => junk.ended() !== undefined,
+        5000,
+        () => 'junk ended',
+      );
+      assert.equal(junk.got.at(-1)?.disconnect?.code, 3501);
+      await api(gw, 'publish', { channel: CHANNEL, data: { n: 7 } });
+      await waitUntil(
+        () => good.got.some((p) => p.pub),
+        5000,
+        () => JSON.stringify(good.got),
+      );
+      assert.equal(good.ended(), undefined);
+      good.call.cancel();
+    } finally {
+      stub.close();
+    }
   });
 });
 

@@ -94,15 +94,16 @@ type ToParams = Partial<Record<ApiMethod, (req: Msg, depth: number) => Msg>>;
 
 /** Requests of SwitchboardApi whose decoded message is not already the JSON params shape. */
 const switchboardParams: ToParams = {
-  publish: (r, d) => ({ channel: r.channel, ...json(r, 'data', d), ...tags(r) }),
-  broadcast: (r, d) => ({ channels: r.channels, ...json(r, 'data', d), ...tags(r) }),
+  publish: (r, d) => ({ channel: r.channel, ...json(r, 'data', d), ...tags(r), delta: r.delta }),
+  broadcast: (r, d) => ({ channels: r.channels, ...json(r, 'data', d), ...tags(r), delta: r.delta }),
   subscribe: (r, d) => ({ user: r.user, channel: r.channel, client: r.client, ...json(r, 'info', d) }),
   disconnect: (r) => ({ user: r.user, client: r.client, ...present(r, 'disconnect') }),
   history: (r) => ({ channel: r.channel, limit: r.limit, reverse: r.reverse, ...present(r, 'since') }),
   pusher_app_put: (r, d) => json(r, 'app', d),
 };
 
-const PUBLISH_UNSUPPORTED = ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'];
+/** Publish fields passed on as they are: the API answers 108 for the unsupported ones when set. */
+const PUBLISH_FIELDS = ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'];
 
 /** Requests of CentrifugoApi (and its batch commands): Centrifugo's fields, unsupported ones included. */
 const centrifugoParams: ToParams = {
@@ -110,13 +111,15 @@ const centrifugoParams: ToParams = {
     channel: r.channel,
     ...json(r, 'data', d),
     ...tags(r),
-    ...pass(r, ...PUBLISH_UNSUPPORTED),
+    delta: r.delta,
+    ...pass(r, ...PUBLISH_FIELDS),
   }),
   broadcast: (r, d) => ({
     channels: r.channels,
     ...json(r, 'data', d),
     ...tags(r),
-    ...pass(r, ...PUBLISH_UNSUPPORTED),
+    delta: r.delta,
+    ...pass(r, ...PUBLISH_FIELDS),
   }),
   subscribe: (r, d) => ({
     user: r.user,
@@ -356,6 +359,15 @@ export async function startGrpcServer(
     }
     server.addService(service, implementation);
   }
+  return listenGrpc(server, host, port);
+}
+
+/** Binds `server` to `host:port` (plaintext: TLS ends in front of it); `close()` lets calls end for a moment, then cancels them. */
+export async function listenGrpc(
+  server: grpc.Server,
+  host: string,
+  port: number,
+): Promise<{ close(): Promise<void> }> {
   const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>

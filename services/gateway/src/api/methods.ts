@@ -11,7 +11,8 @@ import {
   nestedDeeperThan,
   type ProtocolError,
 } from '@switchboard/protocol';
-import type { Node, ResolvedChannel } from '../node.js';
+import { IDEMPOTENCY_KEY_MAX_LENGTH } from '../idempotency.js';
+import type { Node, PublishOptions, ResolvedChannel } from '../node.js';
 import { type AppCatalog, AppRefused } from '../pusher/app-store.js';
 
 export type ApiResponse = { result: unknown } | { error: ProtocolError };
@@ -41,11 +42,11 @@ export type ApiMethod = (typeof API_METHODS)[number];
  * Centrifugo request fields Switchboard cannot honour: set to anything but
  * their zero value, the call is refused with 108 naming the field, rather than
  * carried out differently from what was asked (a `session` filter ignored
- * would reach every connection of the user). `delta` is only a hint and is ignored.
+ * would reach every connection of the user).
  */
 const UNSUPPORTED: Partial<Record<ApiMethod, readonly string[]>> = {
-  publish: ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'],
-  broadcast: ['b64data', 'skip_history', 'idempotency_key', 'version', 'version_epoch'],
+  publish: ['b64data', 'skip_history'],
+  broadcast: ['b64data', 'skip_history'],
   subscribe: ['session', 'expire_at', 'data', 'b64data', 'b64info', 'recover_since', 'override'],
   unsubscribe: ['session'],
   disconnect: ['session', 'whitelist'],
@@ -113,6 +114,24 @@ function disconnectOf(p: Params): Disconnect {
   return { code, reason };
 }
 
+/**
+ * `idempotency_key` (a retry within the window answers the first result) and
+ * `version`/`version_epoch` (an outdated publication is dropped) of a publish.
+ */
+function deduplication(p: Params): Pick<PublishOptions, 'idempotencyKey' | 'version'> {
+  const key = str(p, 'idempotency_key', false);
+  if (key.length > IDEMPOTENCY_KEY_MAX_LENGTH)
+    throw bad(`idempotency_key longer than ${IDEMPOTENCY_KEY_MAX_LENGTH} characters`);
+  const version = p.version ?? 0;
+  if (!Number.isSafeInteger(version) || (version as number) < 0)
+    throw bad('version must be a non-negative integer');
+  const epoch = str(p, 'version_epoch', false);
+  return {
+    ...(key ? { idempotencyKey: key } : {}),
+    ...(version !== 0 ? { version: { version: version as number, epoch } } : {}),
+  };
+}
+
 async function publishOne(node: Node, channel: string, p: Params) {
   if (!('data' in p)) throw bad('data is required');
   const resolved = channelOf(node, channel);
@@ -123,9 +142,13 @@ async function publishOne(node: Node, channel: string, p: Params) {
   ) {
     throw bad('tags must be an object of strings');
   }
+  const delta = p.delta ?? false;
+  if (typeof delta !== 'boolean') throw bad('delta must be a boolean');
   const position = await node.publish(resolved, p.data, {
     source: 'api',
     ...(tags ? { tags: tags as Record<string, string> } : {}),
+    ...(delta ? { delta } : {}),
+    ...deduplication(p),
   });
   if (position && 'code' in position) throw new ApiError(position);
   return position ? { offset: position.offset, epoch: position.epoch } : {};

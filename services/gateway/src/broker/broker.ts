@@ -4,7 +4,7 @@
  */
 
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
-import type { HistoryLimits, HistoryPage, HistoryQuery, Recovery } from '../history.js';
+import type { HistoryLimits, HistoryPage, HistoryQuery, PublicationVersion, Recovery } from '../history.js';
 
 /** A presence channel's member (a user, over all its connections in the cluster) came or went. */
 export type MemberEvent = { op: 'added'; info: ClientInfo } | { op: 'removed'; user: string };
@@ -13,13 +13,18 @@ export type MemberEvent = { op: 'added'; info: ClientInfo } | { op: 'removed'; u
 export type ControlMessage =
   | { op: 'subscribe'; user: string; channel: string; client?: string; info?: unknown }
   | { op: 'unsubscribe'; user: string; channel: string; client?: string }
-  | { op: 'disconnect'; user: string; client?: string; code: number; reason: string }
+  /** `whitelist`: client ids spared (a new connection of a single-connection user). */
+  | { op: 'disconnect'; user: string; client?: string; whitelist?: string[]; code: number; reason: string }
   /** Server API `refresh`: `expired` ends the connections as expired, else `expire_at` (unix seconds, 0 none) is their new expiry. */
   | { op: 'refresh'; user: string; client?: string; expired: boolean; expire_at: number };
 
 export interface BrokerEvents {
-  /** `skipClient`: the publishing connection that must not receive it. */
-  publication(channel: string, pub: Publication, skipClient?: string): void;
+  /**
+   * `skipClient`: the publishing connection that must not receive it; `delta`:
+   * the publisher asked for delta compression (subscribers that negotiated it
+   * may get it as a delta against the channel's previous publication).
+   */
+  publication(channel: string, pub: Publication, skipClient: string | undefined, delta: boolean): void;
   join(channel: string, info: ClientInfo): void;
   leave(channel: string, info: ClientInfo): void;
   /** `skipClient`: the connection that made the member come (it has itself in its roster). */
@@ -42,6 +47,16 @@ export interface PublishOptions {
   /** Keep the publication in history with these limits; it then gets an offset. */
   history?: HistoryLimits | undefined;
   skipClient?: string | undefined;
+  /** Deliver it as a delta to subscribers that negotiated delta compression (server API `delta`). */
+  delta?: boolean;
+  /**
+   * Server API `idempotency_key`: with history, a cluster stores it once per
+   * channel and key within the duplicate window (the gateway's own memory, see
+   * idempotency.ts, answers retries that reach it again).
+   */
+  idempotencyKey?: string | undefined;
+  /** With history: dropped (not stored, not delivered) when not newer than the channel's last. */
+  version?: PublicationVersion | undefined;
 }
 
 /** A publish that could not be stored within `publish_timeout`: the caller gets a temporary error. */

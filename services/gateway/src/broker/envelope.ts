@@ -9,7 +9,12 @@ import type { ChannelCounts, ControlMessage, MemberEvent } from './broker.js';
 
 /** What travels on a live subject (and is stored in history for publications). */
 export type Envelope =
-  | { t: 'pub'; pub: Publication; skip?: string; ts: number }
+  /**
+   * `delta`: the publisher asked for delta compression; `ver`, `vep`: the
+   * application's version and version epoch (server API `version`), stored so
+   * that any gateway can drop an outdated one.
+   */
+  | { t: 'pub'; pub: Publication; skip?: string; ts: number; delta?: true; ver?: number; vep?: string }
   | { t: 'join' | 'leave'; info: ClientInfo }
   | { t: 'member'; member: MemberEvent; skip?: string };
 
@@ -27,6 +32,8 @@ export function isClientInfo(v: unknown): v is ClientInfo {
 export function isPublication(v: unknown): v is Publication {
   if (!isObj(v) || !('data' in v)) return false;
   if (!isOffset(v.offset) || !optionalString(v.epoch)) return false;
+  // What a gateway sends or stores is the full publication: a delta is made for one subscriber's wire only.
+  if (v.delta !== undefined) return false;
   if (v.info !== undefined && !isClientInfo(v.info)) return false;
   if (v.tags !== undefined && (!isObj(v.tags) || !Object.values(v.tags).every((t) => typeof t === 'string')))
     return false;
@@ -38,6 +45,8 @@ export function readEnvelope(v: unknown): Envelope | undefined {
   if (!isObj(v)) return undefined;
   if (v.t === 'pub') {
     if (!isPublication(v.pub) || !optionalString(v.skip) || typeof v.ts !== 'number') return undefined;
+    if (v.delta !== undefined && v.delta !== true) return undefined;
+    if (!isOffset(v.ver) || !optionalString(v.vep)) return undefined;
     return v as PubEnvelope;
   }
   if (v.t === 'join' || v.t === 'leave') return isClientInfo(v.info) ? (v as Envelope) : undefined;
@@ -66,6 +75,9 @@ export function readControl(v: unknown): ControlMessage | undefined {
   if (v.op === 'disconnect') {
     const code = v.code;
     if (!Number.isInteger(code) || (code as number) < 3000 || (code as number) > 4999) return undefined;
+    const spared = v.whitelist;
+    if (spared !== undefined && !(Array.isArray(spared) && spared.every((c) => typeof c === 'string')))
+      return undefined;
     return typeof v.reason === 'string' ? (v as ControlMessage) : undefined;
   }
   if (v.op === 'refresh') {

@@ -33,8 +33,12 @@ export class MemoryBroker implements Broker {
     pub: Publication,
     options: PublishOptions,
   ): Promise<StreamPosition | undefined> {
-    const stored = options.history ? this.historyStore.add(channel, pub, options.history) : pub;
-    this.events?.publication(channel, stored, options.skipClient);
+    const stored = options.history
+      ? this.historyStore.add(channel, pub, options.history, options.version)
+      : pub;
+    // Outdated (`version`): dropped, answered with the stream's position as Centrifugo does.
+    if (stored === undefined) return this.historyStore.position(channel);
+    this.events?.publication(channel, stored, options.skipClient, options.delta === true);
     return options.history ? this.historyStore.position(channel) : undefined;
   }
 

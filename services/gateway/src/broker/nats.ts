@@ -11,7 +11,7 @@
  * - control: one subject every gateway listens to.
  */
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import {
   type ClientInfo,
   namespaceOf,
@@ -42,7 +42,17 @@ import {
 } from '@nats-io/transport-node';
 import { credentialOptions, patiently } from '@switchboard/sdk';
 import type { NamespaceOptions, NatsSettings } from '../config.js';
-import { type HistoryPage, type HistoryQuery, newEpoch, page, type Recovery, recover } from '../history.js';
+import {
+  type HistoryPage,
+  type HistoryQuery,
+  newEpoch,
+  outdated,
+  page,
+  type PublicationVersion,
+  type Recovery,
+  recover,
+} from '../history.js';
+import { IDEMPOTENT_RESULT_TTL_MS } from '../idempotency.js';
 import type { Logger } from '../log.js';
 import { counted, type JetStreamOperation, type Metrics } from '../metrics.js';
 import {
@@ -65,6 +75,23 @@ import {
 } from './envelope.js';
 
 type Stored = Publication & { offset: number };
+
+/** A channel's last stored publication: its stream sequence, position and application version. */
+interface Top {
+  seq: number;
+  offset: number;
+  epoch: string;
+  version: PublicationVersion;
+}
+
+const NO_VERSION: PublicationVersion = { version: 0, epoch: '' };
+
+const topOf = (seq: number, envelope: PubEnvelope): Top => ({
+  seq,
+  offset: envelope.pub.offset ?? 0,
+  epoch: envelope.pub.epoch ?? '',
+  version: envelope.ver === undefined ? NO_VERSION : { version: envelope.ver, epoch: envelope.vep ?? '' },
+});
 
 /** JetStream's error code for a failed `expect` on the last subject sequence. */
 const WRONG_LAST_SEQUENCE = 10071;
@@ -91,6 +118,7 @@ function sameStream(
     subjects?: string[];
     max_msgs_per_subject?: number;
     max_age?: number;
+    duplicate_window?: number;
     num_replicas?: number;
     republish?: { src?: string; dest?: string };
   },
@@ -98,6 +126,7 @@ function sameStream(
     subjects: string[];
     max_msgs_per_subject: number;
     max_age: number;
+    duplicate_window: number;
     num_replicas: number;
     republish: { src: string; dest: string };
   },
@@ -106,6 +135,7 @@ function sameStream(
     JSON.stringify(have.subjects) === JSON.stringify(want.subjects) &&
     have.max_msgs_per_subject === want.max_msgs_per_subject &&
     have.max_age === want.max_age &&
+    have.duplicate_window === want.duplicate_window &&
     have.num_replicas === want.num_replicas &&
     have.republish?.src === want.republish.src &&
     have.republish?.dest === want.republish.dest
@@ -177,7 +207,7 @@ export class NatsBroker implements Broker {
   private events: BrokerEvents | undefined;
   private connected = false;
   private readonly live = new Map<string, Subscription>();
-  private readonly positions = new Map<string, { seq: number; offset: number; epoch: string }>();
+  private readonly positions = new Map<string, Top>();
   private readonly appending = new Map<string, Promise<void>>();
   private readonly waiting = new Set<() => void>();
   private replicaWatch: NodeJS.Timeout | undefined;
@@ -422,6 +452,8 @@ export class NatsBroker implements Broker {
         discard: DiscardPolicy.Old,
         max_msgs_per_subject: ns.history_size,
         max_age: nanos(ns.history_ttl * 1000),
+        // Idempotent publishes: JetStream allows no window beyond the age limit.
+        duplicate_window: nanos(Math.min(IDEMPOTENT_RESULT_TTL_MS, ns.history_ttl * 1000)),
         republish: this.subjects.historyRepublish(ns.name),
         num_replicas: this.settings.replicas,
       };
@@ -461,6 +493,8 @@ export class NatsBroker implements Broker {
       pub,
       ts: Date.now(),
       ...(options.skipClient ? { skip: options.skipClient } : {}),
+      ...(options.delta ? { delta: true as const } : {}),
+      ...(options.version ? { ver: options.version.version, vep: options.version.epoch } : {}),
     };
     if (!options.history) {
       nc.publish(this.subjects.live(ns, channel), encode(envelope));
@@ -468,7 +502,9 @@ export class NatsBroker implements Broker {
     }
     // Appends to one channel queue up on this gateway: they would only race each other.
     const previous = this.appending.get(channel) ?? Promise.resolve();
-    const appended = previous.then(() => this.counted('append', () => this.append(ns, channel, envelope)));
+    const appended = previous.then(() =>
+      this.counted('append', () => this.append(ns, channel, envelope, options.idempotencyKey)),
+    );
     const settled = appended.then(
       () => undefined,
       () => undefined,
@@ -487,16 +523,38 @@ export class NatsBroker implements Broker {
    * taken again), and while the stream has no leader or NATS reconnects (a
    * leader change, a lost server). Every attempt carries the same message id,
    * so JetStream's duplicate window stores a retried append once even when an
-   * earlier attempt was stored and only its answer was lost.
+   * earlier attempt was stored and only its answer was lost. With an
+   * idempotency key the id is the channel's and key's: any gateway's retry
+   * within the window is that duplicate too. A publication whose version is
+   * outdated is not appended: the answer is the channel's position.
    */
-  private async append(ns: string, channel: string, envelope: PubEnvelope): Promise<StreamPosition> {
+  private async append(
+    ns: string,
+    channel: string,
+    envelope: PubEnvelope,
+    idempotencyKey: string | undefined,
+  ): Promise<StreamPosition> {
     const subject = this.subjects.history(ns, channel);
-    const msgID = randomUUID();
+    const msgID =
+      idempotencyKey === undefined
+        ? randomUUID()
+        : createHash('sha256')
+            .update(JSON.stringify([channel, idempotencyKey]))
+            .digest('base64url');
+    const version =
+      envelope.ver === undefined ? undefined : { version: envelope.ver, epoch: envelope.vep ?? '' };
     const deadline = Date.now() + this.publishTimeout;
     for (let attempt = 1; ; attempt++) {
       let reason: 'race' | 'unavailable';
       try {
-        const last = this.positions.get(channel) ?? (await this.lastStored(ns, channel));
+        const cached = this.positions.get(channel);
+        const last = cached ?? (await this.lastStored(ns, channel));
+        if (version && last && outdated(last.version, version)) {
+          // Decided on what this gateway remembers, it is read again: another may have appended since.
+          this.positions.delete(channel);
+          if (!cached) return { offset: last.offset, epoch: last.epoch };
+          continue;
+        }
         // No stored publication: history is new or was lost, so a new epoch tells clients so.
         const epoch = last?.epoch || newEpoch();
         const offset = (last?.offset ?? 0) + 1;
@@ -512,7 +570,7 @@ export class NatsBroker implements Broker {
         // A duplicate: an earlier attempt was stored after all, with the offset it had then.
         const stored = ack.duplicate
           ? await this.storedAt(ns, channel, ack.seq)
-          : { seq: ack.seq, offset, epoch };
+          : { seq: ack.seq, offset, epoch, version: version ?? NO_VERSION };
         this.remember(channel, stored);
         this.lastStoredAt = Date.now();
         return { offset: stored.offset, epoch: stored.epoch };
@@ -542,26 +600,19 @@ export class NatsBroker implements Broker {
   }
 
   /** The position of the publication stored at stream sequence `seq`. */
-  private async storedAt(
-    ns: string,
-    channel: string,
-    seq: number,
-  ): Promise<{ seq: number; offset: number; epoch: string }> {
+  private async storedAt(ns: string, channel: string, seq: number): Promise<Top> {
     const msg = await this.jsm!.streams.getMessage(this.subjects.historyStream(ns), { seq });
     const envelope = msg ? this.decode(msg.data, 'history', readStored) : undefined;
     if (!envelope) throw new Error(`history entry ${seq} of ${channel} is missing or malformed`);
-    return { seq, offset: envelope.pub.offset ?? 0, epoch: envelope.pub.epoch ?? '' };
+    return topOf(seq, envelope);
   }
 
-  private remember(channel: string, position: { seq: number; offset: number; epoch: string }): void {
+  private remember(channel: string, position: Top): void {
     if (this.positions.size >= POSITION_CACHE) this.positions.delete(this.positions.keys().next().value!);
     this.positions.set(channel, position);
   }
 
-  private async lastStored(
-    ns: string,
-    channel: string,
-  ): Promise<{ seq: number; offset: number; epoch: string } | undefined> {
+  private async lastStored(ns: string, channel: string): Promise<Top | undefined> {
     const msg = await this.jsm!.streams.getMessage(this.subjects.historyStream(ns), {
       last_by_subj: this.subjects.history(ns, channel),
     });
@@ -569,7 +620,7 @@ export class NatsBroker implements Broker {
     const envelope = this.decode(msg.data, 'history', readStored);
     // Not ours (someone wrote to the history subject): its offset is unknown, so nothing is appended after it.
     if (!envelope) throw new Error(`the last history entry of ${channel} is malformed`);
-    return { seq: msg.seq, offset: envelope.pub.offset ?? 0, epoch: envelope.pub.epoch ?? '' };
+    return topOf(msg.seq, envelope);
   }
 
   async publishJoin(channel: string, info: ClientInfo): Promise<void> {
@@ -618,7 +669,7 @@ export class NatsBroker implements Broker {
         this.guard('channel', () => {
           if (envelope.t === 'pub') {
             this.metrics.publishToDeliver.observe((Date.now() - envelope.ts) / 1000);
-            events.publication(channel, envelope.pub, envelope.skip);
+            events.publication(channel, envelope.pub, envelope.skip, envelope.delta === true);
           } else if (envelope.t === 'member') events.member(channel, envelope.member, envelope.skip);
           else if (envelope.t === 'join') events.join(channel, envelope.info);
           else events.leave(channel, envelope.info);

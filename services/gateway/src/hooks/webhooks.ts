@@ -30,6 +30,15 @@ export const MAX_ATTEMPTS = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Jobs one gateway sends at once. */
 const CONCURRENCY = 32;
+/**
+ * How long each pull request for jobs lives (nats.js renews it). A SIGKILLed gateway's last
+ * request stays at the server until it expires, and a job handed to it waits out the ack
+ * wait (30 s) before another gateway gets it: with the default 30 s expiry, an event decided
+ * after a gateway's death (its channels vacated a presence TTL later) could go to the dead one.
+ * Shorter than the presence TTL's minimum (3 s is the lowest allowed) it cannot; a pull every few
+ * seconds per gateway costs the server nothing to speak of.
+ */
+const PULL_EXPIRES_MS = 2500;
 /** A job waiting longer than this (every attempt failed meanwhile) is dropped by the stream. */
 const JOB_MAX_AGE_MS = 24 * 3600 * 1000;
 
@@ -150,7 +159,7 @@ export class JetStreamHookQueue implements HookQueue {
   ): Promise<void> {
     await this.ensure();
     const consumer = await jetstream(this.nats.nc()).consumers.get(this.stream, 'webhooks');
-    const messages = await consumer.consume({ max_messages: CONCURRENCY });
+    const messages = await consumer.consume({ max_messages: CONCURRENCY, expires: PULL_EXPIRES_MS });
     this.stop = () => void messages.close();
     void (async () => {
       for await (const msg of messages) {

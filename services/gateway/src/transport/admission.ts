@@ -32,8 +32,15 @@ export class IpLimit {
 
   /** Whether this request's client may go on; a refusal is counted. Call before any await. */
   allows(res: HttpResponse, req: HttpRequest): boolean {
-    if (this.perSecond === 0) return true;
-    const client = this.address.of(remoteAddress(res), forwardedFor(req));
+    return this.perSecond === 0 || this.allowsClient(this.address.of(remoteAddress(res), forwardedFor(req)));
+  }
+
+  /** As allows, for a client known by its address alone (a gRPC peer: no proxy headers). */
+  allowsPeer(address: string): boolean {
+    return this.perSecond === 0 || this.allowsClient(this.address.of(address, ''));
+  }
+
+  private allowsClient(client: string): boolean {
     if (this.limiter.take(limitKey(client))) return true;
     this.metrics.rateLimited.inc({ limit: this.name });
     return false;
@@ -82,16 +89,39 @@ export class Admission {
   ): Refusal | undefined {
     if (!originAllowed(req.getHeader('origin'), origins))
       return { status: '403 Forbidden', reason: 'origin_not_allowed' };
+    return (
+      this.capacityRefusal() ??
+      (this.connects.allows(res, req)
+        ? undefined
+        : { status: '429 Too Many Requests', reason: 'ip_rate_limit' })
+    );
+  }
+
+  /** As refusal, for a connection without Origin or HTTP request (a uni_grpc stream from `peer`, an IP address). */
+  peerRefusal(peer: string): Refusal | undefined {
+    return (
+      this.capacityRefusal() ??
+      (this.connects.allowsPeer(peer)
+        ? undefined
+        : { status: '429 Too Many Requests', reason: 'ip_rate_limit' })
+    );
+  }
+
+  /** Counts a refusal that was answered elsewhere (by the transport's own means). */
+  refused(transport: Transport, refusal: Refusal): void {
+    this.metrics.connects.inc({ transport, outcome: 'rejected', reason: refusal.reason });
+  }
+
+  private capacityRefusal(): Refusal | undefined {
     if (this.node.draining) return { status: '503 Service Unavailable', reason: 'shutdown' };
     if (this.total >= this.node.config.maxConnections)
       return { status: '503 Service Unavailable', reason: 'gateway_limit' };
-    if (!this.connects.allows(res, req)) return { status: '429 Too Many Requests', reason: 'ip_rate_limit' };
     return undefined;
   }
 
   /** Answers a refused request with its status and counts it. */
   refuse(res: HttpResponse, transport: Transport, refusal: Refusal): void {
-    this.metrics.connects.inc({ transport, outcome: 'rejected', reason: refusal.reason });
+    this.refused(transport, refusal);
     replyText(res, refusal.status, refusal.reason);
   }
 

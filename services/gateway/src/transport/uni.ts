@@ -77,7 +77,8 @@ export class UniSink implements Sink {
   constructor(
     readonly transport: UniTransport,
     private readonly inner: Sink,
-    private readonly ping: string,
+    /** What a ping is on this transport; undefined: none is sent (gRPC keeps its own keepalive). */
+    private readonly ping: string | undefined,
   ) {}
 
   send(frame: string): boolean {
@@ -85,7 +86,7 @@ export class UniSink implements Sink {
     for (const line of frame.includes('\n') ? frame.split('\n') : [frame]) {
       const uni = uniLine(line);
       if ('frame' in uni) ok = this.inner.send(uni.frame) && ok;
-      else if ('ping' in uni) ok = this.inner.send(this.ping) && ok;
+      else if ('ping' in uni) ok = (this.ping === undefined || this.inner.send(this.ping)) && ok;
       else if ('close' in uni) {
         this.inner.close(uni.close.code, uni.close.reason);
         return false;
