@@ -285,7 +285,7 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
       ['Publish', { channel: 'chat:cf', data: bytes(1), b64data: 'AQ==' }, /b64data/],
       ['Subscribe', { user: 'alice', channel: 'chat:s', session: 's1' }, /session/],
       ['Subscribe', { user: 'alice', channel: 'chat:s', data: bytes(1) }, /data/],
-      ['Disconnect', { user: 'alice', whitelist: [aliceId] }, /whitelist/],
+      ['Disconnect', { user: 'alice', session: 's1' }, /session/],
       ['Refresh', { user: 'alice', session: 's1' }, /session/],
     ];
     for (const [rpc, request, field] of cases) {
@@ -363,6 +363,19 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
     assert.equal(batch.replies[0].error.code, 102);
     // Without the metadata the error is in the response.
     assert.equal((await api.call('Publish', { channel: 'nope:x', data: bytes(1) })).error.code, 102);
+  });
+
+  test('disconnect: whitelist spares the connections it names', async () => {
+    const spared = await expiringClient(gateway, raws, 'erin', 3600);
+    const ended = await expiringClient(gateway, raws, 'erin', 3600);
+    const reply: Reply = await api.call('Disconnect', {
+      user: 'erin',
+      whitelist: [spared.clientId],
+      disconnect: { code: 4501, reason: 'replaced' },
+    });
+    assert.equal(reply.error, null);
+    assert.deepEqual(await ended.raw.closed(), { code: 4501, reason: 'replaced' });
+    await stillOpen(spared.raw, 2);
   });
 
   test('refresh: expired closes only the named connection with 3005', async () => {
@@ -552,6 +565,18 @@ describe('HTTP API as Centrifugo clients call it', () => {
     assert.equal(status, 200);
     assert.deepEqual(body, { result: {} });
     assert.equal((await raw.closed()).code, 3005);
+  });
+  test('disconnect: a whitelist that is not an array of client ids is 107, and disconnects nobody', async () => {
+    const raw = raws.add(new RawClient(gateway.wsUrl));
+    await raw.open();
+    raw.send({ id: 1, connect: { token: await token({ sub: 'finn' }) } });
+    await raw.expect((m) => m.id === 1);
+    for (const whitelist of ['c1', [1], [null], { c: 1 }]) {
+      const { body } = await httpApi(gateway, 'disconnect', { user: 'finn', whitelist });
+      assert.equal(body.error?.code, 107, JSON.stringify(whitelist));
+      assert.match(body.error?.message, /whitelist must be an array of client ids/);
+    }
+    await stillOpen(raw, 2);
   });
 });
 

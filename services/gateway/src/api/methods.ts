@@ -49,7 +49,7 @@ const UNSUPPORTED: Partial<Record<ApiMethod, readonly string[]>> = {
   broadcast: ['b64data', 'skip_history'],
   subscribe: ['session', 'expire_at', 'data', 'b64data', 'b64info', 'recover_since', 'override'],
   unsubscribe: ['session'],
-  disconnect: ['session', 'whitelist'],
+  disconnect: ['session'],
   refresh: ['session', 'info'],
 };
 
@@ -89,6 +89,15 @@ function str(p: Params, key: string, required = true): string {
 function client(p: Params): { client?: string } {
   const id = str(p, 'client', false);
   return id ? { client: id } : {};
+}
+
+/** The client ids a `disconnect` of the user spares (Centrifugo's `whitelist`). */
+function whitelist(p: Params): { whitelist?: string[] } {
+  const ids = p.whitelist;
+  if (ids === undefined || ids === null) return {};
+  if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string'))
+    throw bad('whitelist must be an array of client ids');
+  return ids.length > 0 ? { whitelist: ids } : {};
 }
 
 function channelOf(node: Node, channel: string): ResolvedChannel {
@@ -203,6 +212,7 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
       op: 'disconnect',
       user: str(p, 'user'),
       ...client(p),
+      ...whitelist(p),
       ...disconnectOf(p),
     });
     return {};
