@@ -11,3 +11,4 @@ export * from './json.js';
 export * from './pattern.js';
 export * from './permissions.js';
 export * from './fossil.js';
+export * from './protobuf.js';
