@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeUtf8, Disconnects } from '@switchboard/protocol';
 import { readBody, replyText } from '../reply.js';
 import type { Sink } from '../hub.js';
+import type { Config } from '../config.js';
 import type { Traffic, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
@@ -210,36 +211,90 @@ export function mountStreams(
     streamConnect(node, session, sink, connect);
   };
 
-  app.post('/connection/http_stream', (res, req) => {
+  postedConnect(
+    app,
+    '/connection/http_stream',
+    node,
+    admission,
+    'http_stream',
+    'connect command',
+    (res, origin, text) => start('http_stream', res, origin, text),
+  );
+  queriedConnect(
+    app,
+    '/connection/sse',
+    node,
+    admission,
+    'sse',
+    'connect command',
+    true,
+    (res, origin, text) => start('sse', res, origin, text),
+  );
+  // Preflight of cross-origin POSTs with a JSON body (stream and emulation).
+  mountPreflight(app, config, ['/connection/http_stream', '/connection/sse', '/emulation']);
+}
+
+type ConnectStart = (res: HttpResponse, origin: string, text: string) => void;
+
+/**
+ * `POST path` carrying a stream's connect (`what`, for the refusals) as its
+ * body: admitted, read within SWITCHBOARD_MAX_MESSAGE_SIZE (413) and decoded as
+ * UTF-8 (400), then handed to `start` as text.
+ */
+export function postedConnect(
+  app: TemplatedApp,
+  path: string,
+  node: Node,
+  admission: Admission,
+  transport: Transport,
+  what: string,
+  start: ConnectStart,
+): void {
+  app.post(path, (res, req) => {
     const origin = req.getHeader('origin');
     const refusal = admission.refusal(res, req);
-    if (refusal) return admission.refuse(res, 'http_stream', refusal);
+    if (refusal) return admission.refuse(res, transport, refusal);
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    readBody(res, config.maxMessageSize, (body) => {
+    readBody(res, node.config.maxMessageSize, (body) => {
       if (aborted) return;
-      if (!body) return replyText(res, '413 Payload Too Large', 'connect command too large');
-      const connect = decodeUtf8(body);
-      if (connect === undefined) return replyText(res, '400 Bad Request', 'connect command is not UTF-8');
-      start('http_stream', res, origin, connect);
+      if (!body) return replyText(res, '413 Payload Too Large', `${what} too large`);
+      const text = decodeUtf8(body);
+      if (text === undefined) return replyText(res, '400 Bad Request', `${what} is not UTF-8`);
+      start(res, origin, text);
     });
   });
+}
 
-  app.get('/connection/sse', (res, req) => {
+/** `GET path?cf_connect=…`: as postedConnect, the connect in the query (EventSource cannot POST); `required`: an empty one is 400. */
+export function queriedConnect(
+  app: TemplatedApp,
+  path: string,
+  node: Node,
+  admission: Admission,
+  transport: Transport,
+  what: string,
+  required: boolean,
+  start: ConnectStart,
+): void {
+  app.get(path, (res, req) => {
     const origin = req.getHeader('origin');
     const refusal = admission.refusal(res, req);
-    if (refusal) return admission.refuse(res, 'sse', refusal);
-    const connect = req.getQuery('cf_connect') ?? '';
-    if (connect === '') return replyText(res, '400 Bad Request', 'cf_connect query parameter required');
-    if (Buffer.byteLength(connect) > config.maxMessageSize)
-      return replyText(res, '413 Payload Too Large', 'connect command too large');
-    start('sse', res, origin, connect);
+    if (refusal) return admission.refuse(res, transport, refusal);
+    const text = req.getQuery('cf_connect') ?? '';
+    if (required && text === '')
+      return replyText(res, '400 Bad Request', 'cf_connect query parameter required');
+    if (Buffer.byteLength(text) > node.config.maxMessageSize)
+      return replyText(res, '413 Payload Too Large', `${what} too large`);
+    start(res, origin, text);
   });
+}
 
-  // Preflight of cross-origin POSTs with a JSON body (stream and emulation).
-  for (const path of ['/connection/http_stream', '/connection/sse', '/emulation']) {
+/** CORS preflight for `paths`: allowed Origins get the methods and the JSON content type, others 403. */
+export function mountPreflight(app: TemplatedApp, config: Config, paths: readonly string[]): void {
+  for (const path of paths) {
     app.options(path, (res, req) => {
       const origin = req.getHeader('origin');
       if (!originAllowed(origin, config.allowedOrigins))

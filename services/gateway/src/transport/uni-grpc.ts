@@ -15,6 +15,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { Disconnects, isJsonObject, parseJsonBytes } from '@switchboard/protocol';
 import type { Sink } from '../hub.js';
 import { listenGrpc } from '../api/grpc.js';
+import type { Traffic } from '../metrics.js';
 import type { Node } from '../node.js';
 import { Session } from '../session.js';
 import type { Admission } from './admission.js';
@@ -63,13 +64,13 @@ class GrpcStreamSink implements Sink {
   constructor(
     private readonly call: grpc.ServerWritableStream<unknown, unknown>,
     private readonly hardLimit: number,
-    private readonly node: Node,
+    private readonly traffic: Traffic,
   ) {}
 
   send(frame: string): boolean {
     if (!this.open) return true;
-    this.node.metrics.traffic('uni_grpc').messagesOut.inc();
-    this.node.metrics.traffic('uni_grpc').bytesOut.inc(Buffer.byteLength(frame));
+    this.traffic.messagesOut.inc();
+    this.traffic.bytesOut.inc(Buffer.byteLength(frame));
     this.call.write(protoPush(JSON.parse(frame)));
     if (this.call.writableLength <= this.hardLimit) return true;
     this.close(Disconnects.slow.code, Disconnects.slow.reason);
@@ -126,7 +127,7 @@ export async function startUniGrpc(
         });
         return;
       }
-      const stream = new GrpcStreamSink(call, config.maxBackpressure * 4, node);
+      const stream = new GrpcStreamSink(call, config.maxBackpressure * 4, node.metrics.traffic('uni_grpc'));
       const sink = new UniSink('uni_grpc', stream, undefined);
       admission.opened('uni_grpc');
       const session = new Session(sink, node);

@@ -22,12 +22,21 @@ import { type Disconnect, Disconnects, decodeUtf8, isJsonObject, parseJson } fro
 import type { Sink } from '../hub.js';
 import type { UniTransport } from '../metrics.js';
 import type { Node } from '../node.js';
-import { readBody, replyText } from '../reply.js';
+import { replyText } from '../reply.js';
 import { Session } from '../session.js';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
+import type { HttpResponse, TemplatedApp } from '../uws.js';
 import type { Admission } from './admission.js';
-import { corsHeaders, originAllowed } from './origin.js';
-import { type Framing, jsonLine, openStream, sseEvent, StreamSink, streamConnect } from './stream.js';
+import {
+  type Framing,
+  jsonLine,
+  mountPreflight,
+  openStream,
+  postedConnect,
+  queriedConnect,
+  sseEvent,
+  StreamSink,
+  streamConnect,
+} from './stream.js';
 import { MESSAGE_TOO_BIG, socketOptions, WebSocketSink } from './websocket.js';
 
 /** What a bidirectional frame line becomes on a unidirectional connection. */
@@ -242,45 +251,11 @@ export function mountUni(app: TemplatedApp, node: Node, admission: Admission): v
   };
 
   const streamEndpoint = (transport: 'uni_sse' | 'uni_http_stream', path: string) => {
-    const post = (res: HttpResponse, req: HttpRequest) => {
-      const origin = req.getHeader('origin');
-      const refusal = admission.refusal(res, req);
-      if (refusal) return admission.refuse(res, transport, refusal);
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
-      readBody(res, config.maxMessageSize, (body) => {
-        if (aborted) return;
-        if (!body) return replyText(res, '413 Payload Too Large', 'connect request too large');
-        const request = decodeUtf8(body);
-        if (request === undefined) return replyText(res, '400 Bad Request', 'connect request is not UTF-8');
-        start(transport, res, origin, request);
-      });
-    };
-    app.post(path, post);
-    if (transport === 'uni_sse') {
-      app.get(path, (res, req) => {
-        const origin = req.getHeader('origin');
-        const refusal = admission.refusal(res, req);
-        if (refusal) return admission.refuse(res, transport, refusal);
-        const request = req.getQuery('cf_connect') ?? '';
-        if (Buffer.byteLength(request) > config.maxMessageSize)
-          return replyText(res, '413 Payload Too Large', 'connect request too large');
-        start(transport, res, origin, request);
-      });
-    }
-    app.options(path, (res, req) => {
-      const origin = req.getHeader('origin');
-      if (!originAllowed(origin, config.allowedOrigins))
-        return replyText(res, '403 Forbidden', 'origin_not_allowed');
-      replyText(res, '204 No Content', '', {
-        'access-control-allow-methods': 'GET, POST, OPTIONS',
-        'access-control-allow-headers': 'content-type',
-        'access-control-max-age': '600',
-        ...corsHeaders(origin),
-      });
-    });
+    const begin = (res: HttpResponse, origin: string, text: string) => start(transport, res, origin, text);
+    postedConnect(app, path, node, admission, transport, 'connect request', begin);
+    if (transport === 'uni_sse')
+      queriedConnect(app, path, node, admission, transport, 'connect request', false, begin);
+    mountPreflight(app, config, [path]);
   };
   if (enabled.has('sse')) streamEndpoint('uni_sse', '/connection/uni_sse');
   if (enabled.has('http_stream')) streamEndpoint('uni_http_stream', '/connection/uni_http_stream');
