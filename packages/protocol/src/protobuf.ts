@@ -26,7 +26,7 @@
 
 import { Errors, type ProtocolError } from './codes.js';
 import { tagsFilterError } from './filter.js';
-import { DEFAULT_JSON_MAX_DEPTH, decodeUtf8 } from './json.js';
+import { DEFAULT_JSON_MAX_DEPTH, decodeUtf8, parseJsonBytes } from './json.js';
 import type { FrameLimits, ParsedLine } from './parse.js';
 import {
   type ClientInfo,
@@ -821,9 +821,15 @@ class Writer {
     this.close(start);
   }
 
+  /** A payload: bytes as they are; any other value (the JSON protocol's) as its JSON text. */
   bytes(field: number, b: unknown): void {
-    if (b === undefined || b === null) return;
-    if (!(b instanceof Uint8Array)) throw new TypeError(`field ${field}: Protobuf data must be a Uint8Array`);
+    if (b === undefined) return;
+    if (!(b instanceof Uint8Array)) {
+      const text = JSON.stringify(b);
+      if (text === undefined) throw new TypeError(`field ${field}: data is not JSON`);
+      this.string(field, text);
+      return;
+    }
     if (b.length === 0) return;
     this.varint(key(field, LEN));
     this.varint(b.length);
@@ -1046,9 +1052,10 @@ const KEEP_BYTES = 65_536;
 let shared = new Writer();
 
 /**
- * Replies and pushes as one server frame (a Buffer): each varint-delimited. `data`,
- * `conn_info` and `chan_info` must be Uint8Arrays (a TypeError otherwise);
- * `{}` is a ping.
+ * Replies and pushes as one server frame (a Buffer): each varint-delimited.
+ * `data`, `conn_info` and `chan_info` go as they are when Uint8Arrays, and
+ * as their JSON text otherwise (so a reply built for the JSON protocol
+ * encodes as it is; a value JSON cannot hold is a TypeError); `{}` is a ping.
  */
 export function encodeReplies(replies: readonly ProtobufReply[]): Uint8Array {
   const w = shared;
@@ -1066,4 +1073,47 @@ export function encodeReplies(replies: readonly ProtobufReply[]): Uint8Array {
 
 export function encodeReply(reply: ProtobufReply): Uint8Array {
   return encodeReplies([reply]);
+}
+
+/** Commands whose `data` a Protobuf client sends as bytes, and whether the command needs some. */
+const DATA_REQUIRED: Partial<Record<Method, boolean>> = {
+  connect: false,
+  subscribe: false,
+  rpc: false,
+  publish: true,
+  send: true,
+};
+
+/**
+ * A decoded command with its `data` bytes as the JSON value they hold, the
+ * gateway's one model of a payload (JSON and Protobuf clients share
+ * channels, as in Centrifugo when both kinds of client are connected). No
+ * bytes is no data, refused where the command needs some (publish, as
+ * Centrifugo refuses it); bytes that are not UTF-8 JSON, or nest deeper
+ * than `maxDepth`, refuse the command with 107 and keep the connection.
+ */
+export function jsonCommand(line: ParsedLine, maxDepth: number): ParsedLine {
+  if (!line.ok) return line;
+  const { command } = line;
+  if (command.method === 'pong') return line;
+  const required = DATA_REQUIRED[command.method];
+  if (required === undefined) return line;
+  const body = command.body as { data?: unknown };
+  const bytes = body.data;
+  if (!(bytes instanceof Uint8Array)) return line;
+  const refuse = (message: string): ParsedLine => ({
+    ok: false,
+    kind: 'refused',
+    id: command.id,
+    error: { ...Errors.badRequest, message },
+  });
+  if (bytes.length === 0) {
+    if (required) return refuse('data is required');
+    delete body.data;
+    return line;
+  }
+  const parsed = parseJsonBytes(bytes, maxDepth);
+  if (!parsed.ok) return refuse(`data is not JSON: ${parsed.reason}`);
+  body.data = parsed.value;
+  return line;
 }

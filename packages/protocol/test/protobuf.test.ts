@@ -6,6 +6,7 @@ import {
   decodeCommands,
   encodeReplies,
   encodeReply,
+  jsonCommand,
   type ParsedLine,
   parseLine,
   type ProtobufFrameLimits,
@@ -501,9 +502,75 @@ describe('encodeReplies: what centrifuge-js decodes', () => {
     assert.deepEqual(viaClientReplies([{ id: 2, publish: {} }]), [{ id: 2, publish: {} }]);
   });
 
-  test('data that is not bytes is a programming error', () => {
-    assert.throws(() => encodeReply({ push: { message: { data: { a: 1 } } } }), TypeError);
+  test('a JSON value where bytes go is written as its JSON text; a value JSON cannot hold is a TypeError', () => {
+    const reply = {
+      push: {
+        channel: 'c',
+        pub: { data: { a: [1, 'é'] }, info: { user: 'u', client: 'x', conn_info: 'hi' }, offset: 3 },
+      },
+    };
+    assert.deepEqual(viaClientReplies([reply]), [
+      {
+        push: {
+          channel: 'c',
+          pub: {
+            data: bytes('{"a":[1,"é"]}'),
+            info: { user: 'u', client: 'x', conn_info: bytes('"hi"') },
+            offset: 3,
+          },
+        },
+      },
+    ]);
+    assert.throws(() => encodeReply({ push: { message: { data: 10n } } }), TypeError);
+    assert.throws(() => encodeReply({ push: { message: { data: () => 1 } } }), TypeError);
+    // The shared writer is fine after a throw.
     assert.deepEqual(viaClientReplies([{ id: 1, publish: {} }]), [{ id: 1, publish: {} }]);
+  });
+});
+
+describe('jsonCommand: a Protobuf command with its data bytes as JSON', () => {
+  const json = (...commands: object[]) => viaClient(...commands).map((line) => jsonCommand(line, 4));
+
+  test('publish, rpc, send and connect data become the JSON values they hold', () => {
+    const lines = json(
+      { id: 1, publish: { channel: 'c', data: bytes('{"n":1}') } },
+      { id: 2, rpc: { method: 'm', data: bytes('[1,2]') } },
+      { send: { data: bytes('"x"') } },
+      { id: 3, connect: { token: 't', data: bytes('{"a":null}') } },
+      { id: 4, rpc: { method: 'empty' } },
+    );
+    assert.deepEqual(
+      lines.map((l) => (l.ok ? l.command : l)),
+      [
+        { id: 1, method: 'publish', body: { channel: 'c', data: { n: 1 } } },
+        { id: 2, method: 'rpc', body: { method: 'm', data: [1, 2] } },
+        { id: 0, method: 'send', body: { data: 'x' } },
+        { id: 3, method: 'connect', body: { token: 't', data: { a: null } } },
+        { id: 4, method: 'rpc', body: { method: 'empty' } },
+      ],
+    );
+  });
+
+  test('bytes that are not JSON, not UTF-8, too deep, or missing where required refuse that command only', () => {
+    const lines = json(
+      { id: 1, publish: { channel: 'c', data: bytes('not json') } },
+      { id: 2, publish: { channel: 'c', data: new Uint8Array([0x22, 0xff, 0x22]) } },
+      { id: 3, rpc: { data: bytes('[[[[[1]]]]]') } },
+      { id: 4, publish: { channel: 'c' } },
+      { id: 5, publish: { channel: 'c', data: bytes('1') } },
+    );
+    assert.deepEqual(
+      lines.map((l) =>
+        l.ok ? l.command.id : l.kind === 'refused' ? [l.id, l.error.code, l.error.message] : l,
+      ),
+      [
+        [1, 107, 'data is not JSON: malformed JSON'],
+        [2, 107, 'data is not JSON: not UTF-8'],
+        [3, 107, 'data is not JSON: JSON nested deeper than 4'],
+        [4, 107, 'data is required'],
+        5,
+      ],
+    );
   });
 });
 

@@ -11,8 +11,9 @@
  * channel without them does no per-publication filter work at all.
  * Subscribers that negotiated delta compression stay out of the topic too:
  * for a channel with some, the hub keeps the previous publication's data and
- * encodes each publication twice at most (a Fossil delta against it, and the
- * full data as a JSON string), whatever the number of delta subscribers; each
+ * encodes each publication twice at most per edge (a Fossil delta against it,
+ * and the full data raw: a JSON string, or bytes for Protobuf), whatever the
+ * number of delta subscribers; each
  * gets the delta when it holds that previous publication, else the full one.
  */
 
@@ -26,11 +27,18 @@ import {
 import type { MemberEvent } from './broker/broker.js';
 import type { Metrics, Traffic, Transport } from './metrics.js';
 
+/**
+ * A frame for a client: text (JSON, Pusher) or binary (Protobuf). Only
+ * binary-capable transports (WebSocket) ever get binary frames, and text-only
+ * sinks declare `send(frame: string)`: a binary session is made on them never.
+ */
+export type Frame = string | Uint8Array;
+
 /** What the hub needs of a transport connection. */
 export interface Sink {
   readonly transport: Transport;
   /** False when the frame was dropped because the client is too slow. */
-  send(frame: string): boolean;
+  send(frame: Frame): boolean;
   close(code: number, reason: string): void;
   bufferedAmount(): number;
   /** Set by HTTP-based transports: the id `/emulation` requests name to reach this connection. */
@@ -47,7 +55,7 @@ export interface TopicSink extends Sink {
   joinTopic(topic: string): void;
   leaveTopic(topic: string): void;
   /** Publishes to a topic from this connection: every subscriber but this one gets it. */
-  publishExceptSelf(topic: string, frame: string): void;
+  publishExceptSelf(topic: string, frame: Frame): void;
 }
 
 /** What the hub fans out: a channel's publication, or a subscriber's join or leave. */
@@ -62,17 +70,19 @@ export type Push =
 export interface Edge {
   /** A connection of this edge is in topic `topicPrefix + channel` ('' for the first edge). */
   readonly topicPrefix: string;
-  /** Its clients read several pushes in one frame, newline-separated (push coalescing). */
+  /** Its clients read several pushes in one frame (push coalescing): newline-separated text, or concatenated binary. */
   readonly coalesces: boolean;
+  /** Its frames are binary, and a delta subscriber's publication data goes as raw bytes (Protobuf). */
+  readonly binary: boolean;
   /** Labels the bytes and frames its topic publishes send. */
   readonly transport: Transport;
   /** The push as this edge's frame; undefined when its connections do not see it. */
-  encode(channel: string, push: Push): string | undefined;
+  encode(channel: string, push: Push): Frame | undefined;
 }
 
 /** Topic publish of the transport server (uWS app). */
 export interface Topics {
-  publish(topic: string, frame: string): void;
+  publish(topic: string, frame: Frame): void;
   numSubscribers(topic: string): number;
 }
 
@@ -83,7 +93,7 @@ export interface HubMember {
   readonly sink: Sink;
   readonly edge: Edge;
   /** A frame for a channel this member is still subscribing to. */
-  buffer(channel: string, frame: string, offset: number | undefined): void;
+  buffer(channel: string, frame: Frame, offset: number | undefined): void;
 }
 
 const isTopicSink = (sink: Sink): sink is TopicSink => 'joinTopic' in sink;
@@ -106,28 +116,40 @@ const NO_BASE = -1;
 /** A publication's data as the JSON text a delta subscriber gets and keeps as its base. */
 const jsonText = (data: unknown): string => JSON.stringify(data) ?? 'null';
 
-/** A Fossil delta of `target` against `source` as text; undefined when it is not smaller than `target`. */
-function deltaText(source: Buffer, target: Buffer): string | undefined {
+/** A Fossil delta of `target` against `source`; undefined when it is not smaller than `target`. */
+function deltaBytes(source: Buffer, target: Buffer): Buffer | undefined {
   const delta = fossilDelta(source, target);
   if (delta.byteLength >= target.byteLength) return undefined;
-  // The encoder never cuts a UTF-8 sequence: the delta of JSON text is UTF-8 text itself.
-  return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength).toString();
+  return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
 }
+
+/**
+ * A delta subscriber's publication data: for a text edge a JSON string (the
+ * encoder never cuts a UTF-8 sequence, so the delta of JSON text is UTF-8
+ * text itself), for a binary edge the bytes.
+ */
+const rawData = (bytes: Buffer, binary: boolean): string | Buffer => (binary ? bytes : bytes.toString());
 
 /**
  * Publications of a delta subscriber's subscribe reply (recovered ones, in
  * order): the first in full, each later one as a delta against the one before
- * it where that is smaller; every data a JSON string, as delta compression wants.
+ * it where that is smaller; every data raw (rawData), as delta compression wants.
  */
-export function deltaPublications(pubs: readonly Publication[]): Publication[] {
+export function deltaPublications(pubs: readonly Publication[], binary: boolean): Publication[] {
   let previous: Buffer | undefined;
   return pubs.map((pub) => {
-    const text = jsonText(pub.data);
-    const bytes = Buffer.from(text);
-    const delta = previous && deltaText(previous, bytes);
+    const bytes = Buffer.from(jsonText(pub.data));
+    const delta = previous && deltaBytes(previous, bytes);
     previous = bytes;
-    return delta === undefined ? { ...pub, data: text } : { ...pub, data: delta, delta: true };
+    return delta === undefined
+      ? { ...pub, data: rawData(bytes, binary) }
+      : { ...pub, data: rawData(delta, binary), delta: true };
   });
+}
+
+/** Frames of one edge as one: text newline-separated, binary (varint-delimited already) concatenated. */
+function joinFrames(frames: Frame[]): Frame {
+  return typeof frames[0] === 'string' ? frames.join('\n') : Buffer.concat(frames as Uint8Array[]);
 }
 
 /** A coalesced frame goes out early once its pushes reach this many characters. */
@@ -137,7 +159,8 @@ export const COALESCE_MAX_CHARS = 16 * 1024;
 interface Batch {
   /** Index of the edge whose topic it is. */
   edge: number;
-  frames: string[];
+  frames: Frame[];
+  /** Characters of text frames, bytes of binary ones. */
   chars: number;
   /** performance.now() of its first push: a batch past its window goes out with the next push, timer or not. */
   since: number;
@@ -168,7 +191,10 @@ export class Hub<M extends HubMember = HubMember> {
 
   private readonly traffic: Traffic[];
   /** One push's frame per edge, encoded on first use (reused by every broadcast). */
-  private readonly frames: (string | undefined | null)[];
+  private readonly frames: (Frame | undefined | null)[];
+  /** A delta broadcast's frames per edge: the delta, and the full data (null: not encoded yet). */
+  private readonly deltaFrames: (Frame | undefined | null)[];
+  private readonly fullFrames: (Frame | undefined | null)[];
 
   /**
    * `edges`: the client protocols served (the first one's topics are the
@@ -183,6 +209,8 @@ export class Hub<M extends HubMember = HubMember> {
   ) {
     this.traffic = edges.map((edge) => metrics.traffic(edge.transport));
     this.frames = edges.map(() => null);
+    this.deltaFrames = edges.map(() => null);
+    this.fullFrames = edges.map(() => null);
     metrics.hubCounts = () => ({ channels: this.subscribers.size, subscriptions: this.subscriptionCount });
   }
 
@@ -426,8 +454,7 @@ export class Hub<M extends HubMember = HubMember> {
       return count;
     }
     const { pub } = push;
-    const text = jsonText(pub.data);
-    const bytes = Buffer.from(text);
+    const bytes = Buffer.from(jsonText(pub.data));
     const { offset } = pub;
     const epoch = pub.epoch ?? '';
     const previous = this.deltaBases.get(channel);
@@ -440,8 +467,10 @@ export class Hub<M extends HubMember = HubMember> {
       previous.epoch === epoch
         ? previous
         : undefined;
-    let full: string | undefined | null = null;
-    let delta: string | undefined | null = base ? null : undefined;
+    const fulls = this.fullFrames.fill(null);
+    const deltas = this.deltaFrames.fill(null);
+    /** The delta's bytes, made once for every edge (null: not yet; undefined: none smaller than the data). */
+    let delta: Buffer | undefined | null = base ? null : undefined;
     for (const [member, held] of members) {
       const subscribing = pending?.has(member) === true;
       if (member === skip) {
@@ -449,20 +478,21 @@ export class Hub<M extends HubMember = HubMember> {
         if (!subscribing) members.set(member, NO_BASE);
         continue;
       }
-      let frame: string | undefined;
+      const { edge } = member;
+      const i = this.edges.indexOf(edge);
+      let frame: Frame | undefined;
       if (!subscribing && base !== undefined && held === base.offset) {
-        if (delta === null) {
-          const data = deltaText(base.bytes, bytes);
-          delta =
-            data === undefined
-              ? undefined
-              : member.edge.encode(channel, { pub: { ...pub, data, delta: true } });
-        }
-        frame = delta;
+        if (delta === null) delta = deltaBytes(base.bytes, bytes);
+        if (delta !== undefined && deltas[i] === null)
+          deltas[i] = edge.encode(channel, {
+            pub: { ...pub, data: rawData(delta, edge.binary), delta: true },
+          });
+        frame = deltas[i] ?? undefined;
       }
       if (frame === undefined) {
-        if (full === null) full = member.edge.encode(channel, { pub: { ...pub, data: text } });
-        frame = full;
+        if (fulls[i] === null)
+          fulls[i] = edge.encode(channel, { pub: { ...pub, data: rawData(bytes, edge.binary) } });
+        frame = fulls[i] ?? undefined;
       }
       if (frame === undefined) continue;
       if (subscribing) member.buffer(channel, frame, offset);
@@ -475,7 +505,7 @@ export class Hub<M extends HubMember = HubMember> {
     return count;
   }
 
-  private frameOf(edge: number, channel: string, push: Push): string | undefined {
+  private frameOf(edge: number, channel: string, push: Push): Frame | undefined {
     let frame = this.frames[edge];
     if (frame === null) frame = this.frames[edge] = this.edges[edge]!.encode(channel, push);
     return frame;
@@ -494,7 +524,7 @@ export class Hub<M extends HubMember = HubMember> {
     this.publishBatch(topic, batch);
   }
 
-  private coalesce(edge: number, topic: string, frame: string): void {
+  private coalesce(edge: number, topic: string, frame: Frame): void {
     const now = performance.now();
     let batch = this.batches.get(topic);
     if (!batch) {
@@ -516,12 +546,12 @@ export class Hub<M extends HubMember = HubMember> {
   }
 
   private publishBatch(topic: string, batch: Batch): void {
-    const frame = batch.frames.length === 1 ? batch.frames[0]! : batch.frames.join('\n');
+    const frame = batch.frames.length === 1 ? batch.frames[0]! : joinFrames(batch.frames);
     this.topics.publish(topic, frame);
     this.countTopicFrames(batch.edge, this.topics.numSubscribers(topic), frame);
   }
 
-  private countTopicFrames(edge: number, subscribers: number, frame: string): void {
+  private countTopicFrames(edge: number, subscribers: number, frame: Frame): void {
     if (subscribers <= 0) return;
     const traffic = this.traffic[edge]!;
     traffic.messagesOut.inc(subscribers);

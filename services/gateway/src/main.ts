@@ -37,6 +37,7 @@ import { MemoryRegistry } from './registry/memory.js';
 import { NatsRegistry } from './registry/nats.js';
 import type { Registry } from './registry/registry.js';
 import { centrifugoEdge, startSessionTicker } from './session.js';
+import { protobufEdge } from './protobuf-session.js';
 import { mountStatic } from './static.js';
 import { Admission } from './transport/admission.js';
 import { ClientAddress } from './transport/client-address.js';
@@ -136,7 +137,7 @@ export async function startGateway(config: Config) {
   const apps = new Apps(config.pusher.apps);
   // The Pusher edge: with apps in the config, or apps that may come from the app store.
   const pusherOn = apps.size > 0 || config.pusher.store;
-  const edges = pusherOn ? [centrifugoEdge, pusherEdge] : [centrifugoEdge];
+  const edges = pusherOn ? [centrifugoEdge, protobufEdge, pusherEdge] : [centrifugoEdge, protobufEdge];
   const hub = new Hub<Connection>(listener.topics, metrics, edges, config.pushCoalesceWindow);
   const tokens = new TokenVerifier(config.token);
   const apiKeys = new KeyRing(config.apiKeys);

@@ -9,6 +9,7 @@ import {
   type ChannelName,
   type ClientInfo,
   compilePattern,
+  DEFAULT_PROTOBUF_LIMITS,
   type Disconnect,
   Disconnects,
   Errors,
@@ -17,6 +18,7 @@ import {
   matchesPattern,
   matchesTagsFilter,
   namespaceOf,
+  type ProtobufFrameLimits,
   type ProtocolError,
   type Publication,
   parseChannel,
@@ -118,6 +120,8 @@ export class Node {
   readonly startedAt = Date.now();
   /** The bound every client frame is parsed with. */
   readonly frameLimits: FrameLimits;
+  /** What a Protobuf client's frame may hold: the JSON depth bound, commands up to max_message_size. */
+  readonly protobufLimits: ProtobufFrameLimits;
   /** Results of publications with an idempotency key. */
   private readonly idempotent = new IdempotentResults<StreamPosition | undefined | ProtocolError>();
   /** Last offset seen per channel with local subscribers, to notice gaps. */
@@ -139,6 +143,11 @@ export class Node {
     this.tokens = parts.tokens;
     this.apiKeys = parts.apiKeys;
     this.frameLimits = { maxDepth: this.config.jsonMaxDepth };
+    this.protobufLimits = {
+      ...DEFAULT_PROTOBUF_LIMITS,
+      maxDepth: this.config.jsonMaxDepth,
+      maxCommandSize: this.config.maxMessageSize,
+    };
   }
 
   async start(): Promise<void> {

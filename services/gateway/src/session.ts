@@ -19,6 +19,7 @@ import {
   type FilterNode,
   type HistoryRequest,
   matchesTagsFilter,
+  type ParsedLine,
   type ProtocolError,
   type PublishRequest,
   parseFrame,
@@ -36,7 +37,7 @@ import {
   Unsubscribes,
   userAllowed,
 } from '@switchboard/protocol';
-import { deltaPublications, type Edge, type Sink } from './hub.js';
+import { deltaPublications, type Edge, type Frame, type Sink } from './hub.js';
 import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
 import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
@@ -50,7 +51,7 @@ interface Subscription {
   readonly ns: NamespaceOptions;
   live: boolean;
   /** Frames that arrived while subscribing, sent once the subscribe reply is out; none once live. */
-  buffered: { frame: string; offset: number | undefined }[] | undefined;
+  buffered: { frame: Frame; offset: number | undefined }[] | undefined;
   /** Offset the client has up to, once the reply is built; buffered frames at or below it are skipped. */
   sentOffset: number;
   chanInfo: unknown;
@@ -145,6 +146,7 @@ const EMPTY: Record<string, never> = Object.freeze({});
 export const centrifugoEdge: Edge = {
   topicPrefix: '',
   coalesces: true,
+  binary: false,
   transport: 'websocket',
   encode(channel, push) {
     if ('pub' in push) return JSON.stringify({ push: { channel, pub: push.pub } });
@@ -187,7 +189,7 @@ export class Session implements Connection {
 
   constructor(
     readonly sink: Sink,
-    private readonly node: Node,
+    protected readonly node: Node,
   ) {
     this.tokens = node.config.commandsPerSecond;
     this.connectTimer = setTimeout(
@@ -196,13 +198,33 @@ export class Session implements Connection {
     );
   }
 
+  /** The ping the tick sends: an empty push. */
+  protected get pingFrame(): Frame {
+    return '{}';
+  }
+
+  /** A reply or push as this session's frame; throws when it cannot be encoded. */
+  protected encodeReply(reply: Reply): Frame {
+    return JSON.stringify(reply);
+  }
+
+  /** A command's empty result (`{"id":1,"publish":{}}`), written without JSON.stringify. */
+  protected emptyReply(id: number, method: string): Frame {
+    return `{"id":${id},"${method}":{}}`;
+  }
+
   // ---- transport → session
 
   handleFrame(frame: string): void {
     if (this.state === 'closed') return;
-    // Run once the whole frame is read: a bad line anywhere refuses every command in it.
+    this.handleLines(parseFrame(frame, this.node.frameLimits));
+  }
+
+  /** A frame's commands, parsed: run once the whole frame is read, a bad line anywhere refuses every command in it. */
+  protected handleLines(lines: ParsedLine[]): void {
+    if (this.state === 'closed') return;
     const commands: Command[] = [];
-    for (const line of parseFrame(frame, this.node.frameLimits)) {
+    for (const line of lines) {
       if (!line.ok && line.kind === 'bad_request') {
         this.node.log.debug({ client: this.client, detail: line.detail }, 'bad request');
         this.disconnect(Disconnects.badRequest, 'bad_request');
@@ -292,7 +314,7 @@ export class Session implements Connection {
     this.send({ push: { message: { data } } });
   }
 
-  buffer(channel: string, frame: string, offset: number | undefined): void {
+  buffer(channel: string, frame: Frame, offset: number | undefined): void {
     const sub = this.subs.get(channel);
     if (sub && !sub.live) (sub.buffered ??= []).push({ frame, offset });
   }
@@ -322,7 +344,7 @@ export class Session implements Connection {
       return 0;
     }
     if (now >= this.nextPingAt && this.pongDueAt === 0) {
-      this.sink.send('{}');
+      this.sink.send(this.pingFrame);
       if (!this.sink.unidirectional) this.pongDueAt = now + config.pongTimeout * 1000;
       this.nextPingAt = now + config.pingInterval * 1000;
     }
@@ -390,7 +412,7 @@ export class Session implements Connection {
           this.node.metrics.commandErrors.inc({ method: command.method, code: String(result.code) });
           this.send({ id: command.id, error: result });
         } else if (result === EMPTY) {
-          this.sendFrame(`{"id":${command.id},"${command.method}":{}}`);
+          this.sendFrame(this.emptyReply(command.id, command.method));
         } else {
           this.send({ id: command.id, [command.method]: result } as Reply);
         }
@@ -748,7 +770,8 @@ export class Session implements Connection {
       await registry.addPresence(channel, info);
       if (ns.join_leave) await broker.publishJoin(channel, info);
     }
-    if (options.delta && result.publications) result.publications = deltaPublications(result.publications);
+    if (options.delta && result.publications)
+      result.publications = deltaPublications(result.publications, this.edge.binary);
     return result;
   }
 
@@ -890,9 +913,9 @@ export class Session implements Connection {
    * Encodes a reply or push; undefined when it cannot be (data the edge
    * bounds never gets there, so this is a bug or a hostile peer: logged, counted).
    */
-  private encode(reply: Reply): string | undefined {
+  private encode(reply: Reply): Frame | undefined {
     try {
-      return JSON.stringify(reply);
+      return this.encodeReply(reply);
     } catch (err) {
       this.node.log.error({ err, client: this.client }, 'reply cannot be encoded');
       this.node.metrics.handlerErrors.inc({ where: 'session' });
@@ -900,7 +923,7 @@ export class Session implements Connection {
     }
   }
 
-  private sendFrame(frame: string): void {
+  private sendFrame(frame: Frame): void {
     if (this.state === 'closed') return;
     if (!this.sink.send(frame)) this.disconnect(Disconnects.slow, 'slow');
   }
@@ -909,7 +932,7 @@ export class Session implements Connection {
   private send(reply: Reply): void {
     const frame = this.encode(reply);
     if (frame !== undefined) this.sendFrame(frame);
-    else if ((reply.id ?? 0) > 0) this.sendFrame(JSON.stringify({ id: reply.id, error: Errors.internal }));
+    else if ((reply.id ?? 0) > 0) this.sendFrame(this.encodeReply({ id: reply.id, error: Errors.internal }));
   }
 
   /**

@@ -23,6 +23,7 @@ import { apiClient } from './grpc-client.js';
 import {
   api,
   client,
+  flakyNetwork,
   type Gateway,
   nextEvent,
   type RawClient,
@@ -126,16 +127,6 @@ function decode(pubs: { pub: { data: string; delta?: boolean } }[]): unknown[] {
     base = bytes;
     return JSON.parse(new TextDecoder().decode(bytes));
   });
-}
-
-function flakyNetwork(target: () => Gateway) {
-  const state = { offline: false };
-  class FlakyWebSocket extends WebSocket {
-    constructor(_url: string, protocols?: string | string[]) {
-      super(state.offline ? 'ws://127.0.0.1:9/' : target().wsUrl, protocols);
-    }
-  }
-  return { state, FlakyWebSocket };
 }
 
 describe('delta compression on one gateway', () => {
@@ -463,7 +454,7 @@ describe('the hub and delta subscribers', () => {
     const frames: string[] = [];
     const sink: Sink = {
       transport: 'websocket',
-      send: (frame) => frames.push(frame) > 0,
+      send: (frame) => frames.push(frame as string) > 0, // the JSON edge: text frames
       close: () => undefined,
       bufferedAmount: () => 0,
     };

@@ -192,6 +192,23 @@ export function client(gateway: Pick<Gateway, 'wsUrl'>, options: Partial<Options
   });
 }
 
+/**
+ * A WebSocket class for centrifuge-js whose (re)connects go to a closed port
+ * while `state.offline` (as if the network were down), then to `target()`.
+ */
+export function flakyNetwork(target: () => Pick<Gateway, 'wsUrl'>): {
+  state: { offline: boolean };
+  FlakyWebSocket: new (url: string, protocols?: string | string[]) => WebSocket;
+} {
+  const state = { offline: false };
+  class FlakyWebSocket extends WebSocket {
+    constructor(_url: string, protocols?: string | string[]) {
+      super(state.offline ? 'ws://127.0.0.1:9/' : target().wsUrl, protocols);
+    }
+  }
+  return { state, FlakyWebSocket };
+}
+
 /** A centrifuge-js client connected to `gateway` as `user`, added to `opened` (for the test to disconnect). */
 export async function connectedClient(
   gateway: Pick<Gateway, 'wsUrl'>,

@@ -22,6 +22,7 @@ import { type Nats, startNats } from './cluster.js';
 import {
   api,
   client,
+  flakyNetwork,
   type Gateway,
   nextEvent,
   RawClients,
@@ -111,20 +112,6 @@ async function waitForCount(list: { length: number }, n: number, what: string): 
     5000,
     () => `${n} ${what}, got ${list.length}`,
   );
-}
-
-/**
- * A subscription whose reconnects go to a closed port while `offline`
- * (as if the network were down), then to `target()`.
- */
-function flakyNetwork(target: () => Gateway) {
-  const state = { offline: false };
-  class FlakyWebSocket extends WebSocket {
-    constructor(_url: string, protocols?: string | string[]) {
-      super(state.offline ? 'ws://127.0.0.1:9/' : target().wsUrl, protocols);
-    }
-  }
-  return { state, FlakyWebSocket };
 }
 
 describe('tags filter on one gateway', () => {

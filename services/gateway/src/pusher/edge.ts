@@ -34,6 +34,7 @@ export const pusherEdge: Edge = {
   topicPrefix: TOPIC_PREFIX,
   // pusher-js reads one JSON document per frame.
   coalesces: false,
+  binary: false,
   transport: 'pusher',
   encode(channel: string, push: Push): string | undefined {
     const name = pusherName(channel);

@@ -55,7 +55,7 @@ export class ClientListener {
   /** Publishes reach the subscribers of every app (one per certificate the gateway has served). */
   readonly topics: Topics = {
     publish: (topic, frame) => {
-      for (const app of this.apps) app.publish(topic, frame, false, false);
+      for (const app of this.apps) app.publish(topic, frame, typeof frame !== 'string', false);
     },
     numSubscribers: (topic) => this.apps.reduce((n, app) => n + app.numSubscribers(topic), 0),
   };

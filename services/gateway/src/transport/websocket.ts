@@ -1,21 +1,33 @@
 /**
  * WebSocket transport on uWebSockets.js: Origin and capacity checks on
- * upgrade, frames in, replies out, topic publish for fan-out. Compression is
- * off: it costs CPU and memory per connection for small JSON frames.
+ * upgrade, frames in, replies out, topic publish for fan-out. A client asking
+ * for the `centrifuge-protobuf` subprotocol gets a Protobuf session (binary
+ * frames), any other a JSON one. Compression is off: it costs CPU and memory
+ * per connection for small frames.
  */
 
 import { decodeUtf8, Disconnects } from '@switchboard/protocol';
-import type { TopicSink } from '../hub.js';
+import type { Frame, TopicSink } from '../hub.js';
 import type { Traffic, Transport } from '../metrics.js';
 import type { Config } from '../config.js';
 import type { Node } from '../node.js';
+import { PROTOBUF_SUBPROTOCOL, ProtobufSession } from '../protobuf-session.js';
 import { Session } from '../session.js';
 import { type TemplatedApp, uws, type WebSocket } from '../uws.js';
 import type { Admission } from './admission.js';
 
 interface SocketData {
   session?: Session;
+  /** Set at upgrade for a client that asked for Protobuf. */
+  protobuf?: true;
 }
+
+const isJsonPong = (bytes: Uint8Array): boolean =>
+  bytes.length === 2 && bytes[0] === 0x7b && bytes[1] === 0x7d;
+
+/** Whether a Sec-WebSocket-Protocol header (a comma-separated list) names `wanted`. */
+export const asksFor = (header: string, wanted: string): boolean =>
+  header.split(',').some((p) => p.trim() === wanted);
 
 /** A uWS WebSocket as the hub and a session see it. */
 export class WebSocketSink implements TopicSink {
@@ -31,9 +43,9 @@ export class WebSocketSink implements TopicSink {
     private readonly traffic: Traffic,
   ) {}
 
-  send(frame: string): boolean {
+  send(frame: Frame): boolean {
     if (!this.open) return true;
-    const status = this.ws.send(frame, false, false);
+    const status = this.ws.send(frame, typeof frame !== 'string', false);
     if (status === 2) this.overLimit = true;
     this.traffic.messagesOut.inc();
     this.traffic.bytesOut.inc(Buffer.byteLength(frame));
@@ -62,8 +74,8 @@ export class WebSocketSink implements TopicSink {
     if (this.open) this.ws.unsubscribe(topic);
   }
 
-  publishExceptSelf(topic: string, frame: string): void {
-    if (this.open) this.ws.publish(topic, frame, false, false);
+  publishExceptSelf(topic: string, frame: Frame): void {
+    if (this.open) this.ws.publish(topic, frame, typeof frame !== 'string', false);
   }
 }
 
@@ -106,10 +118,12 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
     upgrade: (res, req, context) => {
       const refusal = admission.refusal(res, req);
       if (refusal) return admission.refuse(res, 'websocket', refusal);
+      const protocols = req.getHeader('sec-websocket-protocol');
+      const protobuf = asksFor(protocols, PROTOBUF_SUBPROTOCOL);
       res.upgrade<SocketData>(
-        {},
+        protobuf ? { protobuf } : {},
         req.getHeader('sec-websocket-key'),
-        req.getHeader('sec-websocket-protocol'),
+        protobuf ? PROTOBUF_SUBPROTOCOL : protocols,
         req.getHeader('sec-websocket-extensions'),
         context,
       );
@@ -117,32 +131,29 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
 
     open: (ws) => {
       admission.opened('websocket');
-      ws.getUserData().session = new Session(new WebSocketSink(ws, traffic), node);
+      const data = ws.getUserData();
+      const sink = new WebSocketSink(ws, traffic);
+      data.session = data.protobuf ? new ProtobufSession(sink, node) : new Session(sink, node);
     },
 
     message: (ws, message) => {
       traffic.messagesIn.inc();
       traffic.bytesIn.inc(message.byteLength);
       const session = ws.getUserData().session;
-      // The pong every client sends per ping interval: `{}`, no decoding and parsing.
-      if (message.byteLength === 2 && session) {
-        const bytes = new Uint8Array(message);
-        if (bytes[0] === 0x7b && bytes[1] === 0x7d) return session.pong();
-      }
-      if (message.byteLength > config.maxMessageSize) {
-        session?.disconnect(MESSAGE_TOO_BIG, 'message_size');
-        return;
-      }
-      // Text frames are checked by uWS; binary frames must be UTF-8 JSON too.
-      const frame = decodeUtf8(new Uint8Array(message));
-      if (frame === undefined) {
-        session?.disconnect(Disconnects.badRequest, 'bad_request');
-        return;
-      }
+      if (!session) return;
+      const bytes = new Uint8Array(message);
+      const protobuf = session instanceof ProtobufSession;
+      // The pong every client sends per ping interval, not decoded: `{}`, or in Protobuf an empty Command.
+      if (protobuf ? bytes.length === 1 && bytes[0] === 0 : isJsonPong(bytes)) return session.pong();
+      if (bytes.length > config.maxMessageSize) return session.disconnect(MESSAGE_TOO_BIG, 'message_size');
       try {
-        session?.handleFrame(frame);
+        if (protobuf) return session.handleBinary(bytes);
+        // Text frames are checked by uWS; binary frames must be UTF-8 JSON too.
+        const frame = decodeUtf8(bytes);
+        if (frame === undefined) return session.disconnect(Disconnects.badRequest, 'bad_request');
+        session.handleFrame(frame);
       } catch (err) {
-        log.error({ err, client: session?.client }, 'frame handling failed');
+        log.error({ err, client: session.client }, 'frame handling failed');
         metrics.handlerErrors.inc({ where: 'websocket' });
         ws.end(3004, 'internal server error');
       }
