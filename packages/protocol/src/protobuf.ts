@@ -25,6 +25,7 @@
  */
 
 import { Errors, type ProtocolError } from './codes.js';
+import { type EmulationRequest, emulationIdsRefusal } from './emulation.js';
 import { tagsFilterError } from './filter.js';
 import { DEFAULT_JSON_MAX_DEPTH, decodeUtf8, parseJsonBytes } from './json.js';
 import type { FrameLimits, ParsedLine } from './parse.js';
@@ -1116,4 +1117,40 @@ export function jsonCommand(line: ParsedLine, maxDepth: number): ParsedLine {
   if (!parsed.ok) return refuse(`data is not JSON: ${parsed.reason}`);
   body.data = parsed.value;
   return line;
+}
+
+const EMULATION_FIELDS = schema({ 1: ['node', LEN], 2: ['session', LEN], 3: ['data', LEN] });
+
+/**
+ * A Protobuf client's `POST /emulation` body (EmulationRequest), checked as
+ * the JSON one is; a string is the reason it was refused.
+ */
+export function decodeEmulationRequest(body: Uint8Array): EmulationRequest | string {
+  const r = new Reader(body, 1);
+  r.end = body.length;
+  let node = '';
+  let session = '';
+  let data: Uint8Array = EMPTY;
+  try {
+    while (r.pos < r.end) {
+      const k = r.key();
+      if (k === key(1, LEN)) node = r.string('node');
+      else if (k === key(2, LEN)) session = r.string('session');
+      else if (k === key(3, LEN)) data = r.bytes();
+      else r.other(k, EMULATION_FIELDS);
+    }
+  } catch (e) {
+    if (e instanceof DecodeError) return e.message;
+    throw e;
+  }
+  return emulationIdsRefusal(session, node) ?? { node, session, data };
+}
+
+/** An EmulationRequest with Protobuf commands as its message (what a gateway routes to another). */
+export function encodeEmulationRequest(req: EmulationRequest & { data: Uint8Array }): Uint8Array {
+  const w = new Writer();
+  w.string(1, req.node);
+  w.string(2, req.session);
+  w.bytes(3, req.data);
+  return w.buf.subarray(0, w.pos);
 }

@@ -4,6 +4,8 @@ import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import {
   DEFAULT_PROTOBUF_LIMITS,
   decodeCommands,
+  decodeEmulationRequest,
+  encodeEmulationRequest,
   encodeReplies,
   encodeReply,
   jsonCommand,
@@ -682,5 +684,29 @@ describe('decodeCommands: seeded fuzz of mutated frames', () => {
     // The mutations reach both sides: commands still read, and every kind of refusal.
     for (const kind of ['publish', 'subscribe', 'bad_request', 'unknown_method'])
       assert.ok(seen.has(kind), kind);
+  });
+});
+
+describe('EmulationRequest: the body of a Protobuf client’s emulation POST', () => {
+  const emulation = (req: object) =>
+    (client as ClientCodec & { encodeEmulationRequest(r: object): Uint8Array }).encodeEmulationRequest(req);
+
+  test('decodes what centrifuge-js encodes, and encodes what decodes back the same', () => {
+    const data = new Uint8Array(
+      client.encodeCommands([{ id: 2, publish: { channel: 'c', data: bytes('{"n":1}') } }]),
+    );
+    const decoded = decodeEmulationRequest(emulation({ node: 'gw1', session: 's-1', data }));
+    assert.deepEqual(decoded, { node: 'gw1', session: 's-1', data });
+    assert.deepEqual(
+      decodeEmulationRequest(encodeEmulationRequest({ node: 'gw1', session: 's-1', data })),
+      decoded,
+    );
+  });
+
+  test('missing ids, a truncated field or a wrong wire type are refused with a reason', () => {
+    assert.equal(decodeEmulationRequest(emulation({ node: 'gw1' })), 'session must be a non-empty string');
+    assert.equal(decodeEmulationRequest(emulation({ session: 's' })), 'node must be a non-empty string');
+    assert.match(decodeEmulationRequest(new Uint8Array([0x0a, 0x7f, 0x01])) as string, /past the end/);
+    assert.match(decodeEmulationRequest(new Uint8Array([0x08, 0x01])) as string, /wire type/);
   });
 });

@@ -223,6 +223,8 @@ export class Session implements Connection {
   /** A frame's commands, parsed: run once the whole frame is read, a bad line anywhere refuses every command in it. */
   protected handleLines(lines: ParsedLine[]): void {
     if (this.state === 'closed') return;
+    // One clock reading per frame: a frame's commands are charged as arriving together, however long they take.
+    const now = monotonicMs();
     const commands: Command[] = [];
     for (const line of lines) {
       if (!line.ok && line.kind === 'bad_request') {
@@ -232,7 +234,7 @@ export class Session implements Connection {
       }
       // Every line pays, known or not; a pong is never refused (that would drop an
       // honest client for no pong) but counts towards a sustained flood.
-      const allowed = this.takeToken();
+      const allowed = this.takeToken(now);
       if (this.isClosed() || this.closeReason !== undefined) return;
       if (line.ok && line.command.method === 'pong') {
         this.pongDueAt = 0;
@@ -263,7 +265,7 @@ export class Session implements Connection {
   /** A frame that is only `{}`, the client's pong, read by the transport without parsing: counted towards a flood, never refused. */
   pong(): void {
     if (this.state === 'closed') return;
-    this.takeToken();
+    this.takeToken(monotonicMs());
     this.pongDueAt = 0;
   }
 
@@ -941,10 +943,9 @@ export class Session implements Connection {
    * earned stand for, so that no fraction is lost between commands.
    * Sustained excess (a second's worth refused) disconnects.
    */
-  private takeToken(): boolean {
+  private takeToken(now: number): boolean {
     const rate = this.node.config.commandsPerSecond;
     if (this.tokens < rate) {
-      const now = monotonicMs();
       const earned = Math.floor(((now - this.lastRefill) * rate) / 1000);
       if (this.tokens + earned >= rate) {
         this.tokens = rate;

@@ -1,12 +1,14 @@
 /**
  * The Protobuf client protocol end to end: centrifuge-js's protobuf build
- * (its codec is Protobuf: WebSocket subprotocol `centrifuge-protobuf`)
- * against the real gateway, beside a JSON client on the same channels:
- * publications both ways and from the server API, history and presence,
- * server-side subscriptions from the token, recovery after a dropped
- * connection, Fossil deltas applied by the client, coalesced pushes in one
- * binary frame, and hostile frames (garbage, oversized, data that is not
- * JSON) refused with only their own connection or command affected.
+ * (its codec is Protobuf: WebSocket subprotocol `centrifuge-protobuf`, and
+ * HTTP-streaming with `application/octet-stream` bodies) against the real
+ * gateway, beside a JSON client on the same channels: publications both ways
+ * and from the server API, history and presence, server-side subscriptions
+ * from the token, recovery after a dropped connection, Fossil deltas applied
+ * by the client, coalesced pushes in one binary frame, emulation requests
+ * routed to the stream's gateway over NATS, and hostile frames (garbage,
+ * oversized, data that is not JSON, a JSON command to a Protobuf stream)
+ * refused with only their own connection or command affected.
  */
 
 import assert from 'node:assert/strict';
@@ -14,9 +16,12 @@ import { after, before, describe, test } from 'node:test';
 import type { Centrifuge as JsonCentrifuge, SubscribedContext } from 'centrifuge';
 import { Centrifuge, type PublicationContext, type Subscription } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
+import { type Nats, startNats } from './cluster.js';
 import {
   api,
   client,
+  endpointOf,
   flakyNetwork,
   type Gateway,
   nextEvent,
@@ -123,17 +128,28 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
     await gateway.stop();
   });
 
-  async function protobufClient(user: string, websocket: unknown = WebSocket, claims: object = {}) {
-    const c = new Centrifuge(gateway.wsUrl, {
-      websocket,
-      token: await token({ sub: user, ...claims }),
-      minReconnectDelay: 50,
-      maxReconnectDelay: 300,
-    });
+  async function protobufClient(
+    user: string,
+    websocket: unknown = WebSocket,
+    claims: object = {},
+    transport: 'websocket' | 'http_stream' = 'websocket',
+  ) {
+    const hostPort = `127.0.0.1:${gateway.clientPort}`;
+    const c = new Centrifuge(
+      transport === 'websocket' ? gateway.wsUrl : [{ transport, endpoint: endpointOf(hostPort, transport) }],
+      {
+        websocket,
+        eventsource: EventSource,
+        emulationEndpoint: `http://${hostPort}/emulation`,
+        token: await token({ sub: user, ...claims }),
+        minReconnectDelay: 50,
+        maxReconnectDelay: 300,
+      },
+    );
     clients.push(c);
-    const ready = nextEvent(c, 'connected');
+    const ready = nextEvent<{ transport: string }>(c, 'connected');
     c.connect();
-    await ready;
+    assert.equal((await ready).transport, transport);
     return c;
   }
 
@@ -152,56 +168,57 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
     return r;
   };
 
-  test('a Protobuf and a JSON client share a channel: publications both ways and from the API, history, presence', async () => {
-    const channel = 'chat:shared';
-    const pb = await protobufClient('pb-user');
-    const mine = await subscribed(pb, channel);
-    const js = client(gateway, { token: await token({ sub: 'json-user' }) });
-    clients.push(js);
-    const jsGot: unknown[] = [];
-    const jsSub = js.newSubscription(channel);
-    jsSub.on('publication', (ctx) => jsGot.push(ctx.data));
-    jsSub.subscribe();
-    js.connect();
-    await jsSub.ready(5000);
+  for (const transport of ['websocket', 'http_stream'] as const)
+    test(`${transport}: a Protobuf and a JSON client share a channel: publications both ways and from the API, history, presence`, async () => {
+      const channel = `chat:shared-${transport}`;
+      const pb = await protobufClient('pb-user', WebSocket, {}, transport);
+      const mine = await subscribed(pb, channel);
+      const js = client(gateway, { token: await token({ sub: 'json-user' }) });
+      clients.push(js);
+      const jsGot: unknown[] = [];
+      const jsSub = js.newSubscription(channel);
+      jsSub.on('publication', (ctx) => jsGot.push(ctx.data));
+      jsSub.subscribe();
+      js.connect();
+      await jsSub.ready(5000);
 
-    await mine.sub.publish(bytes({ from: 'protobuf', n: 1 }));
-    await jsSub.publish({ from: 'json', n: 2 });
-    await api(gateway, 'publish', { channel, data: { from: 'api', n: 3 } });
-    const sent = [
-      { from: 'protobuf', n: 1 },
-      { from: 'json', n: 2 },
-      { from: 'api', n: 3 },
-    ];
-    await waitUntil(
-      () => mine.got.length === 3 && jsGot.length === 3,
-      5000,
-      () => `3 each, got ${mine.got.length} and ${jsGot.length}`,
-    );
-    assert.deepEqual(mine.data(), sent);
-    assert.deepEqual(jsGot, sent);
-    assert.deepEqual(
-      mine.got.map((p) => p.offset),
-      [1, 2, 3],
-    );
-    // The publisher's client info travels as JSON bytes too (conn_info absent here).
-    assert.equal(mine.got[1]!.info?.user, 'json-user');
+      await mine.sub.publish(bytes({ from: 'protobuf', n: 1 }));
+      await jsSub.publish({ from: 'json', n: 2 });
+      await api(gateway, 'publish', { channel, data: { from: 'api', n: 3 } });
+      const sent = [
+        { from: 'protobuf', n: 1 },
+        { from: 'json', n: 2 },
+        { from: 'api', n: 3 },
+      ];
+      await waitUntil(
+        () => mine.got.length === 3 && jsGot.length === 3,
+        5000,
+        () => `3 each, got ${mine.got.length} and ${jsGot.length}`,
+      );
+      assert.deepEqual(mine.data(), sent);
+      assert.deepEqual(jsGot, sent);
+      assert.deepEqual(
+        mine.got.map((p) => p.offset),
+        [1, 2, 3],
+      );
+      // The publisher's client info travels as JSON bytes too (conn_info absent here).
+      assert.equal(mine.got[1]!.info?.user, 'json-user');
 
-    const history = await mine.sub.history({ limit: 10 });
-    assert.deepEqual(
-      history.publications.map((p) => json(p.data)),
-      sent,
-    );
-    const presence = await mine.sub.presence();
-    assert.deepEqual(
-      Object.values(presence.clients)
-        .map((c) => c.user)
-        .sort(),
-      ['json-user', 'pb-user'],
-    );
-    const stats = await mine.sub.presenceStats();
-    assert.deepEqual(stats, { numClients: 2, numUsers: 2 });
-  });
+      const history = await mine.sub.history({ limit: 10 });
+      assert.deepEqual(
+        history.publications.map((p) => json(p.data)),
+        sent,
+      );
+      const presence = await mine.sub.presence();
+      assert.deepEqual(
+        Object.values(presence.clients)
+          .map((c) => c.user)
+          .sort(),
+        ['json-user', 'pb-user'],
+      );
+      const stats = await mine.sub.presenceStats();
+      assert.deepEqual(stats, { numClients: 2, numUsers: 2 });
+    });
 
   test('server-side subscriptions from the token: subscribed on connect, publications pushed', async () => {
     const got: unknown[] = [];
@@ -310,5 +327,88 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
       [{ ok: true }],
     );
     assert.equal(bystander.ws.readyState, WebSocket.OPEN);
+  });
+
+  test('hostile HTTP-streaming: a garbage connect ends its stream with 3501, a garbage EmulationRequest is 400', async () => {
+    const octets = { 'content-type': 'application/octet-stream' };
+    const stream = await fetch(endpointOf(`127.0.0.1:${gateway.clientPort}`, 'http_stream'), {
+      method: 'POST',
+      headers: octets,
+      body: new Uint8Array([0x7f, 0x08, 0x01]),
+    });
+    assert.equal(stream.headers.get('content-type'), 'application/octet-stream');
+    const replies = codec.decodeReplies(new Uint8Array(await stream.arrayBuffer()));
+    assert.equal(replies.at(-1)?.push?.disconnect?.code, 3501);
+    const emulation = await fetch(`http://127.0.0.1:${gateway.clientPort}/emulation`, {
+      method: 'POST',
+      headers: octets,
+      body: new Uint8Array([0x0a, 0x7f, 0x01]),
+    });
+    assert.equal(emulation.status, 400);
+    assert.match(await emulation.text(), /past the end/);
+  });
+});
+
+describe("Protobuf HTTP-streaming in a cluster: emulation requests routed to the stream's gateway", () => {
+  let nats: Nats;
+  let streamSide: Gateway;
+  let otherSide: Gateway;
+  const clients: Centrifuge[] = [];
+
+  before(async () => {
+    nats = await startNats();
+    const env = {
+      SWITCHBOARD_BROKER: 'nats',
+      SWITCHBOARD_NATS_URL: nats.url,
+      SWITCHBOARD_NAMESPACES: NAMESPACES,
+    };
+    [streamSide, otherSide] = await Promise.all([
+      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw1' }),
+      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw2' }),
+    ]);
+  });
+
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all([streamSide?.stop(), otherSide?.stop()]);
+    await nats?.stop();
+  });
+
+  test('the stream on one gateway, every command posted to the other: subscribe, publish, history', async () => {
+    const channel = 'chat:routed';
+    const c = new Centrifuge(
+      [
+        {
+          transport: 'http_stream',
+          endpoint: endpointOf(`127.0.0.1:${streamSide.clientPort}`, 'http_stream'),
+        },
+      ],
+      {
+        emulationEndpoint: `http://127.0.0.1:${otherSide.clientPort}/emulation`,
+        token: await token({ sub: 'routed' }),
+      },
+    );
+    clients.push(c);
+    const sub = c.newSubscription(channel);
+    const got: unknown[] = [];
+    sub.on('publication', (ctx) => got.push(json(ctx.data)));
+    sub.subscribe();
+    c.connect();
+    await sub.ready(10_000);
+    await sub.publish(bytes({ n: 1 }));
+    await api(otherSide, 'publish', { channel, data: { n: 2 } });
+    await waitUntil(
+      () => got.length === 2,
+      5000,
+      () => `2 publications, got ${got.length}`,
+    );
+    assert.deepEqual(got, [{ n: 1 }, { n: 2 }]);
+    const history = await sub.history({ limit: 10 });
+    assert.deepEqual(
+      history.publications.map((p) => json(p.data)),
+      [{ n: 1 }, { n: 2 }],
+    );
+    const routed = await fetch(`${otherSide.internalUrl}/metrics`).then((r) => r.text());
+    assert.match(routed, /switchboard_emulation_requests_total\{outcome="routed"\} [1-9]/);
   });
 });

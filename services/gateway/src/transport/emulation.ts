@@ -1,20 +1,25 @@
 /**
  * Bidirectional emulation for the HTTP-based transports: a client's commands
- * arrive as `POST /emulation` {session, node, data} on whichever gateway
- * HAProxy picked. They go to the stream's session here, or over the bus (NATS
+ * arrive as `POST /emulation` {session, node, data} (JSON, or a Protobuf
+ * EmulationRequest with `content-type: application/octet-stream`) on
+ * whichever gateway HAProxy picked. They go to the stream's session here, or over the bus (NATS
  * in a cluster) to the gateway named by `node`, which holds the stream. The
  * connect reply told the client both, so no lookup and no sticky sessions.
  */
 
 import {
+  decodeEmulationRequest,
   decodeUtf8,
+  Disconnects,
   type EmulationRequest,
+  encodeEmulationRequest,
   parseEmulationRequest,
   type Subjects,
 } from '@switchboard/protocol';
 import { type Bus, NoResponders } from '@switchboard/sdk';
 import { readBody, replyText } from '../reply.js';
 import type { Node } from '../node.js';
+import { ProtobufSession } from '../protobuf-session.js';
 import type { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import { IpLimit } from './admission.js';
@@ -26,6 +31,19 @@ export type EmulationOutcome = 'local' | 'routed' | 'unknown' | 'unavailable' | 
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The MIME type of a Protobuf client's bodies (its streams' connect and its emulation requests). */
+export const PROTOBUF_CONTENT_TYPE = 'application/octet-stream';
+
+/** An emulation request as one gateway routes it to another: JSON for JSON commands, the Protobuf message for bytes. */
+const routed = (req: EmulationRequest): Uint8Array =>
+  typeof req.data === 'string'
+    ? encoder.encode(JSON.stringify(req))
+    : encodeEmulationRequest({ ...req, data: req.data });
+
+/** A routed request: JSON starts with `{`, an EmulationRequest message with a field key. */
+const fromRouted = (data: Uint8Array): EmulationRequest | string =>
+  data[0] === 0x7b ? parseEmulationRequest(decoder.decode(data)) : decodeEmulationRequest(data);
 
 export class Emulation {
   private readonly sessions = new Map<string, Session>();
@@ -48,7 +66,7 @@ export class Emulation {
   serve(): () => void {
     const subject = this.subjects.emulation(this.node.config.nodeId);
     return this.bus.serve(subject, subject, async (data) => {
-      const req = parseEmulationRequest(decoder.decode(data));
+      const req = fromRouted(data);
       const found = typeof req !== 'string' && this.handLocal(req);
       return encoder.encode(found ? 'ok' : 'unknown');
     });
@@ -58,11 +76,7 @@ export class Emulation {
     if (req.node === this.node.config.nodeId) return this.handLocal(req) ? 'local' : 'unknown';
     try {
       const subject = this.subjects.emulation(req.node);
-      const reply = await this.bus.request(
-        subject,
-        encoder.encode(JSON.stringify(req)),
-        this.node.config.serviceTimeout,
-      );
+      const reply = await this.bus.request(subject, routed(req), this.node.config.serviceTimeout);
       return decoder.decode(reply) === 'ok' ? 'routed' : 'unknown';
     } catch (err) {
       // No gateway of that name any more: the stream is gone too, the client reconnects.
@@ -78,7 +92,12 @@ export class Emulation {
     const traffic = this.node.metrics.traffic(session.sink.transport);
     traffic.messagesIn.inc();
     traffic.bytesIn.inc(Buffer.byteLength(req.data));
-    session.handleFrame(req.data);
+    const { data } = req;
+    const protobuf = session instanceof ProtobufSession;
+    if (typeof data === 'string' && !protobuf) session.handleFrame(data);
+    else if (typeof data !== 'string' && protobuf) session.handleBinary(data);
+    // Commands in the other encoding than the stream's: the client is confused, or hostile.
+    else session.disconnect(Disconnects.badRequest, 'bad_request');
     return true;
   }
 }
@@ -108,6 +127,7 @@ export function mountEmulation(
 
   app.post('/emulation', (res, req) => {
     const origin = req.getHeader('origin');
+    const protobuf = req.getHeader('content-type') === PROTOBUF_CONTENT_TYPE;
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -120,8 +140,12 @@ export function mountEmulation(
       if (aborted) return;
       if (!body)
         return answer(res, origin, '413 Payload Too Large', 'too_large', 'emulation request too large');
-      const text = decodeUtf8(body);
-      const parsed = text === undefined ? 'body is not UTF-8' : parseEmulationRequest(text);
+      const text = protobuf ? undefined : decodeUtf8(body);
+      const parsed = protobuf
+        ? decodeEmulationRequest(body)
+        : text === undefined
+          ? 'body is not UTF-8'
+          : parseEmulationRequest(text);
       if (typeof parsed === 'string') return answer(res, origin, '400 Bad Request', 'bad_request', parsed);
       if (Buffer.byteLength(parsed.data) > config.maxMessageSize)
         return answer(

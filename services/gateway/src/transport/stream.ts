@@ -4,28 +4,35 @@
  * and HTTP-streaming (`POST /connection/http_stream`, the connect command as
  * body). The response stays open and carries replies, pushes and pings; the
  * client's later commands arrive as `POST /emulation` (emulation.ts).
+ * HTTP-streaming speaks Protobuf too: a connect posted as
+ * `application/octet-stream` opens a stream of varint-delimited Replies.
  */
 
 import { randomBytes } from 'node:crypto';
-import { decodeUtf8, Disconnects } from '@switchboard/protocol';
+import { decodeUtf8, Disconnects, encodeReply } from '@switchboard/protocol';
 import { readBody, replyText } from '../reply.js';
-import type { Sink } from '../hub.js';
+import type { Frame, Sink } from '../hub.js';
 import type { Config } from '../config.js';
 import type { Traffic, Transport } from '../metrics.js';
 import type { Node } from '../node.js';
+import { ProtobufSession } from '../protobuf-session.js';
 import { Session } from '../session.js';
 import type { HttpResponse, TemplatedApp } from '../uws.js';
 import type { Admission } from './admission.js';
-import type { Emulation } from './emulation.js';
+import { type Emulation, PROTOBUF_CONTENT_TYPE } from './emulation.js';
 import { corsHeaders, originAllowed } from './origin.js';
 
 type StreamTransport = 'sse' | 'http_stream';
 
-/** How a stream frames what it writes: a reply or push, and the disconnect push that ends it. */
+/**
+ * How a stream frames what it writes: a reply or push, and the disconnect
+ * push that ends it. Text framings take text frames only (their sessions
+ * are JSON ones), the Protobuf one binary frames.
+ */
 export interface Framing {
   contentType: string;
-  encode(frame: string): string;
-  disconnect(code: number, reason: string): string;
+  encode(frame: Frame): Frame;
+  disconnect(code: number, reason: string): Frame;
 }
 
 /** SSE events: unnamed, so the client's `onmessage` gets them; the lines of a frame become `data:` lines of one event (EventSource joins them with `\n` again). */
@@ -42,6 +49,13 @@ const framing: Record<StreamTransport, Framing> = {
   http_stream: { contentType: 'application/json', encode: jsonLine, disconnect: bidirectionalDisconnect },
 };
 
+/** HTTP-streaming in Protobuf: Replies are varint-delimited already, written as they are. */
+const protobufFraming: Framing = {
+  contentType: PROTOBUF_CONTENT_TYPE,
+  encode: (frame) => frame,
+  disconnect: (code, reason) => encodeReply({ push: { disconnect: { code, reason, reconnect: false } } }),
+};
+
 /** What a stream connection was closed with, for its session's accounting. */
 type Ended = (code: number, reason?: string) => void;
 
@@ -56,7 +70,7 @@ export class StreamSink implements Sink {
   readonly emulationSession: string | undefined;
   private open = true;
   private blocked = false;
-  private readonly queue: string[] = [];
+  private readonly queue: Frame[] = [];
   private queued = 0;
 
   constructor(
@@ -71,7 +85,7 @@ export class StreamSink implements Sink {
     this.emulationSession = emulation ? randomBytes(18).toString('base64url') : undefined;
   }
 
-  send(frame: string): boolean {
+  send(frame: Frame): boolean {
     if (!this.open) return true;
     const data = this.framing.encode(frame);
     const size = Buffer.byteLength(data);
@@ -120,7 +134,7 @@ export class StreamSink implements Sink {
     this.ended(code, reason);
   }
 
-  private write(data: string): void {
+  private write(data: Frame): void {
     let ok = true;
     this.res.cork(() => {
       ok = this.res.write(data);
@@ -149,6 +163,7 @@ export function openStream(
   admission: Admission,
   stream: { sink: StreamSink; res: HttpResponse; contentType: string; origin: string },
   sessionSink: Sink = stream.sink,
+  protobuf = false,
 ): Session {
   const { sink, res } = stream;
   res.onAborted(() => sink.aborted());
@@ -161,16 +176,17 @@ export function openStream(
     for (const [name, value] of Object.entries(corsHeaders(stream.origin))) res.writeHeader(name, value);
   });
   admission.opened(sink.transport);
-  return new Session(sessionSink, node);
+  return protobuf ? new ProtobufSession(sessionSink, node) : new Session(sessionSink, node);
 }
 
 /** Hands a stream's connect command to its session (counted as the stream's first message). */
-export function streamConnect(node: Node, session: Session, sink: Sink, connect: string): void {
+export function streamConnect(node: Node, session: Session, sink: Sink, connect: string | Uint8Array): void {
   const traffic = node.metrics.traffic(sink.transport);
   traffic.messagesIn.inc();
   traffic.bytesIn.inc(Buffer.byteLength(connect));
   try {
-    session.handleFrame(connect);
+    if (typeof connect === 'string') session.handleFrame(connect);
+    else if (session instanceof ProtobufSession) session.handleBinary(connect);
   } catch (err) {
     node.log.error({ err, client: session.client }, 'stream connect failed');
     node.metrics.handlerErrors.inc({ where: 'stream' });
@@ -186,11 +202,18 @@ export function mountStreams(
 ): void {
   const { config } = node;
 
-  /** Opens the stream and hands the connect command to a new session. */
-  const start = (transport: StreamTransport, res: HttpResponse, origin: string, connect: string) => {
+  /** Opens the stream and hands the connect command (Protobuf when bytes) to a new session. */
+  const start = (
+    transport: StreamTransport,
+    res: HttpResponse,
+    origin: string,
+    connect: string | Uint8Array,
+  ) => {
+    const protobuf = typeof connect !== 'string';
+    const streamFraming = protobuf ? protobufFraming : framing[transport];
     const sink = new StreamSink(
       transport,
-      framing[transport],
+      streamFraming,
       res,
       node.metrics.traffic(transport),
       config.maxBackpressure * 4,
@@ -201,12 +224,13 @@ export function mountStreams(
       },
     );
     // Made after the sink, which only calls back once the stream has ended.
-    const session = openStream(node, admission, {
+    const session = openStream(
+      node,
+      admission,
+      { sink, res, contentType: streamFraming.contentType, origin },
       sink,
-      res,
-      contentType: framing[transport].contentType,
-      origin,
-    });
+      protobuf,
+    );
     emulation.add(sink.emulationSession!, session);
     streamConnect(node, session, sink, connect);
   };
@@ -219,6 +243,7 @@ export function mountStreams(
     'http_stream',
     'connect command',
     (res, origin, text) => start('http_stream', res, origin, text),
+    (res, origin, bytes) => start('http_stream', res, origin, bytes),
   );
   queriedConnect(
     app,
@@ -239,7 +264,8 @@ type ConnectStart = (res: HttpResponse, origin: string, text: string) => void;
 /**
  * `POST path` carrying a stream's connect (`what`, for the refusals) as its
  * body: admitted, read within SWITCHBOARD_MAX_MESSAGE_SIZE (413) and decoded as
- * UTF-8 (400), then handed to `start` as text.
+ * UTF-8 (400), then handed to `start` as text; with `startProtobuf`, a body
+ * posted as application/octet-stream goes to it as bytes instead.
  */
 export function postedConnect(
   app: TemplatedApp,
@@ -249,9 +275,11 @@ export function postedConnect(
   transport: Transport,
   what: string,
   start: ConnectStart,
+  startProtobuf?: (res: HttpResponse, origin: string, bytes: Uint8Array) => void,
 ): void {
   app.post(path, (res, req) => {
     const origin = req.getHeader('origin');
+    const protobuf = startProtobuf !== undefined && req.getHeader('content-type') === PROTOBUF_CONTENT_TYPE;
     const refusal = admission.refusal(res, req);
     if (refusal) return admission.refuse(res, transport, refusal);
     let aborted = false;
@@ -261,6 +289,7 @@ export function postedConnect(
     readBody(res, node.config.maxMessageSize, (body) => {
       if (aborted) return;
       if (!body) return replyText(res, '413 Payload Too Large', `${what} too large`);
+      if (protobuf) return startProtobuf(res, origin, body);
       const text = decodeUtf8(body);
       if (text === undefined) return replyText(res, '400 Bad Request', `${what} is not UTF-8`);
       start(res, origin, text);

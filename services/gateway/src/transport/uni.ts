@@ -130,7 +130,7 @@ const UNI_FRAMING: Record<'uni_sse' | 'uni_http_stream', Framing & { ping: strin
   uni_sse: {
     contentType: 'text/event-stream',
     // The ping (the one empty frame): a named `ping` event with empty data, as Centrifugo's; `onmessage` does not see it.
-    encode: (frame) => (frame === '' ? 'event: ping\ndata:\n\n' : sseEvent(frame)),
+    encode: (frame: string) => (frame === '' ? 'event: ping\ndata:\n\n' : sseEvent(frame)),
     disconnect: uniDisconnect,
     ping: '',
   },
