@@ -190,6 +190,8 @@ export class Hub<M extends HubMember = HubMember> {
   private batchTimer: NodeJS.Timeout | undefined;
 
   private readonly traffic: Traffic[];
+  /** Topic subscriptions per edge: a broadcast asks uWS for the subscribers of an edge's topic only when it has some. */
+  private readonly topicMembers: number[];
   /** One push's frame per edge, encoded on first use (reused by every broadcast). */
   private readonly frames: (Frame | undefined | null)[];
   /** A delta broadcast's frames per edge: the delta, and the full data (null: not encoded yet). */
@@ -209,6 +211,7 @@ export class Hub<M extends HubMember = HubMember> {
   ) {
     this.traffic = edges.map((edge) => metrics.traffic(edge.transport));
     this.frames = edges.map(() => null);
+    this.topicMembers = edges.map(() => 0);
     this.deltaFrames = edges.map(() => null);
     this.fullFrames = edges.map(() => null);
     metrics.hubCounts = () => ({ channels: this.subscribers.size, subscriptions: this.subscriptionCount });
@@ -317,6 +320,7 @@ export class Hub<M extends HubMember = HubMember> {
       const topic = member.edge.topicPrefix + channel;
       this.flushTopic(topic);
       member.sink.joinTopic(topic);
+      this.topicMembers[this.edges.indexOf(member.edge)]!++;
     } else this.setOf(this.direct, channel).add(member);
   }
 
@@ -335,12 +339,14 @@ export class Hub<M extends HubMember = HubMember> {
     if (!set?.delete(member)) return false;
     this.subscriptionCount--;
     const pending = this.subscribing.get(channel);
-    if (pending?.delete(member) && pending.size === 0) this.subscribing.delete(channel);
-    if (!wasFiltered && !wasDelta && isTopicSink(member.sink)) {
+    const wasPending = pending?.delete(member) === true;
+    if (wasPending && pending!.size === 0) this.subscribing.delete(channel);
+    if (!wasFiltered && !wasDelta && !wasPending && isTopicSink(member.sink)) {
       // Published while it was subscribed: it gets those before it leaves.
       const topic = member.edge.topicPrefix + channel;
       this.flushTopic(topic);
       member.sink.leaveTopic(topic);
+      this.topicMembers[this.edges.indexOf(member.edge)]!--;
     }
     const direct = this.direct.get(channel);
     if (direct?.delete(member) && direct.size === 0) this.direct.delete(channel);
@@ -376,6 +382,7 @@ export class Hub<M extends HubMember = HubMember> {
     frames.fill(null);
     let count = 0;
     for (let i = 0; i < this.edges.length; i++) {
+      if (this.topicMembers[i] === 0) continue;
       const edge = this.edges[i]!;
       const topic = i === 0 ? channel : edge.topicPrefix + channel;
       const skipTopic = skipLive && skip.edge === edge && isTopicSink(skip.sink);
