@@ -60,7 +60,7 @@ USER ?= 42
 token: build $(call NODE24_IF_NAMED,$(NODE))
 	@if [ -z "$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY_FILE:-}" ]; then \
 	  export SWITCHBOARD_TOKEN_HMAC_SECRET_KEY="$${SWITCHBOARD_TOKEN_HMAC_SECRET_KEY:-$(DEV_SECRET)}"; fi; \
-	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)"
+	$(NODE) services/gateway/dist/src/cli/token.js --user "$(USER)" $(TOKEN_ARGS)
 
 lint: install
 	npx eslint .

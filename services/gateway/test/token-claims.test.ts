@@ -7,7 +7,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { Centrifuge, DisconnectedContext, PublicationContext, SubscribedContext } from 'centrifuge';
 import { type Cluster, startCluster } from './cluster.js';
 import {
@@ -16,11 +18,13 @@ import {
   type Gateway,
   nextEvent,
   RawClient,
+  SECRET,
   startGateway,
   token,
   waitUntil,
 } from './harness.js';
 
+const TOKEN_CLI = fileURLToPath(new URL('../src/cli/token.js', import.meta.url));
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64');
 const now = () => Math.floor(Date.now() / 1000);
 const MAX_CHANNELS = 8;
@@ -127,6 +131,42 @@ describe('token claims and the personal channel (one gateway)', () => {
     const pub = await published;
     assert.equal(pub.channel, 'personal:#ann');
     assert.deepEqual(pub.data, { note: 'just you' });
+  });
+
+  test('`make token` mints these claims (subs, b64info, expire_at) and refuses ones the gateway would', async () => {
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [TOKEN_CLI, '--user', 'cli', ...args], {
+        env: { PATH: process.env.PATH ?? '', SWITCHBOARD_TOKEN_HMAC_SECRET_KEY: SECRET },
+        encoding: 'utf8',
+      });
+    const minted = cli(
+      '--subs',
+      JSON.stringify({ 'chat:cli': { info: { role: 'minted' } } }),
+      '--b64info',
+      b64({ name: 'Cli' }),
+      '--expire-at',
+      String(now() + 600),
+    );
+    assert.equal(minted.status, 0, minted.stderr);
+    const { reply } = await rawConnectReply(gateway, minted.stdout.trim());
+    assert.ok(reply.connect.subs?.['chat:cli'], JSON.stringify(reply));
+    assert.equal(reply.connect.expires, true);
+    assert.ok(reply.connect.ttl > 590 && reply.connect.ttl <= 600, `ttl ${reply.connect.ttl}`);
+    const [inCli] = await presence(gateway, 'chat:cli');
+    assert.deepEqual(
+      { conn_info: inCli.conn_info, chan_info: inCli.chan_info },
+      { conn_info: { name: 'Cli' }, chan_info: { role: 'minted' } },
+    );
+    for (const [args, reason] of [
+      [['--subs', '[1]'], /subs must be an object of channels/],
+      [['--b64info', 'aGk='], /b64info does not decode to JSON/],
+      [['--info', '{'], /--info must be JSON/],
+    ] as const) {
+      const refused = cli(...args);
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, reason);
+      assert.equal(refused.stdout, '');
+    }
   });
 
   test("override: join_leave off hides this connection's join, force_recovery turns recovery on where there is history", async () => {
