@@ -202,3 +202,10 @@ chart's NATS with nats.tls, or NATS of your own with nats.tls.secretName. */}}
         path: ca.crt
 {{- end }}
 {{- end }}
+
+{{/* "true" when gateway.config.uni_transports (a list, or a comma-separated string) names grpc: the uni_grpc port is served. */}}
+{{- define "switchboard.uniGrpc" -}}
+{{- $uni := .Values.gateway.config.uni_transports | default list }}
+{{- if kindIs "string" $uni }}{{- $uni = splitList "," $uni }}{{- end }}
+{{- range $uni }}{{- if eq (trim .) "grpc" }}true{{- end }}{{- end }}
+{{- end }}

@@ -125,6 +125,7 @@ const CHART_SETS = [
   'client_port',
   'internal_port',
   'grpc_port',
+  'uni_grpc_port',
   'broker',
   'nats_url',
   'nats_tls_ca',
@@ -272,6 +273,33 @@ describe('charts/switchboard', () => {
       () => render({ set: ['gateway.autoscaling.maxReplicas=50'] }),
       /haproxy.maxGateways must be at least gateway.autoscaling.maxReplicas/,
     );
+  });
+
+  test('uni_grpc: with grpc in gateway.config.uni_transports, port 11000 on the pods, the client Service and the NetworkPolicy; none without', () => {
+    const uniGrpcPorts = (manifests: any[]) => ({
+      pod: gatewayContainer(manifests).ports.filter((p: any) => p.name === 'uni-grpc'),
+      service: find(manifests, 'Service', '-gateway').spec.ports.filter((p: any) => p.name === 'uni-grpc'),
+      policy: find(manifests, 'NetworkPolicy', '-gateway').spec.ingress.filter((r: any) =>
+        r.ports.some((p: any) => p.port === 'uni-grpc'),
+      ),
+    });
+    for (const uni of ['{grpc}', '{websocket,grpc}']) {
+      const manifests = render({
+        set: [`gateway.config.uni_transports=${uni}`, 'networkPolicy.enabled=true'],
+      });
+      const ports = uniGrpcPorts(manifests);
+      assert.deepEqual(ports.pod, [{ name: 'uni-grpc', containerPort: 11000 }], uni);
+      assert.deepEqual(ports.service, [{ name: 'uni-grpc', port: 11000, targetPort: 'uni-grpc' }], uni);
+      assert.equal(ports.policy.length, 1, uni);
+      const env = envOf(gatewayContainer(manifests));
+      assert.equal(env.SWITCHBOARD_UNI_GRPC_PORT, '11000');
+      assert.equal(env.SWITCHBOARD_UNI_TRANSPORTS, uni.slice(1, -1));
+    }
+    const without = render({
+      set: ['gateway.config.uni_transports={websocket}', 'networkPolicy.enabled=true'],
+    });
+    assert.deepEqual(uniGrpcPorts(without), { pod: [], service: [], policy: [] });
+    assert.throws(() => render({ set: ['gateway.config.uni_grpc_port=12000'] }), /uni_grpc_port/);
   });
 
   test('HAProxy: leastconn over the headless Service by DNS, no stickiness; its config passes haproxy -c', () => {
