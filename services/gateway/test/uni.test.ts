@@ -427,7 +427,7 @@ describe("uni_grpc: Centrifugo's CentrifugoUniStream", () => {
     }
   });
 
-  test('a bad token ends the stream with 3500; data that is not JSON with 3501; other clients unaffected', async () => {
+  test('a bad token ends the stream with 3500, data that is not JSON with 3501, an oversized request RESOURCE_EXHAUSTED; other clients unaffected', async () => {
     const stub = uniStreamClient(port);
     try {
       const good = consume(stub, { token: await token({ sub: 'uni-grpc-2', channels: [CHANNEL] }) });
@@ -450,6 +450,15 @@ describe("uni_grpc: Centrifugo's CentrifugoUniStream", () => {
         () => 'junk ended',
       );
       assert.equal(junk.got.at(-1)?.disconnect?.code, 3501);
+      // A request past SWITCHBOARD_MAX_MESSAGE_SIZE (64 KiB by default) is refused by gRPC itself, unread.
+      const huge = consume(stub, { token: 'x', data: Buffer.from(JSON.stringify('x'.repeat(70_000))) });
+      await waitUntil(
+        () => huge.ended() !== undefined,
+        5000,
+        () => 'oversized request ended',
+      );
+      assert.equal(huge.ended()!.status, grpc.status.RESOURCE_EXHAUSTED);
+      assert.deepEqual(huge.got, []);
       await api(gw, 'publish', { channel: CHANNEL, data: { n: 7 } });
       await waitUntil(
         () => good.got.some((p) => p.pub),
