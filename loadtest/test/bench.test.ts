@@ -39,6 +39,7 @@ test('bench --quick produces every table, row and target', { timeout: 150_000 },
       'Pusher: connect rate',
       'Pusher across 2 nodes over NATS',
       'Pusher targets',
+      'Protobuf vs JSON',
     ]) {
       assert.ok(stdout.includes(heading), `missing ${heading}:\n${stdout}`);
     }

@@ -5,8 +5,9 @@
  * as its own process pinned to core 1, this load generator on core 0.
  * Prints the tables, ratios and targets; writes results.json (and the plot)
  * to --out. `--quick` is the CI smoke size; `--only hot` (or `latency`,
- * `servers`, `pusher`, comma-separated) runs some passes alone. The `pusher`
- * pass puts Switchboard's Pusher edge beside Soketi 1.6 (pusher.ts).
+ * `servers`, `pusher`, `protobuf`, comma-separated) runs some passes alone. The `pusher`
+ * pass puts Switchboard's Pusher edge beside Soketi 1.6 (pusher.ts); the `protobuf`
+ * pass Switchboard's Protobuf clients beside its JSON ones (protobuf-json.ts).
  */
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult
 import { renderPlot } from './plot.js';
 import { connectionCeiling, machine, pin } from './proc.js';
 import { topFunctions } from './profile.js';
+import { formatProtobufVsJson, protobufPlan, type ProtobufVsJson, protobufVsJson } from './protobuf-json.js';
 import { type PusherResults, pusherPass } from './pusher.js';
 import {
   formatHot,
@@ -122,16 +124,22 @@ async function main(): Promise<void> {
       'pusher-levels': { type: 'string' },
       'pusher-subscribers': { type: 'string' },
       'pusher-rate': { type: 'string' },
+      'no-protobuf': { type: 'boolean', default: false },
+      'protobuf-subscribers': { type: 'string' },
+      'protobuf-publications': { type: 'string' },
+      'protobuf-rounds': { type: 'string' },
     },
   });
   const quick = values.quick;
-  const PASSES = ['latency', 'servers', 'hot', 'pusher'] as const;
+  const PASSES = ['latency', 'servers', 'hot', 'pusher', 'protobuf'] as const;
   const only = values.only?.split(',').map((s) => s.trim());
   for (const pass of only ?? [])
     if (!(PASSES as readonly string[]).includes(pass))
       throw new Error(`unknown pass ${pass} (${PASSES.join(', ')})`);
   const runs = (pass: (typeof PASSES)[number]) =>
-    (only === undefined || only.includes(pass)) && !(pass === 'hot' && values['no-hot']);
+    (only === undefined || only.includes(pass)) &&
+    !(pass === 'hot' && values['no-hot']) &&
+    !(pass === 'protobuf' && values['no-protobuf']);
   // Some passes alone never overwrite the committed results of a whole run.
   const out =
     values.out ??
@@ -171,6 +179,11 @@ async function main(): Promise<void> {
     );
   if (values['pusher-rate'] !== undefined)
     p.pusher.cluster.rate = Math.max(1, number(values['pusher-rate'], 'pusher-rate'));
+  const pb = protobufPlan(quick);
+  for (const key of ['subscribers', 'publications', 'rounds'] as const) {
+    const text = values[`protobuf-${key}`];
+    if (text !== undefined) pb[key] = Math.max(1, Math.floor(number(text, `protobuf-${key}`)));
+  }
   mkdirSync(out, { recursive: true });
   const pinned = pin(process.pid, LOAD_CORE);
   pin(process.pid, 'all');
@@ -180,7 +193,7 @@ async function main(): Promise<void> {
   console.log(
     `servers pinned to core ${SERVER_CORE}, load generator to core ${LOAD_CORE} (not for latency runs): ${pinned ? 'yes' : 'no (taskset missing)'}`,
   );
-  console.log(`plan: ${JSON.stringify(p)}\n`);
+  console.log(`plan: ${JSON.stringify({ ...p, protobuf: pb })}\n`);
 
   const latencies: LatencyResult[] = [];
   // Latency first, while this process's heap is small: a major GC here would be measured as latency.
@@ -241,11 +254,20 @@ async function main(): Promise<void> {
     );
   }
 
+  // Protobuf beside JSON on one gateway; a failed delivery check fails the bench after the rest is printed.
+  let protobuf: ProtobufVsJson | undefined;
+  let protobufFailed: unknown;
+  if (runs('protobuf'))
+    protobuf = await protobufVsJson(pb, SECRET, SERVER_CORE, (line) => console.error(line)).catch(
+      (err: unknown) => void (protobufFailed = err),
+    );
+
   const targets = judgeTargets(results, latencies, hot);
   const pusherTargets = judgePusherTargets(pusher);
   if (results.length > 0 || latencies.length > 0) console.log(formatResults(results, latencies));
   if (hot.length > 0) console.log(formatHot(hot));
   if (pusher) console.log(formatPusher(pusher));
+  if (protobuf) console.log(formatProtobufVsJson(protobuf));
   if (targets.length > 0 || !pusher) console.log(formatTargets(targets));
   if (pusher)
     console.log(
@@ -262,13 +284,14 @@ async function main(): Promise<void> {
   const resultsFile = join(out, 'results.json');
   writeFileSync(
     resultsFile,
-    `${JSON.stringify({ date: started.toISOString(), command, machine: machine(), plan: p, results, latencies, hot, targets, pusher, pusherTargets }, null, 2)}\n`,
+    `${JSON.stringify({ date: started.toISOString(), command, machine: machine(), plan: p, results, latencies, hot, targets, pusher, pusherTargets, protobuf }, null, 2)}\n`,
   );
   console.log(`results: ${resultsFile}`);
   if (values.plot && !values['no-plot'] && results.length > 0) {
     const png = await renderPlot(results, latencies, join(out, 'growth'));
     console.log(png ? `plot: ${png}` : 'plot: skipped (no chromium; scripts/ensure-packages.sh chromium)');
   }
+  if (protobufFailed !== undefined) throw protobufFailed;
 }
 
 main().then(
