@@ -17,9 +17,9 @@ const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 
 const require = createRequire(import.meta.url);
 
-/** The browser build of the `centrifuge` client (its package exports only the Node builds). */
-function centrifugeBrowserBuild(): string {
-  return join(dirname(require.resolve('centrifuge')), '..', 'dist', 'centrifuge.js');
+/** A browser build of the `centrifuge` client (its package exports only the Node builds): JSON, or `protobuf`. */
+function centrifugeBrowserBuild(name = 'centrifuge.js'): string {
+  return join(dirname(require.resolve('centrifuge')), '..', 'dist', name);
 }
 
 /** The browser build of `pusher-js` (its main is the Node build, dist/node/pusher.js), for the Pusher page. */
@@ -71,6 +71,8 @@ function files(): Map<string, StaticFile> {
     ['/app.js', load(join(PUBLIC_DIR, 'app.js'), js, REVALIDATE)],
     ['/style.css', load(join(PUBLIC_DIR, 'style.css'), 'text/css; charset=utf-8', REVALIDATE)],
     ['/vendor/centrifuge.js', load(centrifugeBrowserBuild(), js, VENDOR)],
+    // For apps of the gateway's origin that speak Protobuf (the demo page does not).
+    ['/vendor/centrifuge.protobuf.js', load(centrifugeBrowserBuild('centrifuge.protobuf.js'), js, VENDOR)],
     // The Pusher edge's page: pusher-js on a public channel of the app named by ?key= (no secret, no auth).
     ['/pusher.html', load(join(PUBLIC_DIR, 'pusher.html'), html, REVALIDATE)],
     ['/pusher.js', load(join(PUBLIC_DIR, 'pusher.js'), js, REVALIDATE)],

@@ -61,6 +61,7 @@ describe('demo page files and tokens over HTTP', () => {
       ['/app.js', 'text/javascript; charset=utf-8', 'no-cache'],
       ['/style.css', 'text/css; charset=utf-8', 'no-cache'],
       ['/vendor/centrifuge.js', 'text/javascript; charset=utf-8', 'public, max-age=86400'],
+      ['/vendor/centrifuge.protobuf.js', 'text/javascript; charset=utf-8', 'public, max-age=86400'],
     ];
     for (const [path, type, cache] of expected) {
       const res = await fetch(base + path);
@@ -70,7 +71,7 @@ describe('demo page files and tokens over HTTP', () => {
       assert.equal(res.headers.get('content-security-policy'), CONTENT_SECURITY_POLICY, path);
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path);
       const body = await res.text();
-      if (path === '/vendor/centrifuge.js') assert.match(body, /globalThis\.Centrifuge=/);
+      if (path.startsWith('/vendor/centrifuge')) assert.match(body, /globalThis\.Centrifuge=/);
       const etag = res.headers.get('etag')!;
       const again = await fetch(base + path, { headers: { 'if-none-match': etag } });
       assert.equal(again.status, 304, `${path} revalidates`);
