@@ -44,6 +44,15 @@ const NAMESPACES = JSON.stringify([
     allow_presence_for_subscriber: true,
     allowed_delta_types: ['fossil'],
   },
+  {
+    name: 'kv',
+    history_size: 1,
+    history_ttl: 300,
+    recovery: true,
+    force_recovery_mode: 'cache',
+    allow_subscribe_for_client: true,
+    allow_tags_filter: true,
+  },
 ]);
 
 const utf8 = new TextEncoder();
@@ -269,6 +278,51 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
     assert.deepEqual(s.data(), [1, 2, 3, 4, 5, 6].map(doc));
     // The recovered ones after the first, and the live ones after their first, came as deltas.
     assert.ok(s.sub.deltaStats().numDeltaPayloads >= 3, JSON.stringify(s.sub.deltaStats()));
+  });
+
+  test('a tags filter (nested nodes, as Protobuf FilterNode messages) and cache recovery (the latest publication on subscribe)', async () => {
+    const channel = 'kv:prices';
+    const publish = (n: number, tags: Record<string, string>) =>
+      api(gateway, 'publish', { channel, data: { n }, tags });
+    await publish(1, { ticker: 'AAPL', price: '99' });
+    await publish(2, { ticker: 'MSFT', price: '400' });
+    const c = await protobufClient('filtered');
+    // Cache mode: `since: {}` asks for recovery on the first subscribe, and the latest publication comes.
+    const cached = c.newSubscription(channel, { since: {} });
+    const latest: unknown[] = [];
+    cached.on('publication', (ctx) => latest.push(json(ctx.data)));
+    cached.subscribe();
+    // One subscription per channel and client: the filtered one is another client's.
+    const other = await protobufClient('filtered-2');
+    const sub = other.newSubscription(channel, {
+      tagsFilter: {
+        op: 'and',
+        nodes: [
+          { key: 'ticker', cmp: 'eq', val: 'AAPL' },
+          { key: 'price', cmp: 'gte', val: '100' },
+        ],
+      } as never,
+    });
+    const matching: unknown[] = [];
+    sub.on('publication', (ctx) => matching.push(json(ctx.data)));
+    sub.subscribe();
+    await Promise.all([cached.ready(5000), sub.ready(5000)]);
+    await waitUntil(
+      () => latest.length === 1,
+      5000,
+      () => 'the cached publication',
+    );
+    assert.deepEqual(latest, [{ n: 2 }]);
+    await publish(3, { ticker: 'AAPL', price: '150' });
+    await publish(4, { ticker: 'AAPL', price: '50' });
+    await publish(5, { ticker: 'MSFT', price: '500' });
+    await publish(6, { ticker: 'AAPL', price: '100' });
+    await waitUntil(
+      () => latest.length === 5 && matching.length === 2,
+      5000,
+      () => `all 4 live to the unfiltered, 2 to the filtered: ${JSON.stringify({ latest, matching })}`,
+    );
+    assert.deepEqual(matching, [{ n: 3 }, { n: 6 }]);
   });
 
   test('coalesced publications arrive as several Replies in one binary frame, each decoded', async () => {
