@@ -113,9 +113,9 @@ export function natsPermissions(
       allowResponses: false,
     };
   }
-  const buckets = (['presence', 'gateways', 'services', 'leases', 'hooks', 'cache', 'apps'] as const).map(
-    (kind) => s.bucket(kind),
-  );
+  const buckets = (
+    ['presence', 'gateways', 'services', 'leases', 'hooks', 'cache', 'apps', 'idempotency'] as const
+  ).map((kind) => s.bucket(kind));
   return {
     publish: {
       allow: [
@@ -134,7 +134,8 @@ export function natsPermissions(
           ];
         }),
         // Its buckets, scaled up with the cluster; it writes presence, itself, the occupancy
-        // decider's lease and what it announced, cache channels' last events, Pusher apps, and only reads services.
+        // decider's lease and what it announced, cache channels' last events, Pusher apps, the claimed
+        // idempotency keys, and only reads services.
         ...buckets.flatMap((bucket) => [...kvRead(bucket), `${API}.STREAM.UPDATE.KV_${bucket}`]),
         `$KV.${s.bucket('presence')}.>`,
         `$KV.${s.bucket('gateways')}.>`,
@@ -142,6 +143,7 @@ export function natsPermissions(
         `$KV.${s.bucket('hooks')}.>`,
         `$KV.${s.bucket('cache')}.>`,
         `$KV.${s.bucket('apps')}.>`,
+        `$KV.${s.bucket('idempotency')}.>`,
         // Webhook jobs: queued by any gateway, taken (acknowledged) by one.
         s.hooks('>'),
         ...streamCalls(s.hooksStream, ['INFO', 'CREATE']),

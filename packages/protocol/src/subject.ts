@@ -167,5 +167,6 @@ export const BUCKET_KINDS = [
   'hooks',
   'cache',
   'apps',
+  'idempotency',
 ] as const;
 export type BucketKind = (typeof BUCKET_KINDS)[number];

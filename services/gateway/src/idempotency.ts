@@ -3,7 +3,8 @@
  * channel and key, for `IDEMPOTENT_RESULT_TTL_MS` as in Centrifugo: a retry
  * within it is not published again and answers what the first call answered.
  * This is the gateway's own memory; across a cluster JetStream's duplicate
- * window does the same for channels with history (see broker/nats.ts).
+ * window does the same for channels with history (see broker/nats.ts), and
+ * for channels without a key claimed in the registry's NATS KV bucket.
  */
 
 /** How long a result is kept: Centrifugo's 5 minutes. */

@@ -37,6 +37,7 @@ export const KV_OPERATIONS = [
   'lease',
   'announce',
   'cache',
+  'idempotency',
 ] as const;
 export type KvOperation = (typeof KV_OPERATIONS)[number];
 

@@ -342,9 +342,20 @@ export class Node {
     if (!this.broker.ready && !(await this.broker.whenReady(this.config.publishTimeout)))
       return BROKER_UNAVAILABLE;
     const history = this.historyLimits(resolved.ns);
+    const channel = resolved.name.channel;
+    const key = options.idempotencyKey;
+    // Without history no stream dedupes a retry that reaches another gateway: the registry's claim does.
+    const claimed = !history && key !== undefined;
+    if (claimed) {
+      const first = await this.registry.claimIdempotencyKey(channel, key).catch((err: unknown) => {
+        this.log.warn({ err, channel }, 'idempotency key not claimed: publish refused');
+        return BROKER_UNAVAILABLE;
+      });
+      if (first !== true) return first === false ? undefined : first;
+    }
     let position: StreamPosition | undefined;
     try {
-      position = await this.broker.publish(resolved.name.channel, pub, {
+      position = await this.broker.publish(channel, pub, {
         history,
         skipClient: options.skipClient,
         delta: options.delta === true || resolved.ns.delta_publish,
@@ -352,6 +363,11 @@ export class Node {
         version: options.version,
       });
     } catch (err) {
+      // Not published: a retry must not find the key taken.
+      if (claimed)
+        await this.registry
+          .releaseIdempotencyKey(channel, key)
+          .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
       if (!(err instanceof HistoryUnavailable)) throw err;
       this.log.warn({ err: err.message }, 'publish refused');
       return HISTORY_UNAVAILABLE;

@@ -260,6 +260,25 @@ describe('idempotency_key and version (cluster over NATS)', () => {
     assert.deepEqual(await s.settle(gw1), [1, 2]);
   });
 
+  test('without history: a retry through another gateway is delivered once, cluster-wide (a claimed key in NATS KV)', async () => {
+    const [gw1, gw2] = cluster.gateways as [Gateway, Gateway];
+    const [on1, on2] = [
+      await subscriber(await connectedClient(gw1, 'fay', clients), 'plain:cluster'),
+      await subscriber(await connectedClient(gw2, 'gus', clients), 'plain:cluster'),
+    ];
+    assert.deepEqual(await publish(gw1, { channel: 'plain:cluster', data: 1, idempotency_key: 'pk' }), {
+      result: {},
+    });
+    assert.deepEqual(await publish(gw2, { channel: 'plain:cluster', data: 'retry', idempotency_key: 'pk' }), {
+      result: {},
+    });
+    // The same key on another channel is another publication.
+    await publish(gw2, { channel: 'plain:cluster-2', data: 'other', idempotency_key: 'pk' });
+    assert.deepEqual(await on1.settle(gw2), [1]);
+    await waitUntil(() => on2.got.includes('done'));
+    assert.deepEqual(on2.got, [1, 'done']);
+  });
+
   test('version is compared with what any gateway stored last', async () => {
     const [gw1, gw2] = cluster.gateways as [Gateway, Gateway];
     const s = await subscriber(await connectedClient(gw1, 'eve', clients), 'h:cluster-v');

@@ -97,6 +97,13 @@ export class MemoryRegistry implements Registry {
     return undefined;
   }
 
+  /** One gateway: its own results of idempotent publishes (node.ts) are the whole cluster's. */
+  async claimIdempotencyKey(): Promise<boolean> {
+    return true;
+  }
+
+  async releaseIdempotencyKey(): Promise<void> {}
+
   async close(): Promise<void> {
     this.watchers.clear();
   }

@@ -14,12 +14,14 @@ import {
   type ServiceEntry,
   type Subjects,
 } from '@switchboard/protocol';
+import { createHash } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { openOrCreate, patiently } from '@switchboard/sdk';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { isClientInfo } from '../broker/envelope.js';
 import { isTransient } from '../broker/nats.js';
+import { IDEMPOTENT_RESULT_TTL_MS } from '../idempotency.js';
 import type { Logger } from '../log.js';
 import { counted, type KvOperation, type Metrics } from '../metrics.js';
 import type { Announced, Transition } from '../hooks/occupancy.js';
@@ -39,6 +41,12 @@ export const LEASE_TTL_MS = 6000;
 /** A gateway's own entry beats at least this often, so its figures stay fresh even with a long TTL. */
 const MAX_HEARTBEAT_SECONDS = 5;
 
+/** A channel's idempotency key as a KV key: a digest, so that any key and channel name fit. */
+const idempotencyId = (channel: string, key: string): string =>
+  createHash('sha256')
+    .update(JSON.stringify([channel, key]))
+    .digest('base64url');
+
 export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
@@ -46,6 +54,8 @@ export class NatsRegistry implements Registry {
   private leasesKv: KV | undefined;
   private hooksKv: KV | undefined;
   private cacheKv: KV | undefined;
+  /** Opened with the first publish that claims an idempotency key (most deployments never do). */
+  private idempotencyKv: Promise<KV> | undefined;
   private readonly nodeId: string;
   private heartbeats: NodeJS.Timeout[] = [];
   /** This gateway's presence entries, re-put on every heartbeat. */
@@ -259,6 +269,44 @@ export class NatsRegistry implements Registry {
     if (parsed.ok && isPublication(parsed.value)) return parsed.value;
     this.metrics.invalidMessages.inc({ source: 'registry' });
     return undefined;
+  }
+
+  async claimIdempotencyKey(channel: string, key: string): Promise<boolean> {
+    const kv = await this.idempotencyBucket();
+    const id = idempotencyId(channel, key);
+    return this.counted('idempotency', async () => {
+      try {
+        await kv.create(id, '');
+        return true;
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        // Refused because the key exists (a claim within the window), or for a reason to report.
+        const entry = await kv.get(id);
+        if (entry?.operation === 'PUT') return false;
+        throw err;
+      }
+    });
+  }
+
+  async releaseIdempotencyKey(channel: string, key: string): Promise<void> {
+    const kv = await this.idempotencyBucket();
+    await this.counted('idempotency', () => kv.delete(idempotencyId(channel, key)));
+  }
+
+  private idempotencyBucket(): Promise<KV> {
+    this.idempotencyKv ??= (async () => {
+      const name = this.subjects.bucket('idempotency');
+      const kv = await openOrCreate(new Kvm(this.nc()), name, {
+        ttl: IDEMPOTENT_RESULT_TTL_MS,
+        history: 1,
+        replicas: this.limits.replicas,
+      });
+      await this.scale(kv, name);
+      return kv;
+    })();
+    // A failed open is tried again by the next claim.
+    this.idempotencyKv.catch(() => (this.idempotencyKv = undefined));
+    return this.idempotencyKv;
   }
 
   /** A bucket made with fewer replicas (before the cluster grew) is scaled up: it is a stream `KV_<name>`. */

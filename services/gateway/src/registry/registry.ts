@@ -57,6 +57,15 @@ export interface Registry {
   keepLast(channel: string, pub: Publication): Promise<void>;
   /** A cache channel's last publication, if one is kept. */
   last(channel: string): Promise<Publication | undefined>;
+  /**
+   * Claims a publish's `idempotency_key` on a channel without history for
+   * the whole cluster, for IDEMPOTENT_RESULT_TTL_MS (with history,
+   * JetStream's duplicate window does it): false when some gateway claimed
+   * it already, and the publish is a retry not to publish again.
+   */
+  claimIdempotencyKey(channel: string, key: string): Promise<boolean>;
+  /** Gives a claimed key up again: its publish failed, so a retry must publish. */
+  releaseIdempotencyKey(channel: string, key: string): Promise<void>;
   close(): Promise<void>;
 }
 
