@@ -217,9 +217,21 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
   });
 
   test("Centrifugo's methods Switchboard lacks are UNIMPLEMENTED", async () => {
-    // RPCRequest{method: "x"} of Centrifugo's schema: field 1, string.
-    await failsWith(api.raw(`/${SERVICE}/RPC`, Buffer.from([0x0a, 0x01, 0x78])), grpc.status.UNIMPLEMENTED);
-    await failsWith(api.raw(`/${SERVICE}/Connections`, Buffer.alloc(0)), grpc.status.UNIMPLEMENTED);
+    // ConnectionsRequest{user: "x"} of Centrifugo's schema: field 1, string.
+    await failsWith(
+      api.raw(`/${SERVICE}/Connections`, Buffer.from([0x0a, 0x01, 0x78])),
+      grpc.status.UNIMPLEMENTED,
+    );
+    await failsWith(api.raw(`/${SERVICE}/UpdateUserStatus`, Buffer.alloc(0)), grpc.status.UNIMPLEMENTED);
+  });
+
+  test("RPC: the gateway's and the services' methods (here the built-in echo), in a batch too; unknown is 104", async () => {
+    const echoed = await api.call('RPC', { method: 'echo', params: bytes({ hi: 1 }) });
+    assert.equal(echoed.error, null);
+    assert.deepEqual(JSON.parse(echoed.result.data.toString()), { hi: 1 });
+    assert.equal((await api.call('RPC', { method: 'nope:x' })).error.code, 104);
+    const batch = await api.call('Batch', { commands: [{ rpc: { method: 'echo', params: bytes([2]) } }] });
+    assert.deepEqual(JSON.parse(batch.replies[0].rpc.data.toString()), [2]);
   });
 
   test('batch: replies in order, each with its error or its result; parallel too', async () => {
@@ -248,8 +260,9 @@ describe('Centrifugo gRPC API (CentrifugoApi)', () => {
   });
 
   test('batch: a command of a method Switchboard lacks, or of none, is answered 104; the others run', async () => {
-    // BatchRequest{commands: [Command{rpc(14): RPCRequest{method: "x"}}, Command{info(13): {}}]}: Centrifugo's field numbers.
-    const request = Buffer.from([0x0a, 0x05, 0x72, 0x03, 0x0a, 0x01, 0x78, 0x0a, 0x02, 0x6a, 0x00]);
+    // BatchRequest{commands: [Command{connections(17): ConnectionsRequest{user: "x"}}, Command{info(13): {}}]}:
+    // Centrifugo's field numbers.
+    const request = Buffer.from([0x0a, 0x06, 0x8a, 0x01, 0x03, 0x0a, 0x01, 0x78, 0x0a, 0x02, 0x6a, 0x00]);
     const reply = await api.raw(`/${SERVICE}/Batch`, request, api.batchResponse);
     assert.equal(reply.replies.length, 2);
     assert.equal(reply.replies[0].error.code, 104);

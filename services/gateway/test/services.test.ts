@@ -13,7 +13,7 @@ import { type ApiCallError, NatsBus, Service, ServiceError } from '@switchboard/
 import type { Centrifuge, PublicationContext } from 'centrifuge';
 import { DEFAULT_NAMESPACES } from '../src/config.js';
 import { type Nats, startNats } from './cluster.js';
-import { connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
+import { api, connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
 
 let nats: Nats;
 let gateway: Gateway;
@@ -117,6 +117,14 @@ describe('a namespace owned by a backend service', () => {
     );
     await assert.rejects(c.rpc('svc:missing', {}), (err: { code: number }) => err.code === 104);
     await assert.rejects(c.rpc('nons:whoami', {}), (err: { code: number }) => err.code === 104);
+  });
+
+  test('the server API rpc calls the same service methods, as no client and no user', async () => {
+    const res = await api(gateway, 'rpc', { method: 'svc:whoami', params: {} });
+    assert.equal(res.status, 200);
+    assert.deepEqual((res.body.result as { data: { user: string } }).data.user, '');
+    assert.equal((await api(gateway, 'rpc', { method: 'svc:missing' })).body.error?.code, 104);
+    assert.equal((await api(gateway, 'rpc', {})).body.error?.code, 107);
   });
 
   test('a service that does not answer in time is error 100, temporary', async () => {

@@ -100,6 +100,7 @@ const switchboardParams: ToParams = {
   disconnect: (r) => ({ user: r.user, client: r.client, ...present(r, 'disconnect') }),
   history: (r) => ({ channel: r.channel, limit: r.limit, reverse: r.reverse, ...present(r, 'since') }),
   pusher_app_put: (r, d) => json(r, 'app', d),
+  rpc: (r, d) => ({ method: r.method, ...json(r, 'params', d) }),
 };
 
 /** Publish fields passed on as they are: the API answers 108 for the unsupported ones when set. */
@@ -146,6 +147,7 @@ const centrifugoParams: ToParams = {
     ...pass(r, 'session'),
     ...flag(r, 'info'),
   }),
+  rpc: (r, d) => ({ method: r.method, ...json(r, 'params', d) }),
 };
 
 const clientInfo = (info: ClientInfo) => ({
@@ -170,6 +172,7 @@ const fromResult: FromResult = {
   }),
   history: (r: HistoryResult) => ({ ...r, publications: r.publications.map(publication) }),
   pusher_apps: (r: { apps: unknown[] }) => ({ apps: jsonBytes(r.apps) }),
+  rpc: (r: { data?: unknown }) => ({ data: jsonBytes(r.data) }),
 };
 
 const convert = (method: ApiMethod, result: unknown): unknown => {
@@ -177,9 +180,11 @@ const convert = (method: ApiMethod, result: unknown): unknown => {
   return to ? to(result as never) : result;
 };
 
-/** `presence_stats` → `PresenceStats`. */
+/** `presence_stats` → `PresenceStats`; `rpc` → `RPC`, as Centrifugo names it. */
 const rpcName = (method: ApiMethod) =>
-  method.replace(/(^|_)([a-z])/g, (_m, _sep: string, c: string) => c.toUpperCase());
+  method === 'rpc'
+    ? 'RPC'
+    : method.replace(/(^|_)([a-z])/g, (_m, _sep: string, c: string) => c.toUpperCase());
 
 /**
  * The gRPC status of an API error in transport error mode: Centrifugo's table
@@ -223,6 +228,7 @@ const COMMAND_FIELDS = [
   'history',
   'history_remove',
   'info',
+  'rpc',
   'refresh',
   'channels',
 ] as const satisfies readonly ApiMethod[];

@@ -31,6 +31,7 @@ export const API_METHODS = [
   'channels',
   'info',
   'refresh',
+  'rpc',
   'batch',
   'pusher_apps',
   'pusher_app_put',
@@ -282,6 +283,17 @@ const handlers: Record<ApiMethod, (node: Node, p: Params) => Promise<unknown>> =
       expire_at: expireAt as number,
     });
     return {};
+  },
+
+  /**
+   * An RPC of a backend service (`<namespace>:<method>`, what clients call)
+   * from the server side: the service sees no client and no user.
+   */
+  rpc: async (node, p) => {
+    const method = str(p, 'method');
+    const outcome = await node.handler.rpc({ client: '', user: '' }, method, p.params);
+    if (!outcome.ok) throw new ApiError(outcome.error);
+    return outcome.value === undefined ? {} : { data: outcome.value };
   },
 
   batch: async (node, p) => {
