@@ -74,9 +74,11 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
     haproxy = await startHaproxy(gateways);
   });
 
-  // Every test starts from empty gateways, so that HAProxy (leastconn) spreads its clients over all three.
+  // Every test starts from empty gateways, so that HAProxy (leastconn) spreads its clients over all three,
+  // and from a whole NATS cluster: not in the leader elections the last test's disruption left behind.
   afterEach(async () => {
     for (const c of clients.splice(0)) c.disconnect();
+    await nats.whole(60_000);
     await waitUntil(
       async () =>
         (await Promise.all(gateways.map((g) => connectionsOn(g).catch(() => 0)))).every((n) => n === 0),
@@ -164,11 +166,15 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
     } finally {
       for (const other of others) await net.heal(isolated, other);
     }
+    // The node that rejoins makes the groups it is in elect again: publishes wait for that (publish_timeout).
+    const healedAt = Date.now();
+    await nats.whole(60_000);
+    const wholeAfter = Date.now() - healedAt;
     const accepted = await finishTraffic(pub, subs, 50, 'the partition');
     assertDeliveredOnce(accepted, subs);
     assert.ok((await metric(gateways[0]!, 'switchboard_nats_moves_total')) >= 1, 'g1 moved');
     console.log(
-      `partition: gateways moved off the isolated node after ${movedAfter} ms; ` +
+      `partition: gateways moved off the isolated node after ${movedAfter} ms, the cluster whole ${wholeAfter} ms after the heal; ` +
         `${accepted.length} accepted, ${refused(pub, accepted).length} refused`,
     );
   });

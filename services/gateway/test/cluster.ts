@@ -166,6 +166,15 @@ export interface NatsCluster {
   urls: string;
   /** The node that leads `stream` now (from the nodes' monitoring `/jsz`). */
   leaderOf(stream: string): Promise<Nats | undefined>;
+  /**
+   * Resolves once the cluster is whole: every node naming the same leader
+   * for each stream, and that leader counting every replica current. After
+   * a partition heals, the node that rejoins makes the groups it is in elect
+   * again (nats-server 2.9 has no pre-vote): publishes wait for that
+   * meanwhile. Not `/healthz`: it stays 503 for an ephemeral consumer left
+   * behind on a node in the partition, long after the streams are whole.
+   */
+  whole(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -280,6 +289,35 @@ export async function startNatsCluster(
         if (leader) return nodes.find((_, i) => leader.startsWith(`sb-test-n${i + 1}-`));
       }
       return undefined;
+    },
+    whole: async (wholeTimeoutMs) => {
+      let why = '';
+      const healthy = async (): Promise<boolean> => {
+        const views: { node: number; streams: any[] }[] = [];
+        for (const [i, node] of nodes.entries()) {
+          const info = await jsz(node, '?streams=true');
+          if (!info) return !(why = `${node.url} /jsz unanswered`);
+          views.push({
+            node: i,
+            streams: (info.account_details ?? []).flatMap((a: any) => a.stream_detail ?? []),
+          });
+        }
+        // Only a group's leader tracks its replicas; every node must name the same leader.
+        for (const name of new Set(views.flatMap((v) => v.streams.map((d) => d.name as string)))) {
+          const leaders = new Set(views.map((v) => v.streams.find((d) => d.name === name)?.cluster?.leader));
+          const [leader] = leaders;
+          const at = views.find(
+            (v) => typeof leader === 'string' && leader.startsWith(`sb-test-n${v.node + 1}-`),
+          );
+          const lagging = (at?.streams.find((d) => d.name === name)?.cluster?.replicas ?? [])
+            .filter((r: any) => !r.current)
+            .map((r: any) => r.name);
+          if (leaders.size !== 1 || !at || lagging.length > 0)
+            return !(why = `${name}: leaders ${[...leaders]}, not current ${lagging}`);
+        }
+        return true;
+      };
+      await waitUntil(healthy, wholeTimeoutMs, () => `the NATS cluster whole again (${why})`);
     },
     stop: async () => {
       await Promise.all(nodes.map((n) => n.stop()));

@@ -105,9 +105,11 @@ export async function finishTraffic(
   what = 'the disruption',
 ): Promise<number[]> {
   const from = pub.accepted.length;
+  // A publish waits out a stream leader election for up to publish_timeout (15 s by default), and
+  // one may follow a disruption (nats-server 2.9 elects again when a cut node rejoins): two of them.
   await waitUntil(
     () => pub.accepted.length >= from + more,
-    15_000,
+    30_000,
     () => `traffic after ${what}`,
   );
   await pub.stop();

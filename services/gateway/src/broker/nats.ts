@@ -143,6 +143,15 @@ function sameStream(
 }
 
 /**
+ * A history read whose consumer's fetch ended (expired) before it reached
+ * the channel's last stored publication, as in a leader change or on a
+ * replica still catching up: not the history up to there. Read again.
+ */
+class IncompleteRead extends Error {
+  override name = 'IncompleteRead';
+}
+
+/**
  * Errors that pass once NATS has elected a stream leader or reconnected: a
  * request nobody answered (no leader: nats.js reports it as "JetStream not
  * enabled" or no responders), one answered too late, or 503 from JetStream.
@@ -154,7 +163,8 @@ export function isTransient(err: unknown): boolean {
     err instanceof errors.TimeoutError ||
     err instanceof errors.NoRespondersError ||
     (err instanceof errors.RequestError && err.isNoResponders()) ||
-    (err instanceof JetStreamApiError && err.status === 503)
+    (err instanceof JetStreamApiError && err.status === 503) ||
+    err instanceof IncompleteRead
   );
 }
 /** How long a survey of the gateways waits for the ones it expects. */
@@ -217,6 +227,9 @@ export class NatsBroker implements Broker {
   private movedAt = 0;
   /** When the connection was (re-)established: a new server gets CUT_OFF_MS to prove itself. */
   private connectedAt = Date.now();
+  /** When the quorum was last checked, and since when the checks ran without a pause of the gateway's own. */
+  private quorumCheckedAt = Date.now();
+  private quorumWatchedSince = Date.now();
   /** The server being left for lack of a leader (its pool entry and id, in case another entry names it too). */
   private leaving: { listen: string; serverId: string; tries: number } | undefined;
 
@@ -337,9 +350,18 @@ export class NatsBroker implements Broker {
    * reconnect to another server (the reconnect resyncs every channel).
    */
   private checkQuorum(nc: NatsConnection): void {
-    if (!this.connected || !nc.info?.cluster) return;
     const now = Date.now();
-    const lastWrite = Math.max(this.lastStoredAt, this.metrics.heartbeatAt ?? 0, this.connectedAt);
+    // A gateway that was not running (suspended, its loop blocked) tried no writes meanwhile: that
+    // proves nothing about the server, which gets CUT_OFF_MS from now.
+    if (now - this.quorumCheckedAt > 3 * QUORUM_CHECK_MS) this.quorumWatchedSince = now;
+    this.quorumCheckedAt = now;
+    if (!this.connected || !nc.info?.cluster) return;
+    const lastWrite = Math.max(
+      this.lastStoredAt,
+      this.metrics.heartbeatAt ?? 0,
+      this.connectedAt,
+      this.quorumWatchedSince,
+    );
     if (now - lastWrite < CUT_OFF_MS || now - this.movedAt < MOVE_HOLDOFF_MS) return;
     this.movedAt = now;
     this.metrics.natsMoves.inc();
@@ -705,6 +727,7 @@ export class NatsBroker implements Broker {
       inactive_threshold: nanos(30_000),
     });
     const items: Stored[] = [];
+    let reached = 0;
     try {
       const consumer = await this.js!.consumers.get(stream, name);
       const limit = this.namespaces.get(ns)?.history_size ?? 0;
@@ -712,10 +735,17 @@ export class NatsBroker implements Broker {
         const envelope = this.decode(msg.data, 'history', readStored);
         if (envelope && envelope.pub.epoch === last.epoch)
           items.push({ ...envelope.pub, offset: envelope.pub.offset ?? 0 });
+        reached = msg.seq;
         if (msg.seq >= last.seq) break;
       }
     } finally {
       await this.jsm!.consumers.delete(stream, name).catch(() => undefined);
+    }
+    // Short of the last stored publication, it is no history up to `last`: a recovery would
+    // answer "recovered" at that position without what is missing, and the client never gets it.
+    if (reached < last.seq) {
+      this.log.warn({ channel, reached, last: last.seq }, 'history read ended early: reading again');
+      throw new IncompleteRead(`history of ${channel} read up to stream sequence ${reached} of ${last.seq}`);
     }
     return { epoch: last.epoch, offset: last.offset, items };
   }
