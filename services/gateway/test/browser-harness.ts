@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { run } from './cluster.js';
-import { type Gateway, waitUntil } from './harness.js';
+import { freePort, type Gateway, startGateway, waitUntil } from './harness.js';
 import { connectionsOn } from './traffic.js';
 
 /** Screenshots go to the repository's test-output/browser (this file runs from services/gateway/dist/test). */
@@ -31,6 +31,25 @@ export function launchChromium(args: string[] = []): Promise<Browser> {
       ...args,
     ],
   });
+}
+
+/**
+ * A gateway on a free port that allows its own origin (with `env`), Chromium,
+ * and a page of that origin (`path` on it: any 404 will do) to run scripts in.
+ */
+export async function gatewayPage(
+  env: Record<string, string>,
+  path: string,
+): Promise<{ gateway: Gateway; browser: Browser; page: Page; base: string }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const [gateway, browser] = await Promise.all([
+    startGateway({ SWITCHBOARD_CLIENT_PORT: String(port), SWITCHBOARD_ALLOWED_ORIGINS: base, ...env }),
+    launchChromium(),
+  ]);
+  const page = await browser.newPage();
+  await page.goto(`${base}${path}`);
+  return { gateway, browser, page, base };
 }
 
 export async function screenshot(page: Page, name: string): Promise<void> {

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from './browser-harness.js';
-import { api, freePort, type Gateway, startGateway, token } from './harness.js';
+import { gatewayPage } from './browser-harness.js';
+import { api, type Gateway, token } from './harness.js';
 
 /**
  * Runs in the page: centrifuge-js's protobuf browser build, served by the
@@ -47,20 +47,14 @@ describe('the Protobuf client in Chromium', () => {
   let base: string;
 
   before(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    [gateway, browser] = await Promise.all([
-      startGateway({
-        SWITCHBOARD_CLIENT_PORT: String(port),
-        SWITCHBOARD_ALLOWED_ORIGINS: base,
+    ({ gateway, browser, page, base } = await gatewayPage(
+      {
         SWITCHBOARD_NAMESPACES: JSON.stringify([
           { name: 'chat', allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
         ]),
-      }),
-      launchChromium(),
-    ]);
-    page = await browser.newPage();
-    await page.goto(`${base}/protobuf-test`);
+      },
+      '/protobuf-test',
+    ));
     await page.addScriptTag({ url: `${base}/vendor/centrifuge.protobuf.js` });
   });
 

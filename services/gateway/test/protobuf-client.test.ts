@@ -17,7 +17,7 @@ import type { Centrifuge as JsonCentrifuge, SubscribedContext } from 'centrifuge
 import { Centrifuge, type PublicationContext, type Subscription } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
-import { type Nats, startNats } from './cluster.js';
+import { type Cluster, startCluster } from './cluster.js';
 import {
   api,
   client,
@@ -404,31 +404,20 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
 });
 
 describe("Protobuf HTTP-streaming in a cluster: emulation requests routed to the stream's gateway", () => {
-  let nats: Nats;
-  let streamSide: Gateway;
-  let otherSide: Gateway;
+  let cluster: Cluster;
   const clients: Centrifuge[] = [];
 
   before(async () => {
-    nats = await startNats();
-    const env = {
-      SWITCHBOARD_BROKER: 'nats',
-      SWITCHBOARD_NATS_URL: nats.url,
-      SWITCHBOARD_NAMESPACES: NAMESPACES,
-    };
-    [streamSide, otherSide] = await Promise.all([
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw1' }),
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw2' }),
-    ]);
+    cluster = await startCluster({ gateways: 2, env: { SWITCHBOARD_NAMESPACES: NAMESPACES } });
   });
 
   after(async () => {
     for (const c of clients) c.disconnect();
-    await Promise.all([streamSide?.stop(), otherSide?.stop()]);
-    await nats?.stop();
+    await cluster?.stop();
   });
 
   test('the stream on one gateway, every command posted to the other: subscribe, publish, history', async () => {
+    const [streamSide, otherSide] = cluster.gateways as [Gateway, Gateway];
     const channel = 'chat:routed';
     const c = new Centrifuge(
       [

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from './browser-harness.js';
-import { api, freePort, type Gateway, startGateway, token } from './harness.js';
+import { gatewayPage } from './browser-harness.js';
+import { api, type Gateway, token } from './harness.js';
 
 const CHANNEL = 'chat:uni-browser';
 
@@ -75,21 +75,14 @@ describe('unidirectional transports in Chromium', () => {
   let base: string;
 
   before(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    [gateway, browser] = await Promise.all([
-      startGateway({
-        SWITCHBOARD_CLIENT_PORT: String(port),
-        SWITCHBOARD_ALLOWED_ORIGINS: base,
+    ({ gateway, browser, page, base } = await gatewayPage(
+      {
         SWITCHBOARD_UNI_TRANSPORTS: 'websocket,sse,http_stream',
         SWITCHBOARD_PING_INTERVAL: '1',
         SWITCHBOARD_PONG_TIMEOUT: '1',
-      }),
-      launchChromium(),
-    ]);
-    page = await browser.newPage();
-    // Any page of the gateway's origin will do: its 404 page is the plainest.
-    await page.goto(`${base}/uni-test`);
+      },
+      '/uni-test',
+    ));
   });
 
   after(async () => {
