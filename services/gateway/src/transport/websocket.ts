@@ -119,7 +119,8 @@ export function mountWebSocket(app: TemplatedApp, node: Node, admission: Admissi
       const refusal = admission.refusal(res, req);
       if (refusal) return admission.refuse(res, 'websocket', refusal);
       const protocols = req.getHeader('sec-websocket-protocol');
-      const protobuf = asksFor(protocols, PROTOBUF_SUBPROTOCOL);
+      // Most clients name no subprotocol: nothing to split then.
+      const protobuf = protocols !== '' && asksFor(protocols, PROTOBUF_SUBPROTOCOL);
       res.upgrade<SocketData>(
         protobuf ? { protobuf } : {},
         req.getHeader('sec-websocket-key'),
