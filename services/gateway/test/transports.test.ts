@@ -365,10 +365,12 @@ describe('HTTP transports in a cluster behind HAProxy', () => {
 
   test('emulation requests land on any gateway and reach the stream over NATS; the gateway holding it is killed: clients recover, nothing lost or doubled', async () => {
     const transports = ['sse', 'http_stream'] as const;
+    const streamClients: Centrifuge[] = [];
     const subscribers = await Promise.all(
       Array.from({ length: 6 }, async (_, i) => {
         const transport = transports[i % 2]!;
         const c = streamClient(cluster.haproxy.port, [transport], { token: await token({ sub: `s${i}` }) });
+        streamClients.push(c);
         assert.equal(await connected(c), transport);
         return subscribe(c, 'chat:streams');
       }),
@@ -382,11 +384,24 @@ describe('HTTP transports in a cluster behind HAProxy', () => {
       counts.reduce((a, b) => a + b, 0),
       6,
     );
-    // HAProxy spreads the emulation POSTs, so most reach a gateway other than the stream's.
+    // HAProxy spreads the emulation POSTs (leastconn), not always away from the stream's gateway: a
+    // request for a stream posted to each of the other gateways must reach it over NATS.
+    const { _session: session, _node: node } = streamClients[0] as unknown as {
+      _session: string;
+      _node: string;
+    };
+    for (const [i, g] of cluster.gateways.entries()) {
+      if (`gw${i + 1}` === node) continue;
+      const res = await fetch(`http://127.0.0.1:${g.clientPort}/emulation`, {
+        method: 'POST',
+        body: JSON.stringify({ session, node, data: '{"send":{"data":"probe"}}' }),
+      });
+      assert.equal(res.status, 204, `emulation through gw${i + 1} to ${node}`);
+    }
     const emulation = await Promise.all(cluster.gateways.map(emulationCounts));
     assert.ok(
-      emulation.reduce((sum, e) => sum + e.routed, 0) > 0,
-      `some emulation requests were routed: ${JSON.stringify(emulation)}`,
+      emulation.reduce((sum, e) => sum + e.routed, 0) >= 2,
+      `the emulation requests were routed: ${JSON.stringify(emulation)}`,
     );
 
     const victim = counts.indexOf(Math.max(...counts));
