@@ -6,7 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { HotResult, HotVariant } from '../src/bench/hot.js';
-import type { DeliveryRun, LatencyResult, ServerResult } from '../src/bench/measure.js';
+import {
+  ConnectClock,
+  type DeliveryRun,
+  type LatencyResult,
+  type ServerResult,
+} from '../src/bench/measure.js';
 import type { PusherClusterResult, PusherKind, PusherServerResult } from '../src/bench/pusher.js';
 import {
   formatHot,
@@ -54,7 +59,8 @@ const server = (
   fanout: [run(1000, 1), run(19_000, fanout)],
   channels: [run(1000, 1), run(10_000, channels)],
   connect: {
-    connections: 19_000,
+    connections: 18_000,
+    warmup: 1000,
     failed: 0,
     seconds: 1,
     perSecond: 1,
@@ -96,6 +102,33 @@ const cluster: LatencyResult = {
 
 const byTarget = (rows: ReturnType<typeof judgeTargets>) =>
   Object.fromEntries(rows.map((r) => [`${r.target} ${r.name}`, r]));
+
+describe('ConnectClock', () => {
+  /** A level that "opens" `n` connections. */
+  const opening = (state: { open: number }, n: number) => async () => void (state.open += n);
+
+  test('the first of several levels warms up: counted apart, left out of the rate', async () => {
+    const state = { open: 0 };
+    const clock = new ConnectClock(process.pid, 2);
+    await clock.level(opening(state, 1000), () => state.open);
+    await clock.level(opening(state, 4000), () => state.open);
+    const run = clock.result(3);
+    assert.equal(run.warmup, 1000);
+    assert.equal(run.connections, 4000);
+    assert.equal(run.failed, 3);
+    assert.ok(run.seconds > 0);
+    assert.equal(run.perSecond, 4000 / run.seconds);
+  });
+
+  test('a single level is timed', async () => {
+    const state = { open: 0 };
+    const clock = new ConnectClock(process.pid, 1);
+    await clock.level(opening(state, 300), () => state.open);
+    const run = clock.result(0);
+    assert.equal(run.warmup, 0);
+    assert.equal(run.connections, 300);
+  });
+});
 
 describe('judgeTargets', () => {
   const results = [

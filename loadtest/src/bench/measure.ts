@@ -27,6 +27,12 @@ export interface Plan {
   channelMessages: number;
   channelRate: number;
   /**
+   * Seconds of traffic at a measurement's own rate before each fan-out
+   * measurement, untimed: V8 compiles a server's hot paths meanwhile (on its
+   * own threads, counted in the server's CPU), for every server alike.
+   */
+  warmupSeconds: number;
+  /**
    * Latency runs: subscribers of one channel, delivery rates (one run each),
    * seconds per run. Few subscribers and many publications keep each
    * publication's burst short: the generator reads deliveries one at a time.
@@ -81,7 +87,9 @@ export interface DeliveryRun {
 }
 
 export interface ConnectRun {
+  /** Connections timed: those after the first level, opened while warming up (see ConnectClock). */
   connections: number;
+  warmup: number;
   failed: number;
   seconds: number;
   perSecond: number;
@@ -112,6 +120,58 @@ const SOURCE_ADDRESSES = loopbackAddresses(4);
 export function tokens(secret: string): (i: number) => string {
   const exp = Math.floor(Date.now() / 1000) + 3600;
   return (i) => signHs256({ sub: `bench-${i}`, exp }, secret);
+}
+
+/**
+ * The connect rate over a ramp of levels. The first level's connects warm
+ * the server up (V8 compiles its connect path meanwhile, for every server
+ * alike) and are left out of the figures, unless it is the only level.
+ */
+export class ConnectClock {
+  private levels = 0;
+  private seconds = 0;
+  private cpu = 0;
+  private timed = 0;
+  private warmup = 0;
+
+  constructor(
+    private readonly pid: number,
+    private readonly levelCount: number,
+  ) {}
+
+  /** Opens one level's connections with `open`; `connected()` counts the server's connections so far. */
+  async level(open: () => Promise<unknown>, connected: () => number): Promise<void> {
+    const timed = this.levels++ > 0 || this.levelCount === 1;
+    const before = connected();
+    const cpuBefore = cpuSeconds(this.pid);
+    const started = performance.now();
+    await open();
+    const opened = connected() - before;
+    if (!timed) {
+      this.warmup += opened;
+      return;
+    }
+    this.seconds += (performance.now() - started) / 1000;
+    this.cpu += cpuSeconds(this.pid) - cpuBefore;
+    this.timed += opened;
+  }
+
+  result(failed: number): ConnectRun {
+    return {
+      connections: this.timed,
+      warmup: this.warmup,
+      failed,
+      seconds: this.seconds,
+      perSecond: this.seconds > 0 ? this.timed / this.seconds : 0,
+      cpuSeconds: this.cpu,
+      perCpuSecond: this.cpu > 0 ? this.timed / this.cpu : 0,
+    };
+  }
+}
+
+/** Deliveries of an untimed warm-up before a measurement at `rate` per second: at least `least`. */
+export function warmupCount(plan: Plan, rate: number, least: number): number {
+  return Math.max(least, Math.round(rate * plan.warmupSeconds));
 }
 
 /** Where the connections' publications go: swapped for a fresh tracker per measurement. */
@@ -258,21 +318,24 @@ export async function passA(
     const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
     const fanout: DeliveryRun[] = [];
-    let connectSeconds = 0;
-    let connectCpu = 0;
+    const connects = new ConnectClock(server.pid, plan.levels.length);
     let opened = 0;
     const publisher = await clients.publisher();
     for (const level of plan.levels) {
-      const cpuBefore = cpuSeconds(server.pid);
-      const started = performance.now();
-      await clients.grow(opened, level, () => 'fan');
-      connectSeconds += (performance.now() - started) / 1000;
-      connectCpu += cpuSeconds(server.pid) - cpuBefore;
+      await connects.level(
+        () => clients.grow(opened, level, () => 'fan'),
+        () => fleet.connected,
+      );
       opened = level;
       const rss = await settledRss(server.pid, plan.settleMs);
       const live = fleet.open;
       memory.push({ connections: live, rssBytes: rss, bytesPerConnection: (rss - baselineRssBytes) / live });
-      const warmup = oneChannel('fan', live, 5 * live, plan.fanoutDeliveryRate);
+      const warmup = oneChannel(
+        'fan',
+        live,
+        warmupCount(plan, plan.fanoutDeliveryRate, 5 * live),
+        plan.fanoutDeliveryRate,
+      );
       await deliver(sink, publisher, warmup, live, plan.payloadBytes, plan.timeoutMs);
       const run = oneChannel('fan', live, plan.fanoutDeliveries, plan.fanoutDeliveryRate);
       fanout.push(await deliver(sink, publisher, run, live, plan.payloadBytes, plan.timeoutMs, server.pid));
@@ -284,14 +347,7 @@ export async function passA(
       memory,
       fanout,
       channels: [],
-      connect: {
-        connections: fleet.connected,
-        failed: fleet.failed,
-        seconds: connectSeconds,
-        perSecond: fleet.connected / connectSeconds,
-        cpuSeconds: connectCpu,
-        perCpuSecond: connectCpu > 0 ? fleet.connected / connectCpu : 0,
-      },
+      connect: connects.result(fleet.failed),
       errors: Object.fromEntries(fleet.errors),
     };
   } finally {
@@ -332,7 +388,7 @@ export async function passB(
       await deliver(
         sink,
         publisher,
-        roundRobin(Math.min(n, 500), plan.channelRate),
+        roundRobin(warmupCount(plan, plan.channelRate, Math.min(n, 500)), plan.channelRate),
         n,
         plan.payloadBytes,
         plan.timeoutMs,

@@ -28,7 +28,15 @@ import { LeanStats } from '../lean-client.js';
 import { type LeanPusher, PROBE, pusherFleet, pusherUrl } from '../lean-pusher.js';
 import { type PusherApp, PusherTrigger } from '../pusher-trigger.js';
 import { openLoop, payload, waitForDeliveries } from '../tracker.js';
-import { type ConnectRun, type DeliveryRun, deliveryRun, type MemoryPoint, type Plan } from './measure.js';
+import {
+  ConnectClock,
+  type ConnectRun,
+  type DeliveryRun,
+  deliveryRun,
+  type MemoryPoint,
+  type Plan,
+  warmupCount,
+} from './measure.js';
 import { cpuSeconds, pin, settledRss } from './proc.js';
 import { startServer } from './servers.js';
 
@@ -225,28 +233,32 @@ export async function pusherServer(
     const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
     const fanouts: DeliveryRun[] = [];
-    let connectSeconds = 0;
-    let connectCpu = 0;
+    const connects = new ConnectClock(server.pid, plan.pusher.levels.length);
     let opened = 0;
     for (const level of plan.pusher.levels) {
-      const cpuBefore = cpuSeconds(server.pid);
-      const started = performance.now();
-      const more = await pusherFleet(level - opened, CHANNEL, {
-        url: pusherUrl(server.wsOrigin, PUSHER_APP.key),
-        timeoutMs: plan.timeoutMs,
-        stats,
-        localAddresses: SOURCE_ADDRESSES,
-        first: opened,
-        errors,
-      });
-      connectSeconds += (performance.now() - started) / 1000;
-      connectCpu += cpuSeconds(server.pid) - cpuBefore;
-      subscribers.push(...more.subscribers);
+      await connects.level(
+        async () => {
+          const more = await pusherFleet(level - opened, CHANNEL, {
+            url: pusherUrl(server.wsOrigin, PUSHER_APP.key),
+            timeoutMs: plan.timeoutMs,
+            stats,
+            localAddresses: SOURCE_ADDRESSES,
+            first: opened,
+            errors,
+          });
+          subscribers.push(...more.subscribers);
+        },
+        () => subscribers.length,
+      );
       opened = Math.max(opened, level);
       const rss = await settledRss(server.pid, plan.settleMs);
       const live = alive(subscribers).length;
       memory.push({ connections: live, rssBytes: rss, bytesPerConnection: (rss - baselineRssBytes) / live });
-      const warmup = oneChannel(live, 5 * live, plan.fanoutDeliveryRate);
+      const warmup = oneChannel(
+        live,
+        warmupCount(plan, plan.fanoutDeliveryRate, 5 * live),
+        plan.fanoutDeliveryRate,
+      );
       await fanout(trigger, stats, subscribers, warmup.count, warmup.rate, plan);
       const run = oneChannel(live, plan.fanoutDeliveries, plan.fanoutDeliveryRate);
       fanouts.push(await fanout(trigger, stats, subscribers, run.count, run.rate, plan, server.pid));
@@ -258,14 +270,7 @@ export async function pusherServer(
       baselineRssBytes,
       memory,
       fanout: fanouts,
-      connect: {
-        connections: subscribers.length,
-        failed: opened - subscribers.length,
-        seconds: connectSeconds,
-        perSecond: subscribers.length / connectSeconds,
-        cpuSeconds: connectCpu,
-        perCpuSecond: connectCpu > 0 ? subscribers.length / connectCpu : 0,
-      },
+      connect: connects.result(opened - subscribers.length),
       errors: Object.fromEntries(errors),
     };
   } finally {

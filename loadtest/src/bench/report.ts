@@ -65,9 +65,18 @@ const errorList = (errors: Record<string, number>) =>
     .map(([what, n]) => `${what}: ${n}`)
     .join(', ') || 'none';
 
-const CONNECT_HEADER = ['connections', 'failed', 'wall s', 'connects/s', 'server CPU s', 'connects/CPU-s'];
+const CONNECT_HEADER = [
+  'connections',
+  'warm-up',
+  'failed',
+  'wall s',
+  'connects/s',
+  'server CPU s',
+  'connects/CPU-s',
+];
 const connectCells = (c: ConnectRun) => [
   String(c.connections),
+  String(c.warmup),
   String(c.failed),
   c.seconds.toFixed(2),
   c.perSecond.toFixed(0),
@@ -124,7 +133,7 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
       (v) => v.toFixed(0),
       serverLabel,
     ),
-    `Connect rate (HS256 token verified, one subscription), ramp to the largest level\n${table(
+    `Connect rate (HS256 token verified, one subscription), ramp to the largest level; the first level warms up, untimed\n${table(
       ['server', ...CONNECT_HEADER],
       results.map((r) => [LABELS[r.kind], ...connectCells(r.connect)]),
     )}\n`,
@@ -498,7 +507,7 @@ export function formatPusher(pusher: PusherResults): string {
         (v) => v.toFixed(0),
         pusherLabel,
       ),
-      `Pusher: connect rate (upgrade, pusher:connection_established, pusher:subscribe to a public channel), ramp to the largest level\n${table(
+      `Pusher: connect rate (upgrade, pusher:connection_established, pusher:subscribe to a public channel), ramp to the largest level; the first level warms up, untimed\n${table(
         ['server', 'runs on', ...CONNECT_HEADER],
         servers.map((r) => [pusherLabel(r), `Node ${r.node.replace(/^v/, '')}`, ...connectCells(r.connect)]),
       )}\n`,
