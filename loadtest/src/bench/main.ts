@@ -58,7 +58,7 @@ function plan(quick: boolean): Plan {
         seconds: 1,
         warmupSeconds: 0.5,
         latencyEvery: 8,
-        coalesceWindowMs: 1,
+        coalesceWindowMs: 2,
       },
       pusher: {
         levels: [100, 300],
@@ -92,7 +92,8 @@ function plan(quick: boolean): Plan {
       seconds: 8,
       warmupSeconds: 1,
       latencyEvery: 8,
-      coalesceWindowMs: 1,
+      // The widest window whose added p99 stays within the 2 ms bound here: at 2,000/s it holds about five publications.
+      coalesceWindowMs: 2,
     },
     // The memory, fan-out and connect rows at the other memory rows' levels; across two nodes
     // 100 subscribers × 200 events/s, the 20k deliveries/s of the cluster latency target.
