@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
-import { type Nats, startNats } from './cluster.js';
+import { type NatsGateways, startNatsGateways } from './cluster.js';
 import {
   API_KEY,
   client,
@@ -594,21 +594,14 @@ describe('HTTP API as Centrifugo clients call it', () => {
 });
 
 describe('Centrifugo API across a cluster (real nats-server)', () => {
-  let nats: Nats;
-  const gateways: Gateway[] = [];
+  let cluster: NatsGateways;
+  let gateways: Gateway[] = [];
   const raws = new RawClients(() => gateways[0]!);
   let api: ReturnType<typeof centrifugoClient>;
 
   before(async () => {
-    nats = await startNats();
-    for (const id of ['gw1', 'gw2'])
-      gateways.push(
-        await startGateway({
-          SWITCHBOARD_NODE_ID: id,
-          SWITCHBOARD_BROKER: 'nats',
-          SWITCHBOARD_NATS_URL: nats.url,
-        }),
-      );
+    cluster = await startNatsGateways({ gateways: 2 });
+    gateways = cluster.gateways;
     api = centrifugoClient(gateways[1]!.grpcPort);
   });
 
@@ -616,7 +609,7 @@ describe('Centrifugo API across a cluster (real nats-server)', () => {
     raws.terminate();
     api?.close();
     for (const gateway of gateways) assert.equal(await gateway.stop(), 0, gateway.output());
-    await nats?.stop();
+    await cluster?.nats.stop();
   });
 
   test('a batch on one gateway publishes to, and refreshes, a connection on the other', async () => {

@@ -464,14 +464,62 @@ export async function startJetStreamCluster(options: ClusterOptions = {}): Promi
   return behindHaproxy(nats, nats.urls, options);
 }
 
+/** One nats-server and gateways in cluster mode over it, reached directly (no HAProxy). */
+export interface NatsGateways {
+  nats: Nats;
+  gateways: Gateway[];
+  /** Stops the gateways and NATS. */
+  stop(): Promise<void>;
+}
+
+/**
+ * As startCluster without HAProxy: a nats-server and `gateways` (default 3)
+ * gateways over it, for tests that talk to each gateway by its own port.
+ */
+export async function startNatsGateways(options: Omit<ClusterOptions, 'tls'> = {}): Promise<NatsGateways> {
+  const nats = await startNats();
+  const gateways = await gatewaysOver(nats.url, options).catch(async (err: unknown) => {
+    await nats.stop();
+    throw err;
+  });
+  return {
+    nats,
+    gateways,
+    stop: async () => {
+      await Promise.all(gateways.map((g) => g.stop()));
+      await nats.stop();
+    },
+  };
+}
+
+/** `options.gateways` gateways (default 3, node ids gw1, gw2, ...) over NATS at `urls`; none left running on a failure. */
+async function gatewaysOver(urls: string, options: ClusterOptions): Promise<Gateway[]> {
+  const started = await Promise.allSettled(
+    Array.from({ length: options.gateways ?? 3 }, (_, i) =>
+      startGateway({
+        SWITCHBOARD_NODE_ID: `gw${i + 1}`,
+        SWITCHBOARD_BROKER: 'nats',
+        SWITCHBOARD_NATS_URL: urls,
+        ...options.env,
+      }),
+    ),
+  );
+  const gateways = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(gateways.map((g) => g.stop()));
+    throw failed.reason;
+  }
+  return gateways;
+}
+
 /** Gateways over `nats` (at `urls`) and HAProxy in front of them; on a failure everything is stopped. */
 async function behindHaproxy<N extends { stop(): Promise<void> }>(
   nats: N,
   urls: string,
   options: ClusterOptions,
 ): Promise<ClusterOf<N>> {
-  const count = options.gateways ?? 3;
-  const gateways: Gateway[] = [];
+  let gateways: Gateway[] = [];
   let haproxy: Haproxy | undefined;
   const stop = async () => {
     await haproxy?.stop();
@@ -479,19 +527,7 @@ async function behindHaproxy<N extends { stop(): Promise<void> }>(
     await nats.stop();
   };
   try {
-    const started = await Promise.allSettled(
-      Array.from({ length: count }, (_, i) =>
-        startGateway({
-          SWITCHBOARD_NODE_ID: `gw${i + 1}`,
-          SWITCHBOARD_BROKER: 'nats',
-          SWITCHBOARD_NATS_URL: urls,
-          ...options.env,
-        }),
-      ),
-    );
-    for (const result of started) if (result.status === 'fulfilled') gateways.push(result.value);
-    const failed = started.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    gateways = await gatewaysOver(urls, options);
     haproxy = await startHaproxy(gateways, { tls: options.tls });
   } catch (err) {
     await stop();

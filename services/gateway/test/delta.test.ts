@@ -18,7 +18,7 @@ import WebSocket from 'ws';
 import { centrifugoEdge } from '../src/session.js';
 import { Hub, type HubMember, type Sink } from '../src/hub.js';
 import { Metrics } from '../src/metrics.js';
-import { type Nats, startNats } from './cluster.js';
+import { type NatsGateways, startNatsGateways } from './cluster.js';
 import { apiClient } from './grpc-client.js';
 import {
   api,
@@ -390,29 +390,20 @@ describe('delta compression on one gateway', () => {
 });
 
 describe('delta compression in a NATS cluster', () => {
-  let nats: Nats;
+  let cluster: NatsGateways;
   let g1: Gateway;
   let g2: Gateway;
   const raws = new RawClients(() => g2);
 
   before(async () => {
-    nats = await startNats();
-    const env = {
-      SWITCHBOARD_BROKER: 'nats',
-      SWITCHBOARD_NATS_URL: nats.url,
-      SWITCHBOARD_NAMESPACES: NAMESPACES,
-    };
-    [g1, g2] = await Promise.all([
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw1' }),
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw2' }),
-    ]);
+    cluster = await startNatsGateways({ gateways: 2, env: { SWITCHBOARD_NAMESPACES: NAMESPACES } });
+    [g1, g2] = cluster.gateways as [Gateway, Gateway];
   });
 
   after(async () => {
     disconnectAll();
     raws.terminate();
-    await Promise.all([g1?.stop(), g2?.stop()]);
-    await nats?.stop();
+    await cluster?.stop();
   });
 
   test('publications accepted by another gateway reach delta subscribers on both as deltas that decode', async () => {

@@ -383,6 +383,28 @@ describe('the Protobuf client protocol (centrifuge-js protobuf build)', () => {
     assert.equal(bystander.ws.readyState, WebSocket.OPEN);
   });
 
+  test('commands past the per-connection rate get 111 (many commands in one frame), a sustained flood closes with 3013', async () => {
+    const fast = await raw().connected('fast');
+    const history = (first: number, count: number) =>
+      Array.from({ length: count }, (_, i) => ({ id: first + i, history: { channel: 'chat:rate' } }));
+    // One frame of 120: the bucket (100 a second, the connect took one) lets 99 or 100 through.
+    fast.send(...history(10, 120));
+    await fast.reply(129);
+    const refused = fast.replies().filter((r) => r.id >= 10 && r.error?.code === 111);
+    assert.ok(
+      refused.length === 20 || refused.length === 21,
+      `20 or 21 of 120 refused, got ${refused.length}`,
+    );
+    assert.equal(refused[0]!.error.temporary, true);
+    assert.ok(
+      fast.replies().every((r) => r.id < 10 || r.error?.code === 111 || r.error?.code === 103),
+      'the commands let through were answered (103: not subscribed)',
+    );
+    // More than a second's worth refused in a row: the connection goes.
+    fast.send(...history(200, 150));
+    assert.equal((await fast.closed).code, 3013);
+  });
+
   test('hostile HTTP-streaming: a garbage connect ends its stream with 3501, a garbage EmulationRequest is 400', async () => {
     const octets = { 'content-type': 'application/octet-stream' };
     const stream = await fetch(endpointOf(`127.0.0.1:${gateway.clientPort}`, 'http_stream'), {

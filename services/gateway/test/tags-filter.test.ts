@@ -18,7 +18,7 @@ import type {
   UnsubscribedContext,
 } from 'centrifuge';
 import WebSocket from 'ws';
-import { type Nats, startNats } from './cluster.js';
+import { type NatsGateways, startNatsGateways } from './cluster.js';
 import {
   api,
   client,
@@ -304,27 +304,18 @@ describe('tags filter on one gateway', () => {
 });
 
 describe('tags filter in a NATS cluster', () => {
-  let nats: Nats;
+  let cluster: NatsGateways;
   let g1: Gateway;
   let g2: Gateway;
 
   before(async () => {
-    nats = await startNats();
-    const env = {
-      SWITCHBOARD_BROKER: 'nats',
-      SWITCHBOARD_NATS_URL: nats.url,
-      SWITCHBOARD_NAMESPACES: NAMESPACES,
-    };
-    [g1, g2] = await Promise.all([
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw1' }),
-      startGateway({ ...env, SWITCHBOARD_NODE_ID: 'gw2' }),
-    ]);
+    cluster = await startNatsGateways({ gateways: 2, env: { SWITCHBOARD_NAMESPACES: NAMESPACES } });
+    [g1, g2] = cluster.gateways as [Gateway, Gateway];
   });
 
   after(async () => {
     disconnectAll();
-    await Promise.all([g1?.stop(), g2?.stop()]);
-    await nats?.stop();
+    await cluster?.stop();
   });
 
   test('publications from another gateway are filtered, and recovery on another gateway filters its history', async () => {

@@ -187,6 +187,8 @@ export function streamConnect(node: Node, session: Session, sink: Sink, connect:
   try {
     if (typeof connect === 'string') session.handleFrame(connect);
     else if (session instanceof ProtobufSession) session.handleBinary(connect);
+    // `start` makes a Protobuf session for every binary connect: this is a bug, not a client's error.
+    else throw new Error('a binary connect for a JSON session');
   } catch (err) {
     node.log.error({ err, client: session.client }, 'stream connect failed');
     node.metrics.handlerErrors.inc({ where: 'stream' });
