@@ -87,8 +87,9 @@ export interface DeliveryRun {
 }
 
 export interface ConnectRun {
-  /** Connections timed: those after the first level, opened while warming up (see ConnectClock). */
+  /** Connections timed: those after the first level (see ConnectClock). */
   connections: number;
+  /** Connections of the first level, opened while warming up and not timed. */
   warmup: number;
   failed: number;
   seconds: number;
