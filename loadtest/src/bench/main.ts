@@ -227,13 +227,13 @@ async function main(): Promise<void> {
   for (const kind of runs('servers') ? kinds : []) {
     const t0 = performance.now();
     console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
-    const extraEnv: Record<string, string> =
+    const profiled = (pass: string): Record<string, string> =>
       values.profile && kind === 'switchboard'
-        ? { NODE_OPTIONS: `--import=${PROFILER}`, BENCH_CPU_PROFILE_DIR: resolve(out, 'profile') }
+        ? { NODE_OPTIONS: `--import=${PROFILER}`, BENCH_CPU_PROFILE_DIR: resolve(out, `profile-${pass}`) }
         : {};
-    const a = await passA(kind, p, SECRET, SERVER_CORE, extraEnv);
+    const a = await passA(kind, p, SECRET, SERVER_CORE, profiled('a'));
     console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
-    const b = await passB(kind, p, SECRET, SERVER_CORE);
+    const b = await passB(kind, p, SECRET, SERVER_CORE, profiled('b'));
     results.push({ ...a, channels: b.runs, errors: { ...a.errors, ...b.errors } });
     console.error(`${kind}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
@@ -280,9 +280,13 @@ async function main(): Promise<void> {
       ),
     );
   if (values.profile)
-    console.log(
-      `Switchboard CPU profile (pass A), top functions by self time\n${topFunctions(join(out, 'profile'))}`,
-    );
+    for (const [pass, what] of [
+      ['a', 'memory, 1×N fan-out, connects'],
+      ['b', 'N×1 fan-out'],
+    ] as const)
+      console.log(
+        `Switchboard CPU profile (${what}), top functions by self time\n${topFunctions(join(out, `profile-${pass}`), 25)}`,
+      );
   const command = `node loadtest/dist/src/bench/main.js ${process.argv.slice(2).join(' ')}`.trim();
   const resultsFile = join(out, 'results.json');
   writeFileSync(

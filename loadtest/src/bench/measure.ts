@@ -363,8 +363,9 @@ export async function passB(
   plan: Plan,
   secret: string,
   core: number,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ runs: DeliveryRun[]; errors: Record<string, number> }> {
-  const server = await startServer(kind, secret, core);
+  const server = await startServer(kind, secret, core, extraEnv);
   const clients = new Clients(server.dialect, server.url, secret, plan.timeoutMs);
   const { fleet, sink } = clients;
   try {
