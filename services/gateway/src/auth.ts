@@ -27,6 +27,7 @@ import {
 import type { Config } from './config.js';
 import { headerAlg, verifyHs256 } from './hs256.js';
 import { KeyRing } from './keys.js';
+import type { MaybePromise } from './maybe-promise.js';
 
 export type TokenCheck<T> = { ok: true; value: T } | { ok: false; expired: boolean; reason: string };
 
@@ -81,18 +82,19 @@ export class TokenVerifier {
     return this.hmac.size > 0 || this.algorithms.length > 0;
   }
 
-  connection(token: string): Promise<TokenCheck<ConnectionClaims>> {
+  /** Synchronous for HS256 (node:crypto), a promise for the algorithms jose verifies. */
+  connection(token: string): MaybePromise<TokenCheck<ConnectionClaims>> {
     return this.verify(token, connectionClaims);
   }
 
-  subscription(token: string): Promise<TokenCheck<SubscriptionClaims>> {
+  subscription(token: string): MaybePromise<TokenCheck<SubscriptionClaims>> {
     return this.verify(token, subscriptionClaims);
   }
 
-  private async verify<T>(
+  private verify<T>(
     token: string,
     claims: (payload: JWTPayload, now: number, limits: ClaimLimits) => ClaimsCheck<T>,
-  ): Promise<TokenCheck<T>> {
+  ): MaybePromise<TokenCheck<T>> {
     if (!this.enabled) return { ok: false, expired: false, reason: 'no token key configured' };
     // Claims reach history, presence and services: the same nesting bound as client data.
     const { maxDepth } = this.limits;
@@ -108,6 +110,13 @@ export class TokenVerifier {
       this.hmac.used(checked.secret);
       return bounded(checked.payload, now);
     }
+    return this.verifyWithJose(token, bounded);
+  }
+
+  private async verifyWithJose<T>(
+    token: string,
+    bounded: (payload: JWTPayload, now: number) => TokenCheck<T>,
+  ): Promise<TokenCheck<T>> {
     try {
       const { payload } = await jwtVerify(
         token,

@@ -371,8 +371,8 @@ export class Hub<M extends HubMember = HubMember> {
   broadcast(channel: string, push: Push, offset: number | undefined, skipClient?: string): void {
     const set = this.subscribers.get(channel);
     if (!set) return;
-    const pending = this.subscribing.get(channel);
-    // Looked up only while some channel has filtered subscribers.
+    // Each of these maps is looked up only while some channel has such subscribers: most have none.
+    const pending = this.subscribing.size === 0 ? undefined : this.subscribing.get(channel);
     const filters = this.filtered.size === 0 ? undefined : this.filtered.get(channel);
     const deltas = this.deltas.size === 0 ? undefined : this.deltas.get(channel);
     const skip = skipClient === undefined ? undefined : this.clients.get(skipClient);
@@ -402,12 +402,15 @@ export class Hub<M extends HubMember = HubMember> {
         this.countTopicFrames(i, viaTopic, frame);
       }
     }
-    for (const member of this.direct.get(channel) ?? []) {
-      if (member === skip) continue;
-      const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
-      if (frame === undefined) continue;
-      member.sink.send(frame);
-      count++;
+    const direct = this.direct.size === 0 ? undefined : this.direct.get(channel);
+    if (direct) {
+      for (const member of direct) {
+        if (member === skip) continue;
+        const frame = this.frameOf(this.edges.indexOf(member.edge), channel, push);
+        if (frame === undefined) continue;
+        member.sink.send(frame);
+        count++;
+      }
     }
     if (filters) {
       for (const [member, filter] of filters) {

@@ -39,6 +39,7 @@ import type { Hub, HubMember } from './hub.js';
 import { IdempotentResults } from './idempotency.js';
 import type { KeyRing } from './keys.js';
 import type { Logger } from './log.js';
+import type { MaybePromise } from './maybe-promise.js';
 import type { AppCatalog } from './pusher/app-store.js';
 import type { Metrics } from './metrics.js';
 import type { BackendHandler } from './proxy.js';
@@ -318,44 +319,88 @@ export class Node {
    * Publishes; the position once stored when the channel keeps history. A
    * broker that is reconnecting is waited for, and an append retried, up to
    * `publish_timeout`; after that the publish is refused with a temporary
-   * error (the caller retries), never half done.
+   * error (the caller retries), never half done. Synchronous when the broker
+   * is (see Broker.publish) and nothing else is waited for.
    */
-  async publish(
+  publish(
     resolved: ResolvedChannel,
     data: unknown,
     options: PublishOptions,
-  ): Promise<StreamPosition | undefined | ProtocolError> {
+  ): MaybePromise<StreamPosition | undefined | ProtocolError> {
     const key = options.idempotencyKey;
-    const publish = () => this.publishNow(resolved, data, options);
-    if (key === undefined) return publish();
-    return this.idempotent.once(resolved.name.channel, key, publish, (r) => r !== undefined && 'code' in r);
+    if (key === undefined) return this.publishNow(resolved, data, options);
+    return this.idempotent.once(
+      resolved.name.channel,
+      key,
+      async () => this.publishNow(resolved, data, options),
+      (r) => r !== undefined && 'code' in r,
+    );
   }
 
-  private async publishNow(
+  private publishNow(
     resolved: ResolvedChannel,
     data: unknown,
     options: PublishOptions,
-  ): Promise<StreamPosition | undefined | ProtocolError> {
+  ): MaybePromise<StreamPosition | undefined | ProtocolError> {
     const pub: Publication = { data };
     if (options.info) pub.info = options.info;
     if (options.tags) pub.tags = options.tags;
+    const history = this.historyLimits(resolved.ns);
+    // Without history no stream dedupes a retry that reaches another gateway: the registry's claim does.
+    const claim = !history && options.idempotencyKey !== undefined;
+    if (!this.broker.ready || claim) return this.publishWhenReady(resolved, pub, history, options, claim);
+    return this.hand(resolved, pub, history, options, false);
+  }
+
+  /** Waits for a reconnecting broker and claims the idempotency key first, as `claim` says. */
+  private async publishWhenReady(
+    resolved: ResolvedChannel,
+    pub: Publication,
+    history: HistoryLimits | undefined,
+    options: PublishOptions,
+    claim: boolean,
+  ): Promise<StreamPosition | undefined | ProtocolError> {
     if (!this.broker.ready && !(await this.broker.whenReady(this.config.publishTimeout)))
       return BROKER_UNAVAILABLE;
-    const history = this.historyLimits(resolved.ns);
     const channel = resolved.name.channel;
-    const key = options.idempotencyKey;
-    // Without history no stream dedupes a retry that reaches another gateway: the registry's claim does.
-    const claimed = !history && key !== undefined;
-    if (claimed) {
-      const first = await this.registry.claimIdempotencyKey(channel, key).catch((err: unknown) => {
-        this.log.warn({ err, channel }, 'idempotency key not claimed: publish refused');
-        return BROKER_UNAVAILABLE;
-      });
+    if (claim) {
+      const first = await this.registry
+        .claimIdempotencyKey(channel, options.idempotencyKey!)
+        .catch((err: unknown) => {
+          this.log.warn({ err, channel }, 'idempotency key not claimed: publish refused');
+          return BROKER_UNAVAILABLE;
+        });
       if (first !== true) return first === false ? undefined : first;
     }
-    let position: StreamPosition | undefined;
+    return this.hand(resolved, pub, history, options, claim);
+  }
+
+  /** Gives the publication to the broker; a refused one releases the key it claimed. */
+  private hand(
+    resolved: ResolvedChannel,
+    pub: Publication,
+    history: HistoryLimits | undefined,
+    options: PublishOptions,
+    claimed: boolean,
+  ): MaybePromise<StreamPosition | undefined | ProtocolError> {
+    const channel = resolved.name.channel;
+    const published = (position: StreamPosition | undefined) => {
+      this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
+      return position;
+    };
+    const refused = async (err: unknown): Promise<ProtocolError> => {
+      // Not published: a retry must not find the key taken.
+      if (claimed)
+        await this.registry
+          .releaseIdempotencyKey(channel, options.idempotencyKey!)
+          .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
+      if (!(err instanceof HistoryUnavailable)) throw err;
+      this.log.warn({ err: err.message }, 'publish refused');
+      return HISTORY_UNAVAILABLE;
+    };
+    let position: MaybePromise<StreamPosition | undefined>;
     try {
-      position = await this.broker.publish(channel, pub, {
+      position = this.broker.publish(channel, pub, {
         history,
         skipClient: options.skipClient,
         delta: options.delta === true || resolved.ns.delta_publish,
@@ -363,22 +408,14 @@ export class Node {
         version: options.version,
       });
     } catch (err) {
-      // Not published: a retry must not find the key taken.
-      if (claimed)
-        await this.registry
-          .releaseIdempotencyKey(channel, key)
-          .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
-      if (!(err instanceof HistoryUnavailable)) throw err;
-      this.log.warn({ err: err.message }, 'publish refused');
-      return HISTORY_UNAVAILABLE;
+      return refused(err);
     }
-    this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
-    return position;
+    return position instanceof Promise ? position.then(published, refused) : published(position);
   }
 
   /** A local connection starts or stops subscribing: the broker follows the first and the last. */
-  async addSubscriber(channel: string, session: Connection): Promise<void> {
-    if (this.hub.addSubscriber(channel, session)) await this.broker.subscribe(channel);
+  addSubscriber(channel: string, session: Connection): Promise<void> | undefined {
+    return this.hub.addSubscriber(channel, session) ? this.broker.subscribe(channel) : undefined;
   }
 
   async removeSubscriber(channel: string, session: Connection): Promise<void> {

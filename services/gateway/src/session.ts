@@ -40,6 +40,7 @@ import {
 import { deltaPublications, type Edge, type Frame, type Sink } from './hub.js';
 import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
+import { andThen, type MaybePromise } from './maybe-promise.js';
 import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
 import { Subscriptions } from './subscriptions.js';
@@ -399,40 +400,64 @@ export class Session implements Connection {
 
   // ---- commands
 
-  private async run(command: Command): Promise<void> {
-    const started = performance.now();
-    let timed = false;
-    try {
-      if (this.state === 'closed' || command.method === 'pong') return;
-      if (this.state === 'connecting' && command.method !== 'connect') {
-        return this.disconnect(Disconnects.badRequest, 'bad_request');
-      }
-      timed = true;
-      const result = await this.dispatch(command);
-      if (command.id > 0 && !this.isClosed() && result !== undefined) {
-        if (isError(result)) {
-          this.node.metrics.commandErrors.inc({ method: command.method, code: String(result.code) });
-          this.send({ id: command.id, error: result });
-        } else if (result === EMPTY) {
-          this.sendFrame(this.emptyReply(command.id, command.method));
-        } else {
-          this.send({ id: command.id, [command.method]: result } as Reply);
-        }
-      }
-    } catch (err) {
-      this.node.log.error({ err, method: command.method, client: this.client }, 'command failed');
-      this.node.metrics.commandErrors.inc({ method: command.method, code: String(Errors.internal.code) });
-      if (command.id > 0) this.send({ id: command.id, error: Errors.internal });
-    } finally {
-      // The last queued command done: an idle session keeps no settled promise.
-      if (--this.queued === 0) this.queue = undefined;
-      if (timed) {
-        this.node.metrics.commandDuration.observe(
-          { method: command.method },
-          (performance.now() - started) / 1000,
-        );
-      }
+  /**
+   * Runs one command and answers it. Synchronous (returns undefined) when the
+   * command is (a publish to a channel without history); a promise otherwise.
+   */
+  private run(command: Command): Promise<void> | undefined {
+    if (this.state === 'closed' || command.method === 'pong') return this.done();
+    if (this.state === 'connecting' && command.method !== 'connect') {
+      this.disconnect(Disconnects.badRequest, 'bad_request');
+      return this.done();
     }
+    const started = performance.now();
+    try {
+      const result = this.dispatch(command);
+      if (result instanceof Promise) return this.settle(command, result, started);
+      this.answer(command, result);
+    } catch (err) {
+      this.failed(command, err);
+    }
+    return this.done(command, started);
+  }
+
+  private async settle(command: Command, result: Promise<unknown>, started: number): Promise<void> {
+    try {
+      this.answer(command, await result);
+    } catch (err) {
+      this.failed(command, err);
+    } finally {
+      this.done(command, started);
+    }
+  }
+
+  private answer(command: Command, result: unknown): void {
+    if (command.id === 0 || this.isClosed() || result === undefined) return;
+    if (isError(result)) {
+      this.node.metrics.commandErrors.inc({ method: command.method, code: String(result.code) });
+      this.send({ id: command.id, error: result });
+    } else if (result === EMPTY) {
+      this.sendFrame(this.emptyReply(command.id, command.method));
+    } else {
+      this.send({ id: command.id, [command.method]: result } as Reply);
+    }
+  }
+
+  private failed(command: Command, err: unknown): void {
+    this.node.log.error({ err, method: command.method, client: this.client }, 'command failed');
+    this.node.metrics.commandErrors.inc({ method: command.method, code: String(Errors.internal.code) });
+    if (command.id > 0) this.send({ id: command.id, error: Errors.internal });
+  }
+
+  /** A command done (timed when `started` is given); the last queued one done, an idle session keeps no settled promise. */
+  private done(command?: Command, started?: number): undefined {
+    if (--this.queued === 0) this.queue = undefined;
+    if (command && started !== undefined)
+      this.node.metrics.commandDuration.observe(
+        { method: command.method },
+        (performance.now() - started) / 1000,
+      );
+    return undefined;
   }
 
   private dispatch(command: Exclude<Command, { method: 'pong' }>): Promise<unknown> | unknown {
@@ -673,7 +698,8 @@ export class Session implements Connection {
   ): Promise<SubscribeResult | ProtocolError> {
     const channel = resolved.name.channel;
     // A broker reconnecting (a lost NATS server) is waited out briefly rather than refused at once.
-    if (!(await this.node.broker.whenReady(BROKER_PATIENCE_MS))) return BROKER_UNAVAILABLE;
+    if (!this.node.broker.ready && !(await this.node.broker.whenReady(BROKER_PATIENCE_MS)))
+      return BROKER_UNAVAILABLE;
     const sub: Subscription = {
       channel,
       ns: resolved.ns,
@@ -715,7 +741,9 @@ export class Session implements Connection {
     // Before the hub registers the subscriber, so that nothing unfiltered reaches its buffer.
     if (filter) this.node.hub.filterSubscriber(channel, this, filter);
     if (options.delta) this.node.hub.deltaSubscriber(channel, this);
-    await this.node.addSubscriber(channel, this);
+    // The broker is asked only for a channel's first local subscriber: no wait for the others.
+    const adding = this.node.addSubscriber(channel, this);
+    if (adding) await adding;
     const result: SubscribeResult = options.delta ? { delta: true } : {};
     if (options.authorize) {
       const decision = await options.authorize();
@@ -805,28 +833,47 @@ export class Session implements Connection {
       await this.node.broker.publishLeave(channel, this.clientInfo(sub.chanInfo));
   }
 
-  private async publish(req: PublishRequest): Promise<typeof EMPTY | ProtocolError> {
+  private publish(req: PublishRequest): MaybePromise<typeof EMPTY | ProtocolError> {
     const resolved = this.node.resolve(req.channel);
     if (isError(resolved)) return resolved;
     const { name, ns } = resolved;
     const sub = this.subs.get(req.channel);
     if (!userAllowed(name, this.user)) return Errors.permissionDenied;
-    let data = req.data;
-    let skipSender = ns.skip_sender;
-    if (ns.service) {
-      const decision = await this.node.handler.publish(this.context(), ns.name, req.channel, req.data);
-      if (!decision.ok) return decision.error;
-      if (decision.value.data !== undefined) data = decision.value.data;
-      skipSender ||= decision.value.skip_sender === true;
-    } else if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub)) {
+    if (ns.service) return this.publishThroughService(resolved, req, sub);
+    if (!ns.allow_publish_for_client && !(ns.allow_publish_for_subscriber && sub))
       return Errors.permissionDenied;
-    }
-    const published = await this.node.publish(resolved, data, {
+    return this.publishAs(resolved, req.data, ns.skip_sender, sub);
+  }
+
+  /** The namespace's service decides first: a refusal, or other data to publish. */
+  private async publishThroughService(
+    resolved: ResolvedChannel,
+    req: PublishRequest,
+    sub: Subscription | undefined,
+  ): Promise<typeof EMPTY | ProtocolError> {
+    const decision = await this.node.handler.publish(this.context(), resolved.ns.name, req.channel, req.data);
+    if (!decision.ok) return decision.error;
+    const { data, skip_sender } = decision.value;
+    return this.publishAs(
+      resolved,
+      data !== undefined ? data : req.data,
+      resolved.ns.skip_sender || skip_sender === true,
+      sub,
+    );
+  }
+
+  private publishAs(
+    resolved: ResolvedChannel,
+    data: unknown,
+    skipSender: boolean,
+    sub: Subscription | undefined,
+  ): MaybePromise<typeof EMPTY | ProtocolError> {
+    const published = this.node.publish(resolved, data, {
       info: this.clientInfo(sub?.chanInfo),
       source: 'client',
       skipClient: skipSender ? this.client : undefined,
     });
-    return isError(published) ? published : EMPTY;
+    return andThen(published, (result) => (isError(result) ? result : EMPTY));
   }
 
   private async presence(channel: string, stats: boolean): Promise<unknown> {

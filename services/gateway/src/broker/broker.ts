@@ -4,6 +4,7 @@
  */
 
 import type { ClientInfo, Publication, StreamPosition } from '@switchboard/protocol';
+import type { MaybePromise } from '../maybe-promise.js';
 import type { HistoryLimits, HistoryPage, HistoryQuery, PublicationVersion, Recovery } from '../history.js';
 
 /** A presence channel's member (a user, over all its connections in the cluster) came or went. */
@@ -72,7 +73,17 @@ export interface Broker {
   readonly ready: boolean;
   /** Resolves true once the broker is ready (at once when it is), false after `timeoutMs`. */
   whenReady(timeoutMs: number): Promise<boolean>;
-  publish(channel: string, pub: Publication, options: PublishOptions): Promise<StreamPosition | undefined>;
+  /**
+   * Hands a publication over; the position once stored when it keeps history.
+   * Synchronous when nothing is waited for (no history, or history kept in
+   * memory): a live publication is out when it returns. Throws or rejects
+   * when it was not published.
+   */
+  publish(
+    channel: string,
+    pub: Publication,
+    options: PublishOptions,
+  ): MaybePromise<StreamPosition | undefined>;
   publishJoin(channel: string, info: ClientInfo): Promise<void>;
   publishLeave(channel: string, info: ClientInfo): Promise<void>;
   /** The occupancy decider's member events, to every gateway with subscribers of the channel. */

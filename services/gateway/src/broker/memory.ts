@@ -28,11 +28,7 @@ export class MemoryBroker implements Broker {
     this.events = events;
   }
 
-  async publish(
-    channel: string,
-    pub: Publication,
-    options: PublishOptions,
-  ): Promise<StreamPosition | undefined> {
+  publish(channel: string, pub: Publication, options: PublishOptions): StreamPosition | undefined {
     const stored = options.history
       ? this.historyStore.add(channel, pub, options.history, options.version)
       : pub;

@@ -54,6 +54,7 @@ import {
 } from '../history.js';
 import { IDEMPOTENT_RESULT_TTL_MS } from '../idempotency.js';
 import type { Logger } from '../log.js';
+import type { MaybePromise } from '../maybe-promise.js';
 import { counted, type JetStreamOperation, type Metrics } from '../metrics.js';
 import {
   type Broker,
@@ -503,11 +504,12 @@ export class NatsBroker implements Broker {
     }
   }
 
-  async publish(
+  /** A live publication (no history) is written to the NATS connection at once; an append resolves once stored. */
+  publish(
     channel: string,
     pub: Publication,
     options: PublishOptions,
-  ): Promise<StreamPosition | undefined> {
+  ): MaybePromise<StreamPosition | undefined> {
     const nc = this.connection;
     const ns = namespaceOf(channel);
     const envelope = {
