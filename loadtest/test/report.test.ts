@@ -216,6 +216,18 @@ describe('judgeTargets', () => {
       [{ ...hot('switchboard-coalesce', 1, 1), linesPerMessage: 1 }, hot('uws', 1, 1)],
     );
     assert.match(ignored[0]!.detail, /\(no coalescing seen: 1\.00 pushes per message\)$/);
+    // The run without coalescing fell behind: its p99 is a backlog's, so "added" (negative here) does not pass.
+    const behind = judgeTargets(
+      [],
+      [],
+      [
+        hot('switchboard-coalesce', 500_000, 9),
+        hot('switchboard', 200_000, 600, false),
+        hot('uws', 300_000, 4),
+      ],
+    ).find((r) => r.target === '≤ 2.00 ms')!;
+    assert.deepEqual([behind.pass, behind.measured], [false, '-591.00 ms']);
+    assert.match(behind.detail, /not sustained: Switchboard, no coalescing/);
     // No cluster latency measured: no p99 row.
     assert.equal(
       worse.some((r) => r.target === '< 10 ms'),

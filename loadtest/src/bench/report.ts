@@ -390,19 +390,19 @@ export function judgeTargets(
   }
   if (on && off) {
     const overloaded = [on, off].filter((h) => !h.sustained).map((h) => HOT_LABELS[h.variant]);
-    rows.push(
-      target(
-        `${scenario(on)}, p99 publish→deliver added by coalescing (${on.coalesceWindowMs} ms)`,
-        '≤ 2.00 ms',
-        on.p99 - off.p99,
-        2,
-        true,
-        ms,
-        `with ${ms(on.p99)}, without ${ms(off.p99)}` +
-          (overloaded.length > 0 ? ` (not sustained: ${overloaded.join(', ')})` : '') +
-          uncoalesced(on),
-      ),
+    const added = target(
+      `${scenario(on)}, p99 publish→deliver added by coalescing (${on.coalesceWindowMs} ms)`,
+      '≤ 2.00 ms',
+      on.p99 - off.p99,
+      2,
+      true,
+      ms,
+      `with ${ms(on.p99)}, without ${ms(off.p99)}` +
+        (overloaded.length > 0 ? ` (not sustained: ${overloaded.join(', ')})` : '') +
+        uncoalesced(on),
     );
+    // A run that fell behind has a p99 of its backlog: what coalescing adds cannot be told, so it does not pass.
+    rows.push(overloaded.length > 0 ? { ...added, pass: false } : added);
   }
   return rows;
 }
