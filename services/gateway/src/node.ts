@@ -383,24 +383,9 @@ export class Node {
     options: PublishOptions,
     claimed: boolean,
   ): MaybePromise<StreamPosition | undefined | ProtocolError> {
-    const channel = resolved.name.channel;
-    const published = (position: StreamPosition | undefined) => {
-      this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
-      return position;
-    };
-    const refused = async (err: unknown): Promise<ProtocolError> => {
-      // Not published: a retry must not find the key taken.
-      if (claimed)
-        await this.registry
-          .releaseIdempotencyKey(channel, options.idempotencyKey!)
-          .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
-      if (!(err instanceof HistoryUnavailable)) throw err;
-      this.log.warn({ err: err.message }, 'publish refused');
-      return HISTORY_UNAVAILABLE;
-    };
     let position: MaybePromise<StreamPosition | undefined>;
     try {
-      position = this.broker.publish(channel, pub, {
+      position = this.broker.publish(resolved.name.channel, pub, {
         history,
         skipClient: options.skipClient,
         delta: options.delta === true || resolved.ns.delta_publish,
@@ -408,9 +393,40 @@ export class Node {
         version: options.version,
       });
     } catch (err) {
-      return refused(err);
+      return this.refused(err, resolved, options, claimed);
     }
-    return position instanceof Promise ? position.then(published, refused) : published(position);
+    if (position instanceof Promise)
+      return position.then(
+        (stored) => this.published(resolved, options, stored),
+        (err: unknown) => this.refused(err, resolved, options, claimed),
+      );
+    return this.published(resolved, options, position);
+  }
+
+  private published(
+    resolved: ResolvedChannel,
+    options: PublishOptions,
+    position: StreamPosition | undefined,
+  ): StreamPosition | undefined {
+    this.metrics.publications.inc({ namespace: resolved.ns.name, source: options.source });
+    return position;
+  }
+
+  /** Not published: a retry must not find the key taken; history that could not be written is a temporary error. */
+  private async refused(
+    err: unknown,
+    resolved: ResolvedChannel,
+    options: PublishOptions,
+    claimed: boolean,
+  ): Promise<ProtocolError> {
+    const channel = resolved.name.channel;
+    if (claimed)
+      await this.registry
+        .releaseIdempotencyKey(channel, options.idempotencyKey!)
+        .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
+    if (!(err instanceof HistoryUnavailable)) throw err;
+    this.log.warn({ err: err.message }, 'publish refused');
+    return HISTORY_UNAVAILABLE;
   }
 
   /** A local connection starts or stops subscribing: the broker follows the first and the last. */

@@ -143,6 +143,10 @@ function overridden(resolved: ResolvedChannel, options: SubscribeOptions): Resol
 /** A command's empty result, answered by a frame written without JSON.stringify. */
 const EMPTY: Record<string, never> = Object.freeze({});
 
+/** A publish command's result: the error, or the empty result (the position is the server API's). */
+const publishReply = (published: StreamPosition | undefined | ProtocolError): typeof EMPTY | ProtocolError =>
+  isError(published) ? published : EMPTY;
+
 /** The Centrifugo protocol's pushes: topics are the channel names, several pushes may share a frame. */
 export const centrifugoEdge: Edge = {
   topicPrefix: '',
@@ -873,7 +877,7 @@ export class Session implements Connection {
       source: 'client',
       skipClient: skipSender ? this.client : undefined,
     });
-    return andThen(published, (result) => (isError(result) ? result : EMPTY));
+    return andThen(published, publishReply);
   }
 
   private async presence(channel: string, stats: boolean): Promise<unknown> {
