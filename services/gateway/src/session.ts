@@ -37,6 +37,7 @@ import {
   Unsubscribes,
   userAllowed,
 } from '@switchboard/protocol';
+import type { TokenCheck } from './auth.js';
 import { deltaPublications, type Edge, type Frame, type Sink } from './hub.js';
 import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
@@ -62,6 +63,29 @@ interface Subscription {
   readonly positioned: boolean;
   /** Made by the server (token `channels`, server API): recovering it takes a reconnect. */
   readonly serverSide: boolean;
+}
+
+/** How subscribeCore subscribes: what the client asked, what its token or the server grants. */
+interface SubscribeCoreOptions {
+  recovery?: SubscribeRecovery | undefined;
+  chanInfo?: unknown;
+  /** The owning service's decision: refusal, initial data for the client, channel info. */
+  authorize?: () => Promise<Outcome<SubscribeDecision>>;
+  expiresAt: number;
+  rejectUnrecovered?: boolean;
+  /** The client's tags filter (validated by the parser), for live publications and recovery alike. */
+  filter?: FilterNode | undefined;
+  /** Delta compression negotiated (never with a filter: the parser refuses both). */
+  delta?: boolean;
+  /** The client asked for positioning (`allow_positioning` grants it). */
+  positioned?: boolean;
+  serverSide?: boolean;
+}
+
+/** Whether an object has no own enumerable keys, without building the list of them. */
+function isEmptyObject(value: object): boolean {
+  for (const key in value) if (Object.hasOwn(value, key)) return false;
+  return true;
 }
 
 const isError = (v: unknown): v is ProtocolError =>
@@ -113,6 +137,21 @@ const SUBSCRIBE_INTERRUPTED: ProtocolError = { ...Errors.internal, message: 'sub
 const TAGS_FILTER_NOT_ALLOWED: ProtocolError = { ...Errors.badRequest, message: 'tags filter not allowed' };
 /** How long a subscribe waits for a reconnecting broker: within centrifuge-js's 5 s command timeout. */
 const BROKER_PATIENCE_MS = 3000;
+
+/** A connection without a token, where anonymous ones are allowed. */
+const ANONYMOUS: TokenCheck<ConnectionClaims> = { ok: true, value: { user: '', expiresAt: 0, channels: [] } };
+
+const VERSION_JSON = JSON.stringify(VERSION);
+
+/**
+ * The usual JSON connect reply (no emulation session, no server-side
+ * subscriptions) as JSON.stringify writes it, without its cost: a client id
+ * is base64url, the version a constant, the rest numbers and booleans.
+ */
+function connectJson(id: number, r: ConnectResult): string {
+  const expiry = r.expires ? `,"expires":true,"ttl":${r.ttl}` : '';
+  return `{"id":${id},"connect":{"client":"${r.client}","version":${VERSION_JSON},"ping":${r.ping},"pong":${r.pong}${expiry}}}`;
+}
 
 /** What the older connections of a single-connection user get: 3504, they do not reconnect. */
 const SINGLE_CONNECTION = Disconnects.connectionLimit;
@@ -375,7 +414,7 @@ export class Session implements Connection {
     if (this.subs.has(channel)) return Errors.alreadySubscribed;
     const result = await this.subscribeCore(resolved, { chanInfo, expiresAt: 0, serverSide: true });
     if (isError(result)) return result;
-    return this.deliverSubscribed(channel, { push: { channel, subscribe: result } });
+    return this.deliverSubscribed(channel, this.encode({ push: { channel, subscribe: result } }));
   }
 
   serverRefresh(expiresAt: number): void {
@@ -492,33 +531,45 @@ export class Session implements Connection {
     }
   }
 
-  /** Sends its own reply (then activates server-side subscriptions); returns only errors. */
-  private async connect(id: number, req: ConnectRequest): Promise<ProtocolError | undefined> {
-    const { config, tokens, hub, metrics, log } = this.node;
+  /**
+   * Sends its own reply (then activates server-side subscriptions); returns
+   * only errors. Synchronous when nothing is waited for: an HS256 token (or
+   * none) and no server-side subscriptions.
+   */
+  private connect(id: number, req: ConnectRequest): MaybePromise<ProtocolError | undefined> {
     if (this.state !== 'connecting') {
       // A second connect must never swap the identity of a live connection.
       this.disconnect(Disconnects.badRequest, 'bad_request');
       return undefined;
     }
-    const reject = (reason: string) =>
-      metrics.connects.inc({ transport: this.sink.transport, outcome: 'rejected', reason });
-    let claims: ConnectionClaims = { user: '', expiresAt: 0, channels: [] };
-    if (req.token) {
-      const check = await tokens.connection(req.token);
-      if (!check.ok) {
-        reject(check.expired ? 'token_expired' : 'invalid_token');
-        if (check.expired) return Errors.tokenExpired;
-        log.debug({ reason: check.reason }, 'connection token refused');
-        this.disconnect(Disconnects.invalidToken, 'invalid_token');
-        return undefined;
-      }
-      claims = check.value;
-    } else if (!config.allowAnonymous) {
-      reject('unauthorized');
-      return Errors.unauthorized;
+    if (req.token)
+      return andThen(this.node.tokens.connection(req.token), (check) => this.admit(id, req, check));
+    if (this.node.config.allowAnonymous) return this.admit(id, req, ANONYMOUS);
+    this.rejectConnect('unauthorized');
+    return Errors.unauthorized;
+  }
+
+  private rejectConnect(reason: string): void {
+    this.node.metrics.connects.inc({ transport: this.sink.transport, outcome: 'rejected', reason });
+  }
+
+  /** The connection's identity from its checked token (or none), then the limits, then the reply. */
+  private admit(
+    id: number,
+    req: ConnectRequest,
+    check: TokenCheck<ConnectionClaims>,
+  ): MaybePromise<ProtocolError | undefined> {
+    const { config, hub, metrics, log } = this.node;
+    if (!check.ok) {
+      this.rejectConnect(check.expired ? 'token_expired' : 'invalid_token');
+      if (check.expired) return Errors.tokenExpired;
+      log.debug({ reason: check.reason }, 'connection token refused');
+      this.disconnect(Disconnects.invalidToken, 'invalid_token');
+      return undefined;
     }
+    const claims = check.value;
     if (isPast(claims.expiresAt)) {
-      reject('expired');
+      this.rejectConnect('expired');
       return Errors.expired;
     }
     if (this.isClosed()) return undefined;
@@ -532,7 +583,7 @@ export class Session implements Connection {
         ? claims.channels
         : [...claims.channels, personal];
     if (this.node.draining) {
-      reject('shutdown');
+      this.rejectConnect('shutdown');
       this.disconnect(Disconnects.shutdown, 'shutdown');
       return undefined;
     }
@@ -540,7 +591,7 @@ export class Session implements Connection {
       config.maxConnectionsPerUser > 0 &&
       hub.userConnectionCount(this.user) >= config.maxConnectionsPerUser
     ) {
-      reject('user_limit');
+      this.rejectConnect('user_limit');
       this.disconnect(Disconnects.connectionLimit, 'limit');
       return undefined;
     }
@@ -567,7 +618,21 @@ export class Session implements Connection {
     // HTTP-based transports: where the client's `/emulation` requests must go.
     if (this.sink.emulationSession)
       Object.assign(result, { session: this.sink.emulationSession, node: config.nodeId });
-    const subs: Record<string, SubscribeResult> = Object.create(null);
+    if (channels.length === 0) return this.connected(id, result, []);
+    return this.subscribeServerSide(channels, req, claims).then((subs) => {
+      if (subs.length > 0) result.subs = Object.fromEntries(subs);
+      return this.connected(id, result, subs);
+    });
+  }
+
+  /** The token's channels (and the personal one), subscribed before the connect reply goes out. */
+  private async subscribeServerSide(
+    channels: readonly string[],
+    req: ConnectRequest,
+    claims: ConnectionClaims,
+  ): Promise<[string, SubscribeResult][]> {
+    const { config, log } = this.node;
+    const subs: [string, SubscribeResult][] = [];
     for (const channel of channels) {
       const resolved = this.node.resolve(channel);
       if (isError(resolved) || this.subs.has(channel) || this.subs.size >= config.maxChannelsPerConnection) {
@@ -587,12 +652,23 @@ export class Session implements Connection {
       });
       if (isError(sub)) continue;
       if (options?.data !== undefined) sub.data = options.data;
-      subs[channel] = sub;
+      subs.push([channel, sub]);
     }
-    if (Object.keys(subs).length > 0) result.subs = subs;
+    return subs;
+  }
+
+  /** The connect reply, then what arrived for the server-side subscriptions meanwhile. */
+  private connected(
+    id: number,
+    result: ConnectResult,
+    subs: readonly [string, SubscribeResult][],
+  ): ProtocolError | undefined {
+    const { config, metrics, log } = this.node;
     if (this.state !== 'connected') return undefined;
-    // The reply goes out first, then what arrived for the server-side subscriptions meanwhile.
-    const frame = this.encode({ id, connect: result });
+    const frame =
+      this.edge.binary || result.session !== undefined || result.subs !== undefined
+        ? this.encode({ id, connect: result })
+        : connectJson(id, result);
     if (frame === undefined) {
       this.disconnect(Disconnects.serverError, 'internal');
       return undefined;
@@ -602,7 +678,7 @@ export class Session implements Connection {
       { transport: this.sink.transport },
       (monotonicMs() - this.openedAt) / 1000,
     );
-    for (const channel of Object.keys(subs)) this.activate(channel);
+    for (const [channel] of subs) this.activate(channel);
     // Every gateway ends the user's other connections, this one spared.
     if (config.singleConnection && this.user !== '')
       this.node.broker
@@ -611,8 +687,13 @@ export class Session implements Connection {
     return undefined;
   }
 
-  /** Sends its own reply, then the traffic buffered meanwhile; returns only errors. */
-  private async subscribe(id: number, req: SubscribeRequest): Promise<ProtocolError | undefined> {
+  /**
+   * Sends its own reply, then the traffic buffered meanwhile; returns only
+   * errors. Synchronous when nothing is waited for (no service to ask, no
+   * history or presence to read or write, a ready broker already subscribed
+   * to the channel).
+   */
+  private subscribe(id: number, req: SubscribeRequest): MaybePromise<ProtocolError | undefined> {
     const { config, tokens } = this.node;
     const resolved = this.node.resolve(req.channel);
     if (isError(resolved)) return resolved;
@@ -620,32 +701,43 @@ export class Session implements Connection {
     if (req.tf !== undefined && !ns.allow_tags_filter) return TAGS_FILTER_NOT_ALLOWED;
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
     if (this.subs.size >= config.maxChannelsPerConnection) return Errors.limitExceeded;
-    /** What a subscription token grants beyond the subscription: info, data, overrides. */
-    let granted: SubscribeOptions = {};
-    let authorize: (() => Promise<Outcome<SubscribeDecision>>) | undefined;
-    let expiresAt = 0;
-    if (req.token) {
-      const check = await tokens.subscription(req.token);
-      if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
-      if (check.value.channel !== req.channel || check.value.user !== this.user)
-        return Errors.permissionDenied;
-      granted = check.value;
-      expiresAt = check.value.expiresAt;
-      if (isPast(expiresAt)) return Errors.expired;
-    } else if (!userAllowed(name, this.user) || pusherGuarded(config, ns.name, req.channel)) {
+    if (req.token)
+      return andThen(tokens.subscription(req.token), (check) => {
+        if (!check.ok) return check.expired ? Errors.tokenExpired : Errors.permissionDenied;
+        if (check.value.channel !== req.channel || check.value.user !== this.user)
+          return Errors.permissionDenied;
+        if (isPast(check.value.expiresAt)) return Errors.expired;
+        // What a subscription token grants beyond the subscription: info, data, overrides.
+        return this.subscribeGranted(id, req, resolved, check.value, check.value.expiresAt);
+      });
+    if (!userAllowed(name, this.user) || pusherGuarded(config, ns.name, req.channel))
       return Errors.permissionDenied;
-    } else if (ns.service) {
+    if (ns.service)
       // Asked once live traffic is buffered (see prepareSubscription): nothing the
       // service publishes while it answers falls between its data and the stream.
-      authorize = () => this.node.handler.subscribe(this.context(), ns.name, req.channel, req.data);
-    } else if (
+      return this.subscribeGranted(id, req, resolved, {}, 0, () =>
+        this.node.handler.subscribe(this.context(), ns.name, req.channel, req.data),
+      );
+    if (
       name.users === undefined &&
       !(this.user === '' ? ns.allow_subscribe_for_anonymous : ns.allow_subscribe_for_client)
-    ) {
+    )
       return Errors.permissionDenied;
-    }
+    return this.subscribeGranted(id, req, resolved, {}, 0);
+  }
+
+  private subscribeGranted(
+    id: number,
+    req: SubscribeRequest,
+    resolved: ResolvedChannel,
+    granted: SubscribeOptions,
+    expiresAt: number,
+    authorize?: () => Promise<Outcome<SubscribeDecision>>,
+  ): MaybePromise<ProtocolError | undefined> {
+    // Asked again: a token check may have been waited for.
     if (this.subs.has(req.channel)) return Errors.alreadySubscribed;
-    const result = await this.subscribeCore(overridden(resolved, granted), {
+    const { ns } = resolved;
+    const subscribed = this.subscribeCore(overridden(resolved, granted), {
       recovery: req,
       chanInfo: granted.info,
       ...(authorize ? { authorize } : {}),
@@ -656,22 +748,26 @@ export class Session implements Connection {
       // A type the namespace does not allow is not negotiated (full publications), as in Centrifugo.
       delta: req.delta !== undefined && ns.allowed_delta_types.includes(req.delta),
     });
-    if (isError(result)) return result;
-    if (granted.data !== undefined) result.data = granted.data;
-    return this.deliverSubscribed(req.channel, { id, subscribe: result });
+    return andThen(subscribed, (result) => {
+      if (isError(result)) return result;
+      if (granted.data !== undefined) result.data = granted.data;
+      const frame = isEmptyObject(result)
+        ? this.emptyReply(id, 'subscribe')
+        : this.encode({ id, subscribe: result });
+      return this.deliverSubscribed(req.channel, frame);
+    });
   }
 
   /**
-   * Sends a subscribe reply or push and goes live; a reply that cannot be
-   * encoded undoes the subscription (no half state: no hub entry, no presence),
-   * and the client gets error 100.
+   * Sends a subscribe reply or push and goes live; a reply that could not be
+   * encoded (`frame` undefined) undoes the subscription (no half state: no hub
+   * entry, no presence), and the client gets error 100.
    */
-  private async deliverSubscribed(channel: string, reply: Reply): Promise<ProtocolError | undefined> {
-    const frame = this.encode(reply);
-    if (frame === undefined) {
-      await this.unsubscribeCore(channel);
-      return Errors.internal;
-    }
+  private deliverSubscribed(
+    channel: string,
+    frame: Frame | undefined,
+  ): MaybePromise<ProtocolError | undefined> {
+    if (frame === undefined) return this.unsubscribeCore(channel).then(() => Errors.internal);
     this.sendFrame(frame);
     this.activate(channel);
     return undefined;
@@ -682,30 +778,24 @@ export class Session implements Connection {
    * position or recovers, adds presence and announces the join. The caller
    * sends the result and then calls activate().
    */
-  private async subscribeCore(
+  private subscribeCore(
     resolved: ResolvedChannel,
-    options: {
-      recovery?: SubscribeRecovery | undefined;
-      chanInfo?: unknown;
-      /** The owning service's decision: refusal, initial data for the client, channel info. */
-      authorize?: () => Promise<Outcome<SubscribeDecision>>;
-      expiresAt: number;
-      rejectUnrecovered?: boolean;
-      /** The client's tags filter (validated by the parser), for live publications and recovery alike. */
-      filter?: FilterNode | undefined;
-      /** Delta compression negotiated (never with a filter: the parser refuses both). */
-      delta?: boolean;
-      /** The client asked for positioning (`allow_positioning` grants it). */
-      positioned?: boolean;
-      serverSide?: boolean;
-    },
-  ): Promise<SubscribeResult | ProtocolError> {
-    const channel = resolved.name.channel;
+    options: SubscribeCoreOptions,
+  ): MaybePromise<SubscribeResult | ProtocolError> {
     // A broker reconnecting (a lost NATS server) is waited out briefly rather than refused at once.
-    if (!this.node.broker.ready && !(await this.node.broker.whenReady(BROKER_PATIENCE_MS)))
-      return BROKER_UNAVAILABLE;
+    if (!this.node.broker.ready)
+      return this.node.broker
+        .whenReady(BROKER_PATIENCE_MS)
+        .then((ready) => (ready ? this.startSubscription(resolved, options) : BROKER_UNAVAILABLE));
+    return this.startSubscription(resolved, options);
+  }
+
+  private startSubscription(
+    resolved: ResolvedChannel,
+    options: SubscribeCoreOptions,
+  ): MaybePromise<SubscribeResult | ProtocolError> {
     const sub: Subscription = {
-      channel,
+      channel: resolved.name.channel,
       ns: resolved.ns,
       live: false,
       buffered: undefined,
@@ -721,34 +811,47 @@ export class Session implements Connection {
     this.subs.set(sub);
     this.setExpiry(sub, options.expiresAt);
     try {
-      return await this.prepareSubscription(sub, options);
+      const prepared = this.prepareSubscription(sub, options);
+      return prepared instanceof Promise ? prepared.catch((err: unknown) => this.undo(sub, err)) : prepared;
     } catch (err) {
-      // Leave nothing behind: no hub entry, no presence, no half subscription.
-      if (this.subs.get(channel) === sub) await this.unsubscribeCore(channel, false);
-      throw err;
+      return this.undo(sub, err);
     }
   }
 
-  private async prepareSubscription(
+  /** A subscription that failed half way: leave nothing behind (no hub entry, no presence), then fail. */
+  private async undo(sub: Subscription, err: unknown): Promise<never> {
+    if (this.subs.get(sub.channel) === sub) await this.unsubscribeCore(sub.channel, false);
+    throw err;
+  }
+
+  private prepareSubscription(
     sub: Subscription,
-    options: {
-      recovery?: SubscribeRecovery | undefined;
-      rejectUnrecovered?: boolean;
-      authorize?: () => Promise<Outcome<SubscribeDecision>>;
-      filter?: FilterNode | undefined;
-      delta?: boolean;
-    },
-  ): Promise<SubscribeResult | ProtocolError> {
+    options: SubscribeCoreOptions,
+  ): MaybePromise<SubscribeResult | ProtocolError> {
     const { ns, channel } = sub;
-    const { broker, registry } = this.node;
     const { filter } = options;
     // Before the hub registers the subscriber, so that nothing unfiltered reaches its buffer.
     if (filter) this.node.hub.filterSubscriber(channel, this, filter);
     if (options.delta) this.node.hub.deltaSubscriber(channel, this);
     // The broker is asked only for a channel's first local subscriber: no wait for the others.
     const adding = this.node.addSubscriber(channel, this);
-    if (adding) await adding;
     const result: SubscribeResult = options.delta ? { delta: true } : {};
+    if (adding || options.authorize || ns.history_size > 0 || ns.presence)
+      return this.prepareFurther(sub, options, adding, result);
+    return this.prepared(sub, result);
+  }
+
+  /** What a subscription waits for: the broker's subscription, the service's decision, the stream, presence. */
+  private async prepareFurther(
+    sub: Subscription,
+    options: SubscribeCoreOptions,
+    adding: Promise<void> | undefined,
+    result: SubscribeResult,
+  ): Promise<SubscribeResult | ProtocolError> {
+    const { ns, channel } = sub;
+    const { broker, registry } = this.node;
+    const { filter } = options;
+    if (adding) await adding;
     if (options.authorize) {
       const decision = await options.authorize();
       if (!decision.ok) {
@@ -793,12 +896,8 @@ export class Session implements Connection {
       sub.sentOffset = position.offset;
       this.node.noteSubscribed(channel, position);
     }
-    // Closed or unsubscribed meanwhile: the cleanup already ran, add no presence after it. A
-    // resync (the broker reconnected) ended it: the client subscribes again, so it is temporary.
-    if (this.isClosed()) return Errors.notAvailable;
-    if (this.subs.get(channel) !== sub) return SUBSCRIBE_INTERRUPTED;
-    if (sub.expiresAt > 0)
-      Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
+    const prepared = this.prepared(sub, result);
+    if (isError(prepared)) return prepared;
     if (ns.presence) {
       const info = this.clientInfo(sub.chanInfo);
       await registry.addPresence(channel, info);
@@ -806,6 +905,17 @@ export class Session implements Connection {
     }
     if (options.delta && result.publications)
       result.publications = deltaPublications(result.publications, this.edge.binary);
+    return result;
+  }
+
+  /** The result once nothing more is waited for, or why the subscription ended meanwhile. */
+  private prepared(sub: Subscription, result: SubscribeResult): SubscribeResult | ProtocolError {
+    // Closed or unsubscribed meanwhile: the cleanup already ran, add no presence after it. A
+    // resync (the broker reconnected) ended it: the client subscribes again, so it is temporary.
+    if (this.isClosed()) return Errors.notAvailable;
+    if (this.subs.get(sub.channel) !== sub) return SUBSCRIBE_INTERRUPTED;
+    if (sub.expiresAt > 0)
+      Object.assign(result, { expires: true, ttl: Math.max(1, sub.expiresAt - nowSeconds()) });
     return result;
   }
 
