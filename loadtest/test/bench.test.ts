@@ -52,7 +52,7 @@ test('bench --quick produces every table, row and target', { timeout: 150_000 },
       assert.equal(r.memory.length, 2, r.kind);
       assert.equal(r.fanout.length, 2, r.kind);
       assert.equal(r.channels.length, 1, r.kind);
-      // At the smoke sizes (100, 300) a server's RSS may shrink by more than the connections add
+      // At the smoke sizes (100, 1000) a server's RSS may shrink by more than the connections add
       // (a GC handing pages back): the rows must be there and measured, their sign is noise.
       for (const m of r.memory) {
         assert.ok(Number.isFinite(m.bytesPerConnection), `${r.kind} memory ${m.bytesPerConnection}`);
