@@ -128,6 +128,27 @@ describe('ConnectClock', () => {
     assert.equal(run.warmup, 0);
     assert.equal(run.connections, 300);
   });
+
+  test("the main thread's CPU is measured apart, as part of the process's", async () => {
+    const state = { open: 0 };
+    const clock = new ConnectClock(process.pid, 1);
+    // 100 ms of work on this (the main) thread: ten clock ticks at least.
+    await clock.level(
+      async () => {
+        const until = performance.now() + 100;
+        while (performance.now() < until) state.open += 0;
+        state.open = 10;
+      },
+      () => state.open,
+    );
+    const run = clock.result(0);
+    assert.ok(run.mainThreadCpuSeconds! >= 0.05, `main thread ${run.mainThreadCpuSeconds} s`);
+    assert.ok(
+      run.mainThreadCpuSeconds! <= run.cpuSeconds + 0.01,
+      `${run.mainThreadCpuSeconds} > ${run.cpuSeconds}`,
+    );
+    assert.equal(run.perMainThreadCpuSecond, 10 / run.mainThreadCpuSeconds!);
+  });
 });
 
 describe('judgeTargets', () => {

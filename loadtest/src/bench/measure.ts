@@ -11,7 +11,7 @@ import { Fleet, loopbackAddresses } from '../fleet.js';
 import type { Histogram } from '../histogram.js';
 import { signHs256 } from '../jwt.js';
 import { DeliveryTracker, openLoop, payload } from '../tracker.js';
-import { cpuSeconds, settledRss } from './proc.js';
+import { cpuSeconds, mainThreadCpuSeconds, settledRss } from './proc.js';
 import type { PusherPlan } from './pusher.js';
 import { type ServerKind, startServer, SWITCHBOARD_BENCH_ENV } from './servers.js';
 
@@ -96,6 +96,9 @@ export interface ConnectRun {
   perSecond: number;
   cpuSeconds: number;
   perCpuSecond: number;
+  /** Of cpuSeconds, the main thread's (the rest: V8's worker threads); absent in results before 2026-12-03. */
+  mainThreadCpuSeconds?: number;
+  perMainThreadCpuSecond?: number;
 }
 
 export interface ServerResult {
@@ -132,6 +135,7 @@ export class ConnectClock {
   private levels = 0;
   private seconds = 0;
   private cpu = 0;
+  private mainCpu = 0;
   private timed = 0;
   private warmup = 0;
 
@@ -145,6 +149,7 @@ export class ConnectClock {
     const timed = this.levels++ > 0 || this.levelCount === 1;
     const before = connected();
     const cpuBefore = cpuSeconds(this.pid);
+    const mainBefore = mainThreadCpuSeconds(this.pid);
     const started = performance.now();
     await open();
     const opened = connected() - before;
@@ -154,6 +159,7 @@ export class ConnectClock {
     }
     this.seconds += (performance.now() - started) / 1000;
     this.cpu += cpuSeconds(this.pid) - cpuBefore;
+    this.mainCpu += mainThreadCpuSeconds(this.pid) - mainBefore;
     this.timed += opened;
   }
 
@@ -166,6 +172,8 @@ export class ConnectClock {
       perSecond: this.seconds > 0 ? this.timed / this.seconds : 0,
       cpuSeconds: this.cpu,
       perCpuSecond: this.cpu > 0 ? this.timed / this.cpu : 0,
+      mainThreadCpuSeconds: this.mainCpu,
+      perMainThreadCpuSecond: this.mainCpu > 0 ? this.timed / this.mainCpu : 0,
     };
   }
 }

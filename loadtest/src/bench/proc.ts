@@ -1,7 +1,8 @@
 /**
  * What the benchmarks read of a server process: resident memory
  * (/proc/<pid>/status VmRSS) and CPU time used (/proc/<pid>/stat utime +
- * stime), and CPU pinning with taskset; and of the machine: its description
+ * stime; of its main thread, /proc/<pid>/task/<pid>/stat), and CPU pinning
+ * with taskset; and of the machine: its description
  * and how many connections one process may hold.
  */
 
@@ -19,7 +20,19 @@ export function rssBytes(pid: number): number {
 
 /** User + system CPU seconds the process has used so far. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/**
+ * Those of its main thread alone (the event loop: JavaScript, uWS, the
+ * syscalls), without V8's worker threads (compilers, parallel and concurrent GC).
+ */
+export function mainThreadCpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuSeconds(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;

@@ -73,6 +73,8 @@ const CONNECT_HEADER = [
   'connects/s',
   'server CPU s',
   'connects/CPU-s',
+  'main thread CPU s',
+  'connects/main-thread CPU-s',
 ];
 const connectCells = (c: ConnectRun) => [
   String(c.connections),
@@ -82,6 +84,8 @@ const connectCells = (c: ConnectRun) => [
   c.perSecond.toFixed(0),
   c.cpuSeconds.toFixed(2),
   c.perCpuSecond.toFixed(0),
+  c.mainThreadCpuSeconds?.toFixed(2) ?? '–',
+  c.perMainThreadCpuSecond?.toFixed(0) ?? '–',
 ];
 
 /** The delivery check's columns after the server's: sums over `runs`, then the connections' errors. */
