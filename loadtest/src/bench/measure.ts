@@ -178,6 +178,13 @@ export class ConnectClock {
   }
 }
 
+/** The middle value (the mean of the two middle ones for an even count); NaN for none. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** Deliveries of an untimed warm-up before a measurement at `rate` per second: at least `least`. */
 export function warmupCount(plan: Plan, rate: number, least: number): number {
   return Math.max(least, Math.round(rate * plan.warmupSeconds));

@@ -32,7 +32,7 @@ import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 import { type Connection, type Dialect, ProtocolError } from '../connection.js';
 import { DeliveryTracker, now, openLoop } from '../tracker.js';
-import { Clients, type DeliveryRun, deliveryRun } from './measure.js';
+import { Clients, type DeliveryRun, deliveryRun, median } from './measure.js';
 import { coreTimes, cpuSeconds, machine, pin } from './proc.js';
 import { table } from './report.js';
 import { type RunningServer, startServer } from './servers.js';
@@ -408,12 +408,6 @@ export async function protobufVsJson(
   } finally {
     await server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 export function formatProtobufVsJson(result: ProtobufVsJson): string {

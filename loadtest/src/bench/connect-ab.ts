@@ -1,0 +1,142 @@
+/**
+ * Connects per CPU-second of two or more servers, alternating: every server
+ * runs at once (each pinned to the same core, idle while the others are
+ * measured), and each round opens `--connections` HS256-authenticated,
+ * subscribed connections to each in turn, then closes them. The median over
+ * the rounds after the first (which warms every server up) is far steadier
+ * than one ramp per server, so small changes to the connect path show:
+ *
+ *   node loadtest/dist/src/bench/connect-ab.js --connections 4000 --rounds 8
+ */
+
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Clients, median } from './measure.js';
+import { cpuSeconds, mainThreadCpuSeconds } from './proc.js';
+import { table } from './report.js';
+import { LABELS, type RunningServer, SERVERS, type ServerKind, startServer } from './servers.js';
+
+const SECRET = 'bench-secret-hs256';
+const SERVER_CORE = 1;
+
+export interface ConnectRound {
+  kind: ServerKind;
+  round: number;
+  connections: number;
+  failed: number;
+  cpuSeconds: number;
+  mainThreadCpuSeconds: number;
+}
+
+export interface ConnectAbOptions {
+  servers: ServerKind[];
+  connections: number;
+  rounds: number;
+  timeoutMs: number;
+}
+
+/** One round of `connections` connects to `server`: its CPU (all threads and the main one) meanwhile. */
+async function round(server: RunningServer, index: number, connections: number, timeoutMs: number) {
+  const clients = new Clients(server.dialect, server.url, SECRET, timeoutMs);
+  const cpu = cpuSeconds(server.pid);
+  const main = mainThreadCpuSeconds(server.pid);
+  await clients.grow(0, connections, () => 'fan');
+  const measured: ConnectRound = {
+    kind: server.kind,
+    round: index,
+    connections: clients.fleet.connected,
+    failed: clients.fleet.failed,
+    cpuSeconds: cpuSeconds(server.pid) - cpu,
+    mainThreadCpuSeconds: mainThreadCpuSeconds(server.pid) - main,
+  };
+  clients.close();
+  return measured;
+}
+
+export async function connectAb(options: ConnectAbOptions): Promise<ConnectRound[]> {
+  const servers: RunningServer[] = [];
+  try {
+    for (const kind of options.servers) servers.push(await startServer(kind, SECRET, SERVER_CORE));
+    const rounds: ConnectRound[] = [];
+    for (let i = 0; i < options.rounds; i++)
+      for (const server of servers)
+        rounds.push(await round(server, i, options.connections, options.timeoutMs));
+    return rounds;
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+const perCpu = (connections: number, seconds: number) => (seconds > 0 ? connections / seconds : 0);
+
+/** Per server: connects per CPU-second (all threads, main thread) in each round, the median of the timed ones, ÷ the first server's. */
+export function formatConnectAb(rounds: ConnectRound[]): string {
+  const kinds = [...new Set(rounds.map((r) => r.kind))];
+  const timed = (kind: ServerKind) => rounds.filter((r) => r.kind === kind && r.round > 0);
+  const medianOf = (kind: ServerKind, cpu: (r: ConnectRound) => number) =>
+    median(timed(kind).map((r) => perCpu(r.connections, cpu(r))));
+  const [first] = kinds;
+  const ratio = (kind: ServerKind, cpu: (r: ConnectRound) => number) => {
+    const base = first === undefined ? 0 : medianOf(first, cpu);
+    return base > 0 ? `${(medianOf(kind, cpu) / base).toFixed(2)}×` : '–';
+  };
+  const all = (r: ConnectRound) => r.cpuSeconds;
+  const main = (r: ConnectRound) => r.mainThreadCpuSeconds;
+  return `Connects per CPU-second, rounds alternating between servers (round 0 warms up, untimed; medians of the rest)\n${table(
+    [
+      'server',
+      'rounds',
+      'connections each',
+      'failed',
+      'connects/CPU-s, each round',
+      'median',
+      `÷ ${first === undefined ? '' : LABELS[first]}`,
+      'median, main thread',
+      `÷ ${first === undefined ? '' : LABELS[first]}, main thread`,
+    ],
+    kinds.map((kind) => [
+      LABELS[kind],
+      String(timed(kind).length),
+      String(Math.max(0, ...rounds.filter((r) => r.kind === kind).map((r) => r.connections))),
+      String(rounds.filter((r) => r.kind === kind).reduce((n, r) => n + r.failed, 0)),
+      rounds
+        .filter((r) => r.kind === kind)
+        .map((r) => perCpu(r.connections, r.cpuSeconds).toFixed(0))
+        .join(' '),
+      medianOf(kind, all).toFixed(0),
+      ratio(kind, all),
+      medianOf(kind, main).toFixed(0),
+      ratio(kind, main),
+    ]),
+  )}\n`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      servers: { type: 'string', default: 'switchboard,uws' },
+      connections: { type: 'string', default: '4000' },
+      rounds: { type: 'string', default: '8' },
+    },
+  });
+  const servers = values.servers.split(',').map((s) => s.trim()) as ServerKind[];
+  for (const kind of servers)
+    if (!(SERVERS as readonly string[]).includes(kind))
+      throw new Error(`unknown server ${kind}; one of ${SERVERS.join(', ')}`);
+  const connections = Number(values.connections);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(connections) || connections < 1) throw new Error('--connections: a positive integer');
+  if (!Number.isInteger(rounds) || rounds < 2) throw new Error('--rounds: an integer of at least 2');
+  const result = await connectAb({ servers, connections, rounds, timeoutMs: 30_000 });
+  console.log(formatConnectAb(result));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
