@@ -149,6 +149,7 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
     for (const other of others) await net.cut(isolated, other);
     const cutAt = Date.now();
     let movedAfter: number;
+    let resumedAfter: number;
     try {
       // Every gateway on the isolated node notices it sees no leader, and moves to the majority.
       await waitUntil(
@@ -158,11 +159,16 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
       );
       movedAfter = Date.now() - cutAt;
       const before = pub.accepted.length;
+      // The streams led from the isolated node elect a leader on the majority side first: raft
+      // election timeouts, and a publish in flight retrying up to publish_timeout (15 s).
       await waitUntil(
         () => pub.accepted.length >= before + 20,
-        20_000,
-        () => 'traffic through the majority',
+        40_000,
+        () =>
+          `traffic through the majority (${pub.accepted.length - before} accepted); g1's last output:\n` +
+          gateways[0]!.output().slice(-4000),
       );
+      resumedAfter = Date.now() - cutAt - movedAfter;
     } finally {
       for (const other of others) await net.heal(isolated, other);
     }
@@ -174,7 +180,8 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
     assertDeliveredOnce(accepted, subs);
     assert.ok((await metric(gateways[0]!, 'switchboard_nats_moves_total')) >= 1, 'g1 moved');
     console.log(
-      `partition: gateways moved off the isolated node after ${movedAfter} ms, the cluster whole ${wholeAfter} ms after the heal; ` +
+      `partition: gateways moved off the isolated node after ${movedAfter} ms, publishes accepted again ${resumedAfter} ms later, ` +
+        `the cluster whole ${wholeAfter} ms after the heal; ` +
         `${accepted.length} accepted, ${refused(pub, accepted).length} refused`,
     );
   });
