@@ -4,7 +4,8 @@
  * measured), and each round opens `--connections` HS256-authenticated,
  * subscribed connections to each in turn, then closes them. The median over
  * the rounds after the first (which warms every server up) is far steadier
- * than one ramp per server, so small changes to the connect path show:
+ * than one ramp per server, so small changes to the connect path show; the
+ * table gives the first server's median ÷ each one's:
  *
  *   node loadtest/dist/src/bench/connect-ab.js --connections 4000 --rounds 8
  */
@@ -69,7 +70,7 @@ export async function connectAb(options: ConnectAbOptions): Promise<ConnectRound
 
 const perCpu = (connections: number, seconds: number) => (seconds > 0 ? connections / seconds : 0);
 
-/** Per server: connects per CPU-second (all threads, main thread) in each round, the median of the timed ones, ÷ the first server's. */
+/** Per server: connects per CPU-second (all threads, main thread) in each round, the median of the timed ones, and the first server's median ÷ it. */
 export function formatConnectAb(rounds: ConnectRound[]): string {
   const kinds = [...new Set(rounds.map((r) => r.kind))];
   const timed = (kind: ServerKind) => rounds.filter((r) => r.kind === kind && r.round > 0);
@@ -78,8 +79,10 @@ export function formatConnectAb(rounds: ConnectRound[]): string {
   const [first] = kinds;
   const ratio = (kind: ServerKind, cpu: (r: ConnectRound) => number) => {
     const base = first === undefined ? 0 : medianOf(first, cpu);
-    return base > 0 ? `${(medianOf(kind, cpu) / base).toFixed(2)}×` : '–';
+    const mine = medianOf(kind, cpu);
+    return mine > 0 ? `${(base / mine).toFixed(2)}×` : '–';
   };
+  const firstLabel = first === undefined ? '' : LABELS[first];
   const all = (r: ConnectRound) => r.cpuSeconds;
   const main = (r: ConnectRound) => r.mainThreadCpuSeconds;
   return `Connects per CPU-second, rounds alternating between servers (round 0 warms up, untimed; medians of the rest)\n${table(
@@ -90,9 +93,9 @@ export function formatConnectAb(rounds: ConnectRound[]): string {
       'failed',
       'connects/CPU-s, each round',
       'median',
-      `÷ ${first === undefined ? '' : LABELS[first]}`,
+      `${firstLabel} ÷ it`,
       'median, main thread',
-      `÷ ${first === undefined ? '' : LABELS[first]}, main thread`,
+      `${firstLabel} ÷ it, main thread`,
     ],
     kinds.map((kind) => [
       LABELS[kind],
