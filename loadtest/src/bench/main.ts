@@ -42,9 +42,10 @@ function plan(quick: boolean): Plan {
       // 900 timed connects: bare uWS spends ~40 ms on them, enough clock ticks (10 ms) to count.
       levels: [100, 1000],
       channelLevels: [100],
-      fanoutDeliveries: 10_000,
+      // Enough work that bare uWS's CPU spans several 10 ms clock ticks (about 60 ms for 50,000 deliveries here).
+      fanoutDeliveries: 50_000,
       fanoutDeliveryRate: 100_000,
-      channelMessages: 1000,
+      channelMessages: 5000,
       channelRate: 5000,
       warmupSeconds: 0.2,
       latencySubscribers: 50,
