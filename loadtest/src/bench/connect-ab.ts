@@ -12,9 +12,9 @@
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Clients, median } from './measure.js';
+import { Clients, median, per } from './measure.js';
 import { cpuSeconds, mainThreadCpuSeconds } from './proc.js';
-import { table } from './report.js';
+import { ratio, table } from './report.js';
 import { LABELS, type RunningServer, SERVERS, type ServerKind, startServer } from './servers.js';
 
 const SECRET = 'bench-secret-hs256';
@@ -68,23 +68,18 @@ export async function connectAb(options: ConnectAbOptions): Promise<ConnectRound
   }
 }
 
-const perCpu = (connections: number, seconds: number) => (seconds > 0 ? connections / seconds : 0);
-
 /** Per server: connects per CPU-second (all threads, main thread) in each round, the median of the timed ones, and the first server's median ÷ it. */
 export function formatConnectAb(rounds: ConnectRound[]): string {
   const kinds = [...new Set(rounds.map((r) => r.kind))];
-  const timed = (kind: ServerKind) => rounds.filter((r) => r.kind === kind && r.round > 0);
-  const medianOf = (kind: ServerKind, cpu: (r: ConnectRound) => number) =>
-    median(timed(kind).map((r) => perCpu(r.connections, cpu(r))));
+  const of = (kind: ServerKind) => rounds.filter((r) => r.kind === kind);
+  const timed = (kind: ServerKind) => of(kind).filter((r) => r.round > 0);
+  const all = (r: ConnectRound) => per(r.connections, r.cpuSeconds);
+  const main = (r: ConnectRound) => per(r.connections, r.mainThreadCpuSeconds);
+  const medianOf = (kind: ServerKind, rate: (r: ConnectRound) => number) => median(timed(kind).map(rate));
   const [first] = kinds;
-  const ratio = (kind: ServerKind, cpu: (r: ConnectRound) => number) => {
-    const base = first === undefined ? 0 : medianOf(first, cpu);
-    const mine = medianOf(kind, cpu);
-    return mine > 0 ? `${(base / mine).toFixed(2)}×` : '–';
-  };
+  const firstOver = (kind: ServerKind, rate: (r: ConnectRound) => number) =>
+    first === undefined ? '–' : ratio(medianOf(first, rate), medianOf(kind, rate));
   const firstLabel = first === undefined ? '' : LABELS[first];
-  const all = (r: ConnectRound) => r.cpuSeconds;
-  const main = (r: ConnectRound) => r.mainThreadCpuSeconds;
   return `Connects per CPU-second, rounds alternating between servers (round 0 warms up, untimed; medians of the rest)\n${table(
     [
       'server',
@@ -100,16 +95,15 @@ export function formatConnectAb(rounds: ConnectRound[]): string {
     kinds.map((kind) => [
       LABELS[kind],
       String(timed(kind).length),
-      String(Math.max(0, ...rounds.filter((r) => r.kind === kind).map((r) => r.connections))),
-      String(rounds.filter((r) => r.kind === kind).reduce((n, r) => n + r.failed, 0)),
-      rounds
-        .filter((r) => r.kind === kind)
-        .map((r) => perCpu(r.connections, r.cpuSeconds).toFixed(0))
+      String(Math.max(0, ...of(kind).map((r) => r.connections))),
+      String(of(kind).reduce((n, r) => n + r.failed, 0)),
+      of(kind)
+        .map((r) => all(r).toFixed(0))
         .join(' '),
       medianOf(kind, all).toFixed(0),
-      ratio(kind, all),
+      firstOver(kind, all),
       medianOf(kind, main).toFixed(0),
-      ratio(kind, main),
+      firstOver(kind, main),
     ]),
   )}\n`;
 }

@@ -13,7 +13,7 @@ import { centrifugo } from '../connection.js';
 import { loopbackAddresses } from '../fleet.js';
 import { LeanStats, leanFleet } from '../lean-client.js';
 import { openLoop, payload, waitForDeliveries as waitFor } from '../tracker.js';
-import { type DeliveryRun, deliveryRun, type Plan, tokens } from './measure.js';
+import { type DeliveryRun, deliveryRun, per, type Plan, tokens } from './measure.js';
 import { coreTimes, cpuSeconds, tcpQueues } from './proc.js';
 import { startServer } from './servers.js';
 
@@ -150,14 +150,14 @@ export async function hotChannel(
         seconds,
         cpuSeconds: cpu,
       }),
-      linesPerMessage: stats.messages > 0 ? stats.lines / stats.messages : 0,
-      messagesPerRead: stats.reads > 0 ? stats.messages / stats.reads : 0,
+      linesPerMessage: per(stats.lines, stats.messages),
+      messagesPerRead: per(stats.messages, stats.reads),
       drainSeconds: (ended - published) / 1000,
       generatorCpu: (generator.user + generator.system) / 1e6 / seconds,
       serverCpu: cpu / seconds,
       serverCoreBusy: (coreAfter.busy - coreBefore.busy) / seconds,
       serverCoreSoftirq: softirq / seconds,
-      perCpuSecondWithSoftirq: cpu + softirq > 0 ? stats.delivered / (cpu + softirq) : 0,
+      perCpuSecondWithSoftirq: per(stats.delivered, cpu + softirq),
       plannedSeconds: count / hot.rate,
       sustained: stats.delivered >= expected && publishErrors === 0 && seconds <= count / hot.rate + 0.5,
       maxGeneratorBacklogBytes,

@@ -169,14 +169,17 @@ export class ConnectClock {
       warmup: this.warmup,
       failed,
       seconds: this.seconds,
-      perSecond: this.seconds > 0 ? this.timed / this.seconds : 0,
+      perSecond: per(this.timed, this.seconds),
       cpuSeconds: this.cpu,
-      perCpuSecond: this.cpu > 0 ? this.timed / this.cpu : 0,
+      perCpuSecond: per(this.timed, this.cpu),
       mainThreadCpuSeconds: this.mainCpu,
-      perMainThreadCpuSecond: this.mainCpu > 0 ? this.timed / this.mainCpu : 0,
+      perMainThreadCpuSecond: per(this.timed, this.mainCpu),
     };
   }
 }
+
+/** `count` per `amount` (a second, a CPU-second, a message): 0 when the amount is none. */
+export const per = (count: number, amount: number) => (amount > 0 ? count / amount : 0);
 
 /** The middle value (the mean of the two middle ones for an even count); NaN for none. */
 export function median(values: number[]): number {
@@ -255,7 +258,7 @@ export function deliveryRun(
     lost: Math.max(0, run.expected - delivered),
     duplicated: counted.duplicated,
     reordered: counted.reordered,
-    perCpuSecond: run.cpuSeconds > 0 ? delivered / run.cpuSeconds : 0,
+    perCpuSecond: per(delivered, run.cpuSeconds),
     perSecond: delivered / run.seconds,
     p50: latency.percentile(50),
     p99: latency.percentile(99),

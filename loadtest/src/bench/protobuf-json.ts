@@ -32,9 +32,9 @@ import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 import { type Connection, type Dialect, ProtocolError } from '../connection.js';
 import { DeliveryTracker, now, openLoop } from '../tracker.js';
-import { Clients, type DeliveryRun, deliveryRun, median } from './measure.js';
+import { Clients, type DeliveryRun, deliveryRun, median, per } from './measure.js';
 import { coreTimes, cpuSeconds, machine, pin } from './proc.js';
-import { table } from './report.js';
+import { ratio, table } from './report.js';
 import { type RunningServer, startServer } from './servers.js';
 
 export interface ProtobufPlan {
@@ -351,7 +351,7 @@ async function run(
         cpuSeconds: cpu,
       }),
       softirqSeconds: softirq,
-      perCpuSecondWithSoftirq: cpu + softirq > 0 ? tracker.delivered / (cpu + softirq) : 0,
+      perCpuSecondWithSoftirq: per(tracker.delivered, cpu + softirq),
       messages: received.messages,
       bytesPerDelivery: received.bytes / tracker.delivered,
       frameBytesPerDelivery: received.frameBytes / tracker.delivered,
@@ -414,12 +414,10 @@ export function formatProtobufVsJson(result: ProtobufVsJson): string {
   const { plan, runs } = result;
   const of = (p: Protocol) => runs.filter((r) => r.protocol === p);
   const mid = (p: Protocol, value: (r: ProtocolRun) => number) => median(of(p).map(value));
-  const ratio = (value: (r: ProtocolRun) => number) => {
-    const json = mid('json', value);
-    return json > 0 ? `${(mid('protobuf', value) / json).toFixed(2)}×` : '–';
-  };
+  const protobufOverJson = (value: (r: ProtocolRun) => number) =>
+    ratio(mid('protobuf', value), mid('json', value));
   const row = (name: string, cell: (p: Protocol) => string, r = '') => [name, ...PROTOCOLS.map(cell), r];
-  const per = (value: (r: ProtocolRun) => number, digits: number) => (p: Protocol) =>
+  const medianCell = (value: (r: ProtocolRun) => number, digits: number) => (p: Protocol) =>
     mid(p, value).toFixed(digits);
   const cpu = (r: ProtocolRun) => r.perCpuSecond;
   const withSoftirq = (r: ProtocolRun) => r.perCpuSecondWithSoftirq;
@@ -429,19 +427,19 @@ export function formatProtobufVsJson(result: ProtobufVsJson): string {
     ),
     row(
       'bytes per delivery (WebSocket payload)',
-      per((r) => r.bytesPerDelivery, 1),
-      ratio((r) => r.bytesPerDelivery),
+      medianCell((r) => r.bytesPerDelivery, 1),
+      protobufOverJson((r) => r.bytesPerDelivery),
     ),
     row(
       '  with frame header',
-      per((r) => r.frameBytesPerDelivery, 1),
-      ratio((r) => r.frameBytesPerDelivery),
+      medianCell((r) => r.frameBytesPerDelivery, 1),
+      protobufOverJson((r) => r.frameBytesPerDelivery),
     ),
     row(
       "  gateway's count (bytes_total)",
-      per((r) => r.gatewayBytesPerDelivery, 1),
+      medianCell((r) => r.gatewayBytesPerDelivery, 1),
     ),
-    row('deliveries per server CPU-second', per(cpu, 0), ratio(cpu)),
+    row('deliveries per server CPU-second', medianCell(cpu, 0), protobufOverJson(cpu)),
     row('  each run', (p) =>
       of(p)
         .map((r) => r.perCpuSecond.toFixed(0))
@@ -450,15 +448,15 @@ export function formatProtobufVsJson(result: ProtobufVsJson): string {
     row(
       '  with the core softirq',
       (p) => (result.pinned ? mid(p, withSoftirq).toFixed(0) : '–'),
-      result.pinned ? ratio(withSoftirq) : '',
+      result.pinned ? protobufOverJson(withSoftirq) : '',
     ),
     row(
       'server CPU s',
-      per((r) => r.cpuSeconds, 2),
+      medianCell((r) => r.cpuSeconds, 2),
     ),
     row(
       `wall s (planned ${(plan.publications / plan.rate).toFixed(1)})`,
-      per((r) => r.seconds, 2),
+      medianCell((r) => r.seconds, 2),
     ),
     row('p50 / p99 ms', (p) => `${mid(p, (r) => r.p50).toFixed(1)} / ${mid(p, (r) => r.p99).toFixed(1)}`),
     row(

@@ -21,7 +21,8 @@ export interface TargetRow {
 
 export const kb = (bytes: number) => `${(bytes / 1024).toFixed(2)} KB`;
 const count = (v: number) => (v >= 10_000 ? `${(v / 1000).toFixed(0)}k` : v.toFixed(0));
-const ratio = (a: number, b: number) => (a > 0 && b > 0 ? `${(a / b).toFixed(2)}×` : '–');
+/** a ÷ b as a ratio (1.23×), '–' when either is none. */
+export const ratio = (a: number, b: number) => (a > 0 && b > 0 ? `${(a / b).toFixed(2)}×` : '–');
 
 /** Right-aligned columns under a header and a rule. */
 export function table(header: string[], rows: string[][]): string {

@@ -25,7 +25,7 @@ import { type Gateway, metric, startGateway, waitUntil } from '@switchboard/gate
 import { Subjects } from '@switchboard/protocol';
 import { centrifugo, type Connection } from '../connection.js';
 import { openLoop, payload } from '../tracker.js';
-import { tokens } from './measure.js';
+import { per, tokens } from './measure.js';
 import { chart, renderCharts } from './plot.js';
 import { connectionCeiling, cpuSeconds, machine, settledRss } from './proc.js';
 import { kb, table } from './report.js';
@@ -452,10 +452,10 @@ async function scaleRun(count: number, plan: Plan): Promise<ScaleRun> {
         held: held[k]!,
         rssBeforeBytes: rssBefore[k]!,
         rssAfterBytes: rssAfter[k]!,
-        bytesPerConnection: held[k]! > 0 ? (rssAfter[k]! - rssBefore[k]!) / held[k]! : 0,
+        bytesPerConnection: per(rssAfter[k]! - rssBefore[k]!, held[k]!),
         natsSubscriptions: subscriptions[k]!,
         idleCpu: idle[k]!,
-        fanout: { ...f, perCpuSecond: f.cpuSeconds > 0 ? f.delivered / f.cpuSeconds : 0 },
+        fanout: { ...f, perCpuSecond: per(f.delivered, f.cpuSeconds) },
         ...(routing ? { routing: routing.gateways[k]! } : {}),
       };
     });
@@ -482,7 +482,7 @@ async function scaleRun(count: number, plan: Plan): Promise<ScaleRun> {
       lost: Math.max(0, expected - delivered),
       duplicated: totalOf((r) => r.fanout.duplicated),
       cpuSeconds: cpu,
-      perCpuSecond: cpu > 0 ? delivered / cpu : 0,
+      perCpuSecond: per(delivered, cpu),
       perSecond: delivered / fanout.seconds,
     };
     const routingResult = routing && routingCheck(routing, nodes);
