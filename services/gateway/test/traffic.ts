@@ -4,6 +4,7 @@
  * gateway's connection count from its own metrics.
  */
 
+import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import type { Centrifuge, PublicationContext, Subscription } from 'centrifuge';
 import { api, type Gateway, waitUntil } from './harness.js';
@@ -41,6 +42,37 @@ export async function connectionsOn(gateway: Gateway, transport = 'websocket'): 
 }
 
 export const numbers = (got: PublicationContext[]) => got.map((p) => (p.data as { n: number }).n);
+
+/**
+ * A subscriber got exactly the accepted numbers, each once and in order. When
+ * not, the message names what differs (a list of hundreds is cut short in
+ * assert's own diff): what is missing, what was never accepted and what came
+ * twice, with the offset and the time each arrived with.
+ */
+export function assertGotExactly(s: Subscriber, accepted: number[], what: string): void {
+  const got = numbers(s.got);
+  if (got.length === accepted.length && got.every((n, i) => n === accepted[i])) return;
+  const wanted = new Set(accepted);
+  const seen = new Set<number>();
+  const arrived = (p: PublicationContext, i: number) =>
+    `${(p.data as { n: number }).n}@${p.offset} (#${i}, ${s.at[i]})`;
+  const foreign: string[] = [];
+  const repeated: string[] = [];
+  for (const [i, p] of s.got.entries()) {
+    const n = (p.data as { n: number }).n;
+    if (!wanted.has(n)) foreign.push(arrived(p, i));
+    else if (seen.has(n)) repeated.push(arrived(p, i));
+    seen.add(n);
+  }
+  const firstDifference = got.findIndex((n, i) => n !== accepted[i]);
+  assert.fail(
+    `${what}: got ${got.length} of ${accepted.length} accepted, recovered ${s.recoveries} times; ` +
+      `missing [${accepted.filter((n) => !seen.has(n)).join(',')}], ` +
+      `never accepted [${foreign.join(', ')}], twice [${repeated.join(', ')}], ` +
+      `first difference at #${firstDifference}: got ${got.slice(firstDifference, firstDifference + 5).join(',')}, ` +
+      `accepted ${accepted.slice(firstDifference, firstDifference + 5).join(',')}`,
+  );
+}
 
 /**
  * The loops of publishers not stopped yet. A test that fails before it stops its
@@ -95,12 +127,13 @@ export function deliveryLatency(pub: Publisher, subscribers: Subscriber[], q: nu
 
 /**
  * After a disruption: lets `pub` get `more` publications accepted, stops it,
- * and resolves once every subscriber has as many as were accepted (what they
- * are is the caller's to compare); returns the accepted numbers.
+ * and resolves once every subscriber has the last accepted one and as many as
+ * were accepted (what they are is the caller's to compare); returns the
+ * accepted numbers.
  */
 export async function finishTraffic(
   pub: Publisher,
-  subscribers: { got: unknown[] }[],
+  subscribers: Subscriber[],
   more = 30,
   what = 'the disruption',
 ): Promise<number[]> {
@@ -114,10 +147,19 @@ export async function finishTraffic(
   );
   await pub.stop();
   const total = pub.accepted.length;
+  const last = pub.accepted.at(-1);
+  // One that got a publication never accepted (refused, yet stored) has as many before the last.
   await waitUntil(
-    () => subscribers.every((s) => s.got.length >= total),
+    () => subscribers.every((s) => s.got.length >= total && numbers(s.got).includes(last!)),
     20_000,
-    () => `every subscriber to have ${total}: ${subscribers.map((s) => s.got.length).join(',')}`,
+    () =>
+      `every subscriber to have ${total} up to ${last}: ` +
+      subscribers
+        .map((s) => {
+          const got = new Set(numbers(s.got));
+          return `${s.got.length} without [${pub.accepted.filter((n) => !got.has(n)).slice(0, 20)}]`;
+        })
+        .join('; '),
   );
   return pub.accepted;
 }
