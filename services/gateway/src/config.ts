@@ -200,7 +200,7 @@ export const KEYS = {
   publish_timeout: {
     kind: 'int',
     default: 15000,
-    doc: 'Milliseconds a publish to a channel with history may take while NATS changes leaders or reconnects: appends are retried (idempotently) until then, and only then answered with error 100 (temporary).',
+    doc: 'Milliseconds a publish to a channel with history may take while NATS changes leaders or reconnects: appends are retried (idempotently) until then, and only then answered with error 100 (temporary; `may still be stored` when an attempt went unanswered).',
   },
   nats_ping_interval: {
     kind: 'int',

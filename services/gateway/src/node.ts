@@ -56,6 +56,11 @@ const POSITION_CHECK_DELAY_MS = 1000;
 export const BROKER_UNAVAILABLE: ProtocolError = { ...Errors.internal, message: 'broker unavailable' };
 /** History could not be written within `publish_timeout` (no stream leader): nothing was stored, try again. */
 export const HISTORY_UNAVAILABLE: ProtocolError = { ...Errors.internal, message: 'history unavailable' };
+/** Not stored in time, but an attempt went unanswered: it may be stored yet (retry with an idempotency key). */
+export const HISTORY_UNANSWERED: ProtocolError = {
+  ...Errors.internal,
+  message: 'history unavailable: the publication may still be stored',
+};
 
 export interface ResolvedChannel {
   name: ChannelName;
@@ -426,7 +431,7 @@ export class Node {
         .catch((e: unknown) => this.log.warn({ err: e, channel }, 'idempotency key not released'));
     if (!(err instanceof HistoryUnavailable)) throw err;
     this.log.warn({ err: err.message }, 'publish refused');
-    return HISTORY_UNAVAILABLE;
+    return err.mayBeStored ? HISTORY_UNANSWERED : HISTORY_UNAVAILABLE;
   }
 
   /** A local connection starts or stops subscribing: the broker follows the first and the last. */

@@ -3,7 +3,9 @@
  * and delivered once and answers the first result) and `version` /
  * `version_epoch` (a publication not newer than the channel's last is
  * dropped), against one gateway and a cluster over nats-server, with a real
- * centrifuge-js subscriber; bad values refused alone.
+ * centrifuge-js subscriber; bad values refused alone. A publish whose
+ * attempts went unanswered (nats-server stopped with SIGSTOP) is refused as
+ * one that may still be stored, and a retry with its key finds it stored.
  */
 
 import assert from 'node:assert/strict';
@@ -11,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Centrifuge, PublicationContext } from 'centrifuge';
 import { IdempotentResults } from '../src/idempotency.js';
 import { outdated } from '../src/history.js';
-import { type Cluster, startCluster } from './cluster.js';
+import { type Cluster, type Nats, startCluster, startNats } from './cluster.js';
 import { api, connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
 
 const NAMESPACES = JSON.stringify([
@@ -292,5 +294,54 @@ describe('idempotency_key and version (cluster over NATS)', () => {
       v6,
     );
     assert.deepEqual(await s.settle(gw2), ['v5', 'v6']);
+  });
+});
+
+describe('a publish left unanswered (nats-server stopped with SIGSTOP)', () => {
+  let nats: Nats;
+  let gateway: Gateway;
+  const clients: Centrifuge[] = [];
+
+  before(async () => {
+    nats = await startNats();
+    gateway = await startGateway({
+      SWITCHBOARD_BROKER: 'nats',
+      SWITCHBOARD_NATS_URL: nats.url,
+      SWITCHBOARD_NAMESPACES: NAMESPACES,
+      SWITCHBOARD_PUBLISH_TIMEOUT: '2500',
+      // The connection is not given up on while the server is stopped: the requests wait in its socket.
+      SWITCHBOARD_NATS_PING_INTERVAL: '30000',
+    });
+  });
+
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await gateway?.stop();
+    await nats?.stop();
+  });
+
+  test('is answered "may still be stored"; stored once after SIGCONT; a retry with its key answers where it was stored', async () => {
+    const channel = 'h:unanswered';
+    const s = await subscriber(await connectedClient(gateway, 'hal', clients), channel);
+    const first = (await publish(gateway, { channel, data: 1 })).result as Result;
+    const pid = nats.pid()!;
+    process.kill(pid, 'SIGSTOP');
+    let refused: Awaited<ReturnType<typeof publish>>;
+    try {
+      refused = await publish(gateway, { channel, data: 2, idempotency_key: 'u' });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.deepEqual(refused.error, {
+      code: 100,
+      message: 'history unavailable: the publication may still be stored',
+      temporary: true,
+    });
+    // The server reads the attempts it was sent: the first is stored, the rest are its duplicates.
+    const retry = await publish(gateway, { channel, data: 2, idempotency_key: 'u' });
+    assert.deepEqual(retry.result, { offset: first.offset! + 1, epoch: first.epoch });
+    assert.deepEqual(await s.settle(gateway), [1, 2]);
+    const history = (await api(gateway, 'history', { channel, limit: 10 })).body.result;
+    assert.equal(history.publications.length, 3, 'two and the marker');
   });
 });

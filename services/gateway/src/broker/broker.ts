@@ -60,10 +60,22 @@ export interface PublishOptions {
   version?: PublicationVersion | undefined;
 }
 
-/** A publish that could not be stored within `publish_timeout`: the caller gets a temporary error. */
+/**
+ * A publish that could not be stored within `publish_timeout`: the caller gets
+ * a temporary error. `mayBeStored`: an attempt went unanswered (a timeout), so
+ * JetStream may still store it (a leader that got it before an election); a
+ * retry with the same idempotency key is stored once either way.
+ */
 export class HistoryUnavailable extends Error {
-  constructor(channel: string, ms: number) {
-    super(`history of ${channel} not writable within ${ms} ms (NATS has no leader for it or is unreachable)`);
+  constructor(
+    channel: string,
+    ms: number,
+    readonly mayBeStored: boolean,
+  ) {
+    super(
+      `history of ${channel} not writable within ${ms} ms (NATS has no leader for it or is unreachable)` +
+        (mayBeStored ? '; an attempt went unanswered and may still be stored' : ''),
+    );
   }
 }
 

@@ -568,8 +568,11 @@ export class NatsBroker implements Broker {
     const version =
       envelope.ver === undefined ? undefined : { version: envelope.ver, epoch: envelope.vep ?? '' };
     const deadline = Date.now() + this.publishTimeout;
+    /** An attempt was sent and went unanswered: JetStream may have stored it, or still store it. */
+    let unanswered = false;
     for (let attempt = 1; ; attempt++) {
       let reason: 'race' | 'unavailable';
+      let sent = false;
       try {
         const cached = this.positions.get(channel);
         const last = cached ?? (await this.lastStored(ns, channel));
@@ -582,6 +585,7 @@ export class NatsBroker implements Broker {
         // No stored publication: history is new or was lost, so a new epoch tells clients so.
         const epoch = last?.epoch || newEpoch();
         const offset = (last?.offset ?? 0) + 1;
+        sent = true;
         const ack = await this.js!.publish(
           subject,
           encode({ ...envelope, pub: { ...envelope.pub, offset, epoch } }),
@@ -603,9 +607,18 @@ export class NatsBroker implements Broker {
         if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) reason = 'race';
         else if (isTransient(err)) reason = 'unavailable';
         else throw err;
+        if (sent && err instanceof errors.TimeoutError) unanswered = true;
       }
       this.metrics.jetstreamRetries.inc({ reason });
-      if (Date.now() >= deadline) throw new HistoryUnavailable(channel, this.publishTimeout);
+      if (Date.now() >= deadline) {
+        // Stored after all, with only its answer lost: the last entry carries this message id.
+        const stored = unanswered ? await this.storedWithId(ns, channel, msgID) : undefined;
+        if (stored) {
+          this.remember(channel, stored);
+          return { offset: stored.offset, epoch: stored.epoch };
+        }
+        throw new HistoryUnavailable(channel, this.publishTimeout, unanswered);
+      }
       // A race: jitter, and read the new last; no leader yet: back off a little more each time.
       const pause =
         reason === 'race' ? Math.random() * attempt : Math.min(25 * attempt, 250) * (0.5 + Math.random());
@@ -636,10 +649,22 @@ export class NatsBroker implements Broker {
     this.positions.set(channel, position);
   }
 
-  private async lastStored(ns: string, channel: string): Promise<Top | undefined> {
-    const msg = await this.jsm!.streams.getMessage(this.subjects.historyStream(ns), {
+  /** The channel's last entry when it is the publication with message id `msgID`; undefined when not, or not known. */
+  private async storedWithId(ns: string, channel: string, msgID: string): Promise<Top | undefined> {
+    const msg = await this.lastEntry(ns, channel).catch(() => null);
+    if (msg?.header?.get('Nats-Msg-Id') !== msgID) return undefined;
+    const envelope = this.decode(msg.data, 'history', readStored);
+    return envelope && topOf(msg.seq, envelope);
+  }
+
+  private lastEntry(ns: string, channel: string) {
+    return this.jsm!.streams.getMessage(this.subjects.historyStream(ns), {
       last_by_subj: this.subjects.history(ns, channel),
     });
+  }
+
+  private async lastStored(ns: string, channel: string): Promise<Top | undefined> {
+    const msg = await this.lastEntry(ns, channel);
     if (!msg) return undefined;
     const envelope = this.decode(msg.data, 'history', readStored);
     // Not ours (someone wrote to the history subject): its offset is unknown, so nothing is appended after it.
