@@ -188,7 +188,7 @@ describe('chaos on a real network: three NATS nodes, three gateways, HAProxy', (
     console.log(
       `partition: gateways moved off the isolated node after ${movedAfter} ms, publishes accepted again ${resumedAfter} ms later, ` +
         `the cluster whole ${wholeAfter} ms after the heal; ` +
-        `${accepted.length} accepted, ${refused(pub, accepted).length} refused (${pub.uncertain.length} of them maybe stored)`,
+        `${accepted.length} accepted, ${refused(pub, accepted).length} refused (${pub.uncertain.length} of them maybe stored, ${pub.uncertain.filter((n) => numbers(subs[0]!.got).includes(n)).length} of those delivered)`,
     );
   });
 
