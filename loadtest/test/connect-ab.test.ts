@@ -8,13 +8,22 @@ import { describe, test } from 'node:test';
 import { type ConnectRound, connectAb, formatConnectAb } from '../src/bench/connect-ab.js';
 import { median } from '../src/bench/measure.js';
 
-const round = (kind: 'switchboard' | 'uws', index: number, cpu: number, main: number): ConnectRound => ({
+const round = (
+  kind: 'switchboard' | 'uws',
+  index: number,
+  cpu: number,
+  main: number,
+  scavenges = 2,
+  scavengedBytes = 2048 * 1000,
+): ConnectRound => ({
   kind,
   round: index,
   connections: 1000,
   failed: 0,
   cpuSeconds: cpu,
   mainThreadCpuSeconds: main,
+  scavenges,
+  scavengedBytes,
 });
 
 describe('connect A/B', () => {
@@ -32,14 +41,18 @@ describe('connect A/B', () => {
       round('uws', 1, 0.1, 0.1),
       round('switchboard', 2, 0.25, 0.125),
       round('uws', 2, 0.1, 0.1),
-      round('switchboard', 3, 0.5, 0.25),
+      round('switchboard', 3, 0.5, 0.25, 4, 6144 * 1000),
       round('uws', 3, 0.1, 0.1),
     ]);
     const line = (label: string) => text.split('\n').find((l) => l.trimStart().startsWith(label))!;
     // Switchboard: 5000, 4000, 2000 per CPU-s → median 4000; main thread 10000, 8000, 4000 → 8000.
-    assert.match(line('Switchboard'), /\b1000 5000 4000 2000\s+4000\s+1\.00×\s+8000\s+1\.00×/);
+    // Scavenges 2, 2, 4 → 2; freed 2, 2, 6 KB per connect → 2 KB.
+    assert.match(
+      line('Switchboard'),
+      /\b1000 5000 4000 2000\s+4000\s+1\.00×\s+8000\s+1\.00×\s+2\s+2\.00 KB$/,
+    );
     // bare uWS: 10000 every round; Switchboard's median is 0.40× it, its main thread's 0.80×.
-    assert.match(line('bare uWS'), /\b10000\s+0\.40×\s+10000\s+0\.80×/);
+    assert.match(line('bare uWS'), /\b10000\s+0\.40×\s+10000\s+0\.80×\s+2\s+2\.00 KB$/);
   });
 
   test('alternates real servers round by round; every connect succeeds', async () => {
@@ -59,6 +72,12 @@ describe('connect A/B', () => {
       ],
     );
     for (const r of rounds) assert.ok(r.mainThreadCpuSeconds <= r.cpuSeconds + 0.01, JSON.stringify(r));
+    // The GC trace is on in both servers: 400 connects leave garbage enough for a scavenge.
+    for (const kind of ['switchboard', 'uws'])
+      assert.ok(
+        rounds.filter((r) => r.kind === kind).some((r) => r.scavenges > 0 && r.scavengedBytes > 0),
+        `${kind}: ${JSON.stringify(rounds)}`,
+      );
     assert.match(formatConnectAb(rounds), /Switchboard[\s\S]*bare uWS/);
   });
 });

@@ -19,7 +19,6 @@ import {
   formatVerdict,
   judge,
   leastSquares,
-  majorGcs,
   metricValue,
   type Outcome,
   pickRandom,
@@ -380,19 +379,6 @@ describe('slopes and verdict', () => {
     assert.equal(byName.get('connections gauge − clients held, at the end')!.mean, 1);
     assert.equal(byName.get('publications duplicated')!.pass, true);
     assert.match(formatVerdict(rows, 720), /^MISS .*gateway RSS after each major GC$/m);
-  });
-
-  test('majorGcs reads the mark-compacts of a --trace-gc log', () => {
-    const log = [
-      '{"level":40,"msg":"something else"}',
-      '[4242:0x5d0c000]       86 ms: Scavenge 3.9 (4.0) -> 3.5 (5.0) MB, 3.11 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ',
-      '[4242:0x5d0c000]    12315 ms: Mark-Compact 25.1 (53.5) -> 5.5 (38.7) MB, 8.58 / 0.00 ms  (+ 0.3 ms in 4 steps since start of marking) finalize incremental marking via stack guard; GC in old space requested',
-      '[4242:0x5d0c000]    99999 ms: Mark-Compact (reduce) 12.0 (20.0) -> 10.0 (18.0) MB, 4.00 / 0.00 ms  (average mu = 0.9) memory reducer',
-    ].join('\n');
-    assert.deepEqual(majorGcs(log), [
-      { ms: 12_315, beforeBytes: 25.1 * MB, afterBytes: 5.5 * MB },
-      { ms: 99_999, beforeBytes: 12 * MB, afterBytes: 10 * MB },
-    ]);
   });
 
   test('metricValue sums a metric over its series and does not take a longer name', () => {

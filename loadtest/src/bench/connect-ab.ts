@@ -5,13 +5,17 @@
  * subscribed connections to each in turn, then closes them. The median over
  * the rounds after the first (which warms every server up) is far steadier
  * than one ramp per server, so small changes to the connect path show; the
- * table gives the first server's median ÷ each one's:
+ * table gives the first server's median ÷ each one's. Every server runs with
+ * V8's GC trace on (trace-gc.ts): its scavenges in each round, and what they
+ * freed per connect, show the garbage a connect leaves for V8's young
+ * generation (collected on worker threads as much as on the main one):
  *
  *   node loadtest/dist/src/bench/connect-ab.js --connections 4000 --rounds 8
  */
 
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { scavenges } from './gc-trace.js';
 import { Clients, median, per } from './measure.js';
 import { cpuSeconds, mainThreadCpuSeconds } from './proc.js';
 import { ratio, table } from './report.js';
@@ -19,6 +23,7 @@ import { LABELS, type RunningServer, SERVERS, type ServerKind, startServer } fro
 
 const SECRET = 'bench-secret-hs256';
 const SERVER_CORE = 1;
+const TRACE_GC = fileURLToPath(new URL('./trace-gc.js', import.meta.url));
 
 export interface ConnectRound {
   kind: ServerKind;
@@ -27,6 +32,9 @@ export interface ConnectRound {
   failed: number;
   cpuSeconds: number;
   mainThreadCpuSeconds: number;
+  /** Young-generation collections during the round, and the bytes they freed. */
+  scavenges: number;
+  scavengedBytes: number;
 }
 
 export interface ConnectAbOptions {
@@ -39,9 +47,11 @@ export interface ConnectAbOptions {
 /** One round of `connections` connects to `server`: its CPU (all threads and the main one) meanwhile. */
 async function round(server: RunningServer, index: number, connections: number, timeoutMs: number) {
   const clients = new Clients(server.dialect, server.url, SECRET, timeoutMs);
+  const printed = server.output().length;
   const cpu = cpuSeconds(server.pid);
   const main = mainThreadCpuSeconds(server.pid);
   await clients.grow(0, connections, () => 'fan');
+  const gc = scavenges(server.output().slice(printed));
   const measured: ConnectRound = {
     kind: server.kind,
     round: index,
@@ -49,6 +59,8 @@ async function round(server: RunningServer, index: number, connections: number, 
     failed: clients.fleet.failed,
     cpuSeconds: cpuSeconds(server.pid) - cpu,
     mainThreadCpuSeconds: mainThreadCpuSeconds(server.pid) - main,
+    scavenges: gc.count,
+    scavengedBytes: gc.freedBytes,
   };
   clients.close();
   return measured;
@@ -57,7 +69,8 @@ async function round(server: RunningServer, index: number, connections: number, 
 export async function connectAb(options: ConnectAbOptions): Promise<ConnectRound[]> {
   const servers: RunningServer[] = [];
   try {
-    for (const kind of options.servers) servers.push(await startServer(kind, SECRET, SERVER_CORE));
+    for (const kind of options.servers)
+      servers.push(await startServer(kind, SECRET, SERVER_CORE, { NODE_OPTIONS: `--import=${TRACE_GC}` }));
     const rounds: ConnectRound[] = [];
     for (let i = 0; i < options.rounds; i++)
       for (const server of servers)
@@ -68,7 +81,11 @@ export async function connectAb(options: ConnectAbOptions): Promise<ConnectRound
   }
 }
 
-/** Per server: connects per CPU-second (all threads, main thread) in each round, the median of the timed ones, and the first server's median ÷ it. */
+/**
+ * Per server: connects per CPU-second (all threads, main thread) in each
+ * round, the median of the timed ones, and the first server's median ÷ it;
+ * the medians of scavenges per round and of bytes they freed per connect.
+ */
 export function formatConnectAb(rounds: ConnectRound[]): string {
   const kinds = [...new Set(rounds.map((r) => r.kind))];
   const of = (kind: ServerKind) => rounds.filter((r) => r.kind === kind);
@@ -91,6 +108,8 @@ export function formatConnectAb(rounds: ConnectRound[]): string {
       `${firstLabel} ÷ it`,
       'median, main thread',
       `${firstLabel} ÷ it, main thread`,
+      'scavenges per round',
+      'freed per connect',
     ],
     kinds.map((kind) => [
       LABELS[kind],
@@ -104,6 +123,8 @@ export function formatConnectAb(rounds: ConnectRound[]): string {
       firstOver(kind, all),
       medianOf(kind, main).toFixed(0),
       firstOver(kind, main),
+      medianOf(kind, (r) => r.scavenges).toFixed(0),
+      `${(medianOf(kind, (r) => per(r.scavengedBytes, r.connections)) / 1024).toFixed(2)} KB`,
     ]),
   )}\n`;
 }

@@ -29,8 +29,8 @@ export interface RunningServer {
   url: string;
   /** Switchboard's internal (admin) port: /metrics, /readyz and the HTTP server API. */
   internalUrl?: string;
-  /** Everything Switchboard printed so far (stdout and stderr). */
-  output?: () => string;
+  /** Everything the server printed so far (stdout and stderr). */
+  output: () => string;
   dialect: Dialect;
   pinned: boolean;
   stop(): Promise<void>;
@@ -53,27 +53,28 @@ const PEER_DIR = fileURLToPath(new URL('./peers/', import.meta.url));
 async function startPeer(
   kind: Exclude<ServerKind, 'switchboard'>,
   secret: string,
-): Promise<{ child: ChildProcess; port: number }> {
+  extraEnv: Record<string, string>,
+): Promise<{ child: ChildProcess; port: number; output: () => string }> {
   const port = await freePort();
   const child = spawn(process.execPath, [`${PEER_DIR}${kind}.js`], {
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), SECRET: secret },
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), SECRET: secret, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   child.stderr?.on('data', (d) => (out += d));
+  child.stdout?.on('data', (d) => (out += d));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${kind} peer did not start:\n${out}`)), 15_000);
-    child.stdout?.on('data', (d) => {
-      out += d;
-      if (out.includes('listening')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
+    const listening = () => {
+      if (!out.includes('listening')) return;
+      clearTimeout(timer);
+      child.stdout?.off('data', listening);
+      resolve();
+    };
+    child.stdout?.on('data', listening);
     child.once('exit', (code) => reject(new Error(`${kind} peer exited with ${code}:\n${out}`)));
   });
-  child.stdout?.removeAllListeners('data');
-  return { child, port };
+  return { child, port, output: () => out };
 }
 
 export async function startServer(
@@ -101,7 +102,7 @@ export async function startServer(
       stop: async () => void (await gateway.stop()),
     };
   }
-  const { child, port } = await startPeer(kind, secret);
+  const { child, port, output } = await startPeer(kind, secret, extraEnv);
   const exited = once(child, 'exit');
   const url =
     kind === 'socketio' || kind === 'socketcluster'
@@ -111,6 +112,7 @@ export async function startServer(
     kind,
     pid: child.pid!,
     url,
+    output,
     dialect: kind === 'socketio' ? socketio : kind === 'socketcluster' ? socketcluster : centrifugo,
     pinned: pin(child.pid!, core),
     stop: async () => {

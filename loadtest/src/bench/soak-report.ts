@@ -4,6 +4,7 @@
  * not), the tables, and the few Prometheus figures read off the gateway.
  */
 
+import type { MajorGc } from './gc-trace.js';
 import { table } from './report.js';
 
 /** One reading of the gateway and the clients, every `sampleSeconds`. */
@@ -298,31 +299,6 @@ export function metricValue(text: string, name: string, label?: string): number 
     }
   }
   return found ? sum : NaN;
-}
-
-export interface MajorGc {
-  /** Milliseconds since the gateway's isolate started. */
-  ms: number;
-  beforeBytes: number;
-  afterBytes: number;
-}
-
-const MARK_COMPACT =
-  /^\[\d+:0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact(?: \(reduce\))? ([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/;
-
-/** The mark-compacts in V8's --trace-gc lines of `text` (other lines ignored). */
-export function majorGcs(text: string): MajorGc[] {
-  const found: MajorGc[] = [];
-  for (const line of text.split('\n')) {
-    const m = MARK_COMPACT.exec(line);
-    if (m)
-      found.push({
-        ms: Number(m[1]),
-        beforeBytes: Number(m[2]) * 2 ** 20,
-        afterBytes: Number(m[3]) * 2 ** 20,
-      });
-  }
-  return found;
 }
 
 /** About `rows` samples spread evenly over the run, always the first and the last. */

@@ -26,6 +26,7 @@ import { Fleet, loopbackAddresses } from '../fleet.js';
 import { Histogram } from '../histogram.js';
 import { signHs256 } from '../jwt.js';
 import { now, type Payload, payload } from '../tracker.js';
+import { majorGcs } from './gc-trace.js';
 import { chart, renderCharts, type Series } from './plot.js';
 import { connectionCeiling, cpuSeconds, machine, pin, rssBytes, settledRss } from './proc.js';
 import { Ledger, type Session } from './soak-ledger.js';
@@ -35,7 +36,6 @@ import {
   formatSamples,
   formatVerdict,
   judge,
-  majorGcs,
   metricValue,
   pickRandom,
   type Sample,
@@ -304,7 +304,7 @@ async function main(): Promise<boolean> {
   const gcs: SeenGc[] = [];
   let outputRead = 0;
   const watchGcs = () => {
-    const text = server.output?.() ?? '';
+    const text = server.output();
     const end = text.lastIndexOf('\n') + 1;
     if (end <= outputRead) return;
     const found = majorGcs(text.slice(outputRead, end));
