@@ -4,6 +4,9 @@
  * generation freed (connect-ab's garbage per connect).
  */
 
+/** What trace-gc.ts prints first: the process runs with the trace on. */
+export const TRACE_GC_ON = 'trace-gc: on';
+
 export interface MajorGc {
   /** Milliseconds since the gateway's isolate started. */
   ms: number;

@@ -158,8 +158,9 @@ export class ConnectClock {
       return;
     }
     this.seconds += (performance.now() - started) / 1000;
-    this.cpu += cpuSeconds(this.pid) - cpuBefore;
+    // The main thread's window inside the process's: read before it here, after it at the start.
     this.mainCpu += mainThreadCpuSeconds(this.pid) - mainBefore;
+    this.cpu += cpuSeconds(this.pid) - cpuBefore;
     this.timed += opened;
   }
 

@@ -6,5 +6,8 @@
  */
 
 import { setFlagsFromString } from 'node:v8';
+import { TRACE_GC_ON } from './gc-trace.js';
 
 setFlagsFromString('--trace-gc');
+// A line of its own, so that a reader of the output knows the trace is on even before any GC.
+process.stdout.write(`${TRACE_GC_ON}\n`);
