@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Centrifuge, PublicationContext } from 'centrifuge';
 import { IdempotentResults } from '../src/idempotency.js';
 import { outdated } from '../src/history.js';
+import { HISTORY_UNANSWERED } from '../src/node.js';
 import { type Cluster, type Nats, startCluster, startNats } from './cluster.js';
 import { api, connectedClient, type Gateway, nextEvent, startGateway, waitUntil } from './harness.js';
 
@@ -332,11 +333,9 @@ describe('a publish left unanswered (nats-server stopped with SIGSTOP)', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    assert.deepEqual(refused.error, {
-      code: 100,
-      message: 'history unavailable: the publication may still be stored',
-      temporary: true,
-    });
+    assert.deepEqual(refused.error, HISTORY_UNANSWERED);
+    assert.equal(HISTORY_UNANSWERED.message, 'history unavailable: the publication may still be stored');
+    assert.deepEqual([HISTORY_UNANSWERED.code, HISTORY_UNANSWERED.temporary], [100, true]);
     // The server reads the attempts it was sent: the first is stored, the rest are its duplicates.
     const retry = await publish(gateway, { channel, data: 2, idempotency_key: 'u' });
     assert.deepEqual(retry.result, { offset: first.offset! + 1, epoch: first.epoch });
