@@ -74,11 +74,13 @@ test('bench --quick produces every table, row and target', { timeout: 150_000 },
       ],
     );
     assert.deepEqual(
-      results.hot.map((h: any) => [h.variant, h.subscribers, h.duplicated]),
+      results.hot.map((h: any) => [h.variant, h.scenario, h.subscribers, h.duplicated]),
       [
-        ['switchboard-coalesce', 100, 0],
-        ['switchboard', 100, 0],
-        ['uws', 100, 0],
+        ['switchboard-coalesce', 'latency', 100, 0],
+        ['switchboard', 'latency', 100, 0],
+        ['uws', 'latency', 100, 0],
+        ['switchboard-coalesce', 'throughput', 300, 0],
+        ['uws', 'throughput', 300, 0],
       ],
     );
     for (const h of results.hot) {

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { HotResult, HotVariant } from '../src/bench/hot.js';
+import type { HotResult, HotScenario, HotVariant } from '../src/bench/hot.js';
 import {
   ConnectClock,
   type DeliveryRun,
@@ -70,13 +70,20 @@ const server = (
   errors: {},
 });
 
-const hot = (variant: HotVariant, perCpuSecond: number, p99: number, sustained = true): HotResult => ({
-  ...run(1000, perCpuSecond, p99),
+const hot = (
+  variant: HotVariant,
+  perCpuSecond: number,
+  p99: number,
+  sustained = true,
+  scenario: HotScenario = 'latency',
+): HotResult => ({
+  ...run(scenario === 'latency' ? 100 : 1000, perCpuSecond, p99),
   variant,
+  scenario,
   coalesceWindowMs: variant === 'uws' ? undefined : variant === 'switchboard' ? 0 : 1,
   offeredRate: 2000,
-  offeredDeliveryRate: 2_000_000,
-  subscribers: 1000,
+  offeredDeliveryRate: scenario === 'latency' ? 200_000 : 2_000_000,
+  subscribers: scenario === 'latency' ? 100 : 1000,
   linesPerMessage: variant === 'switchboard-coalesce' ? 2 : 1,
   messagesPerRead: 10,
   drainSeconds: 0.01,
@@ -160,6 +167,8 @@ describe('judgeTargets', () => {
     hot('switchboard-coalesce', 650_000, 6.5),
     hot('switchboard', 280_000, 5),
     hot('uws', 300_000, 4),
+    hot('switchboard-coalesce', 2_600_000, 40, true, 'throughput'),
+    hot('uws', 150_000, 60_000, false, 'throughput'),
   ];
   const rows = judgeTargets(results, [cluster], hotRuns);
 
@@ -197,9 +206,13 @@ describe('judgeTargets', () => {
     assert.ok(Math.abs(connects!.margin - (5000 / 6000 - 0.9) / 0.9) < 1e-9);
     assert.equal(connectsAbs!.pass, true);
     assert.equal(p99!.pass, true);
-    // 650k / 300k = 2.17×
-    assert.deepEqual([hotRatio!.pass, hotRatio!.measured], [true, '2.17×']);
+    // At the size (1000), against bare uWS's best of the run (300k at 100, not its 150k behind): 8.67×
+    assert.deepEqual([hotRatio!.pass, hotRatio!.measured], [true, '8.67×']);
     assert.match(hotRatio!.name, /hot channel 1 × 1000 at 2000\/s/);
+    assert.equal(
+      hotRatio!.detail,
+      'Switchboard 2600k/CPU-s, bare uWS 300k/CPU-s (its best: 100 subscribers; 150k/CPU-s at 1000, behind)',
+    );
     // 6.5 - 5 = 1.5 ms added ≤ 2 ms
     assert.deepEqual(
       [added!.pass, added!.measured, added!.detail],
@@ -225,6 +238,7 @@ describe('judgeTargets', () => {
     assert.equal(t['≤ 1.25× RSS per idle connection at 19k vs bare uWS']!.measured, '1.56×');
     assert.equal(worse.find((r) => r.target === '≥ 1.00×')!.pass, false);
     assert.equal(worse.find((r) => r.target === '≥ 0.90×')!.pass, true);
+    // No throughput run: the latency run's ratio is judged.
     assert.equal(worse.find((r) => r.target === '≥ 2.00×')!.measured, '1.67×');
     const added = worse.find((r) => r.target === '≤ 2.00 ms')!;
     assert.deepEqual([added.pass, added.measured], [false, '4.00 ms']);
@@ -277,14 +291,19 @@ describe('judgeTargets', () => {
     const text = formatTargets(rows);
     assert.match(
       text,
-      /^MISS {2}.*connects\/CPU-s with HS256 vs bare uWS {2}Switchboard 5000\/CPU-s, bare uWS 6000\/CPU-s$/m,
+      /^MISS {2}.*connects\/CPU-s with HS256 vs bare uWS +Switchboard 5000\/CPU-s, bare uWS 6000\/CPU-s$/m,
     );
-    const table = formatHot(hotRuns);
-    assert.match(table, /2,000,000 deliveries\/s offered/);
-    assert.match(table, /Switchboard, coalescing +Switchboard, no coalescing +bare uWS$/m);
-    assert.match(table, /^deliveries per server CPU-second +650000 +280000 +300000$/m);
-    assert.match(table, /^÷ bare uWS +2\.17× +0\.93× +1\.00×$/m);
-    assert.match(table, /^pushes per WebSocket message +2\.00 +1\.00 +1\.00$/m);
+    const [latency, throughput] = formatHot(hotRuns).split(/\n(?=Hot channel)/);
+    assert.match(latency!, /^Hot channel \(latency, .*200,000 deliveries\/s offered/);
+    assert.match(latency!, /Switchboard, coalescing +Switchboard, no coalescing +bare uWS$/m);
+    assert.match(latency!, /^deliveries per server CPU-second +650000 +280000 +300000$/m);
+    assert.match(latency!, /^÷ bare uWS +2\.17× +0\.93× +1\.00×$/m);
+    assert.match(latency!, /^pushes per WebSocket message +2\.00 +1\.00 +1\.00$/m);
+    // Its own table, its own bare uWS: the variants run at that size only.
+    assert.match(throughput!, /^Hot channel \(throughput, .*2,000,000 deliveries\/s offered/);
+    assert.match(throughput!, /Switchboard, coalescing +bare uWS$/m);
+    assert.match(throughput!, /^÷ bare uWS +17\.33× +1\.00×$/m);
+    assert.match(throughput!, /^sustained +yes +no$/m);
   });
 });
 

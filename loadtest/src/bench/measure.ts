@@ -46,7 +46,9 @@ export interface Plan {
   settleMs: number;
   /** The hot channel (hot.ts): 1 channel × `subscribers`, `rate` publications/s for `seconds`. */
   hot: {
+    /** Subscribers of the `latency` runs (every variant keeps up), and of the `throughput` ones (the issue's size; 0: none). */
     subscribers: number;
+    throughputSubscribers: number;
     rate: number;
     seconds: number;
     warmupSeconds: number;
