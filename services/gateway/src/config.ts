@@ -314,7 +314,7 @@ export const KEYS = {
   connect_timeout: {
     kind: 'int',
     default: 10,
-    doc: 'Seconds a new connection has to send its connect command (else disconnect 3502 `stale`).',
+    doc: 'Seconds a new connection has to send its connect command (else disconnect 3502 `stale`, checked each second).',
   },
   max_message_size: {
     kind: 'int',

@@ -113,6 +113,12 @@ export interface NodeParts {
   apiKeys: KeyRing;
 }
 
+/** A connection that has not connected yet, as the session ticker sees it. */
+export interface Connecting {
+  /** Closes it as stale when `now` (monotonicMs()) is past its connect deadline. */
+  checkConnectDeadline(now: number): void;
+}
+
 export class Node {
   readonly config: Config;
   readonly log: Logger;
@@ -124,6 +130,12 @@ export class Node {
   readonly tokens: TokenVerifier;
   readonly apiKeys: KeyRing;
   readonly startedAt = Date.now();
+  /**
+   * Connections still to send their connect command: the session ticker
+   * closes those past `connect_timeout` (a Set entry per connect instead of a
+   * timer each).
+   */
+  readonly connecting = new Set<Connecting>();
   /** The bound every client frame is parsed with. */
   readonly frameLimits: FrameLimits;
   /** What a Protobuf client's frame may hold: the JSON depth bound, commands up to max_message_size. */

@@ -42,7 +42,14 @@ import { deltaPublications, type Edge, type Frame, type Sink } from './hub.js';
 import type { Config, NamespaceOptions } from './config.js';
 import { logConnection } from './log.js';
 import { andThen, type MaybePromise } from './maybe-promise.js';
-import { BROKER_UNAVAILABLE, type Connection, type Node, type ResolvedChannel, VERSION } from './node.js';
+import {
+  BROKER_UNAVAILABLE,
+  type Connecting,
+  type Connection,
+  type Node,
+  type ResolvedChannel,
+  VERSION,
+} from './node.js';
 import type { CallContext, Outcome, SubscribeDecision } from './proxy.js';
 import { Subscriptions } from './subscriptions.js';
 
@@ -201,7 +208,7 @@ export const centrifugoEdge: Edge = {
   },
 };
 
-export class Session implements Connection {
+export class Session implements Connection, Connecting {
   readonly client = newClientId();
   private readonly openedAt = monotonicMs();
   user = '';
@@ -223,8 +230,6 @@ export class Session implements Connection {
   private lastRefill = this.openedAt;
   private overLimit = 0;
   private closeReason: string | undefined;
-  /** The connect deadline; dropped once connected, so that an idle session does not keep the timer object. */
-  private connectTimer: NodeJS.Timeout | undefined;
 
   /** On the prototype, not in each connection's object. */
   get edge(): Edge {
@@ -236,10 +241,13 @@ export class Session implements Connection {
     protected readonly node: Node,
   ) {
     this.tokens = node.config.commandsPerSecond;
-    this.connectTimer = setTimeout(
-      () => this.disconnect(Disconnects.stale, 'stale'),
-      node.config.connectTimeout * 1000,
-    );
+    node.connecting.add(this);
+  }
+
+  /** Called each second by the ticker until connected: the connect deadline (`connect_timeout`). */
+  checkConnectDeadline(now: number): void {
+    if (now - this.openedAt >= this.node.config.connectTimeout * 1000)
+      this.disconnect(Disconnects.stale, 'stale');
   }
 
   /** The ping the tick sends: an empty push. */
@@ -318,7 +326,7 @@ export class Session implements Connection {
     if (this.state === 'closed') return;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
-    clearTimeout(this.connectTimer);
+    this.node.connecting.delete(this);
     this.node.hub.remove(this);
     const label =
       this.closeReason ??
@@ -595,8 +603,7 @@ export class Session implements Connection {
       this.disconnect(Disconnects.connectionLimit, 'limit');
       return undefined;
     }
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
+    this.node.connecting.delete(this);
     this.state = 'connected';
     hub.add(this);
     metrics.connects.inc({ transport: this.sink.transport, outcome: 'accepted', reason: 'ok' });
@@ -1126,10 +1133,11 @@ export class Session implements Connection {
   }
 }
 
-/** Runs every session's tick once a second, and reports send backlogs. */
+/** Runs every session's tick once a second (and closes the stale of those still connecting), and reports send backlogs. */
 export function startSessionTicker(node: Node): NodeJS.Timeout {
   return setInterval(() => {
     const now = monotonicMs();
+    for (const connecting of node.connecting) connecting.checkConnectDeadline(now);
     const epochSeconds = Date.now() / 1000;
     let bytes = 0;
     let backlogged = 0;
