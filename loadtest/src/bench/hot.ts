@@ -36,6 +36,12 @@ export type HotScenario = (typeof HOT_SCENARIOS)[number];
  */
 export const THROUGHPUT_GRACE_MS = 2000;
 
+/** Of one variant's runs at one size, the one with the median p99 (the lower middle of an even count). */
+export function medianP99Run(runs: readonly HotResult[]): HotResult | undefined {
+  const sorted = [...runs].sort((a, b) => a.p99 - b.p99);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 export const HOT_LABELS: Record<HotVariant, string> = {
   'switchboard-coalesce': 'Switchboard, coalescing',
   switchboard: 'Switchboard, no coalescing',

@@ -57,6 +57,7 @@ function plan(quick: boolean): Plan {
       hot: {
         subscribers: 100,
         throughputSubscribers: 300,
+        latencyPairs: 1,
         rate: 2000,
         seconds: 1,
         warmupSeconds: 0.5,
@@ -92,6 +93,7 @@ function plan(quick: boolean): Plan {
     hot: {
       subscribers: 100,
       throughputSubscribers: 1000,
+      latencyPairs: 3,
       rate: 2000,
       seconds: 8,
       warmupSeconds: 1,
@@ -226,13 +228,18 @@ async function main(): Promise<void> {
     ...(kinds.includes('switchboard') ? (['switchboard-coalesce', 'switchboard'] as const) : []),
     ...(kinds.includes('uws') ? (['uws'] as const) : []),
   ];
-  // Without coalescing nobody keeps up at the throughput size: that run would measure a backlog twice.
+  // The pair with and without coalescing alternates `latencyPairs` times: what coalescing adds is
+  // a difference of two p99s, each the median of its runs. Without coalescing nobody keeps up at
+  // the throughput size: that run would measure a backlog twice.
+  const paired = variants.filter((v) => v !== 'uws');
   const hotRuns: [HotVariant, HotScenario][] = [
-    ...variants.map((v): [HotVariant, HotScenario] => [v, 'latency']),
-    ...(p.hot.throughputSubscribers > 0 ? variants.filter((v) => v !== 'switchboard') : []).map(
-      (v): [HotVariant, HotScenario] => [v, 'throughput'],
-    ),
-  ];
+    ...Array.from({ length: p.hot.latencyPairs }, () => paired).flat(),
+    ...variants.filter((v) => v === 'uws'),
+  ].map((v): [HotVariant, HotScenario] => [v, 'latency']);
+  if (p.hot.throughputSubscribers > 0)
+    hotRuns.push(
+      ...variants.filter((v) => v !== 'switchboard').map((v): [HotVariant, HotScenario] => [v, 'throughput']),
+    );
   for (const [variant, scenario] of runs('hot') ? hotRuns : []) {
     const subscribers = scenario === 'throughput' ? p.hot.throughputSubscribers : p.hot.subscribers;
     console.error(

@@ -49,6 +49,8 @@ export interface Plan {
     /** Subscribers of the `latency` runs (every variant keeps up), and of the `throughput` ones (the issue's size; 0: none). */
     subscribers: number;
     throughputSubscribers: number;
+    /** Runs of the latency pair (with and without coalescing), alternating. */
+    latencyPairs: number;
     rate: number;
     seconds: number;
     warmupSeconds: number;
