@@ -5,6 +5,7 @@
  */
 
 import {
+  type BucketKind,
   type ClientInfo,
   type Publication,
   decodeToken,
@@ -50,7 +51,6 @@ const idempotencyId = (channel: string, key: string): string =>
 export class NatsRegistry implements Registry {
   private presenceKv: KV | undefined;
   private gatewaysKv: KV | undefined;
-  private servicesKv: KV | undefined;
   private leasesKv: KV | undefined;
   private hooksKv: KV | undefined;
   private cacheKv: KV | undefined;
@@ -90,10 +90,7 @@ export class NatsRegistry implements Registry {
     const kvm = new Kvm(this.nc());
     const options = { ttl: this.ttlSeconds * 1000, history: 1, replicas: this.limits.replicas };
     // A cluster that has just started may still be electing its JetStream leader.
-    const open = (
-      kind: 'presence' | 'gateways' | 'services' | 'leases' | 'hooks' | 'cache',
-      ttl = options.ttl,
-    ) =>
+    const open = (kind: BucketKind, ttl = options.ttl) =>
       patiently(
         async () => {
           const kv = await openOrCreate(kvm, this.subjects.bucket(kind), { ...options, ttl });
@@ -104,7 +101,8 @@ export class NatsRegistry implements Registry {
       );
     this.presenceKv = await open('presence');
     this.gatewaysKv = await open('gateways');
-    this.servicesKv = await open('services');
+    // Services write their entries themselves; a gateway only reads them.
+    await open('services');
     // Only where something uses them: each is a replicated stream more for the NATS cluster to keep.
     if (this.limits.hooks) {
       this.leasesKv = await open('leases', LEASE_TTL_MS);
@@ -140,11 +138,11 @@ export class NatsRegistry implements Registry {
   }
 
   async gateways(): Promise<GatewayEntry[]> {
-    return this.values(this.gatewaysKv!, '*', isGatewayEntry);
+    return this.values('gateways', '*', isGatewayEntry);
   }
 
   async services(): Promise<ServiceEntry[]> {
-    return this.values(this.servicesKv!, '*.*', isServiceEntry);
+    return this.values('services', '*.*', isServiceEntry);
   }
 
   private key(channel: string, client: string): string {
@@ -165,7 +163,7 @@ export class NatsRegistry implements Registry {
 
   async presence(channel: string): Promise<Record<string, ClientInfo>> {
     // `>`, not `*`: a Pusher socket id (`<digits>.<digits>`) makes the key one token longer.
-    const infos = await this.values(this.presenceKv!, `${encodeToken(channel)}.>`, isClientInfo);
+    const infos = await this.values('presence', `${encodeToken(channel)}.>`, isClientInfo);
     return Object.fromEntries(infos.map((info) => [info.client, info]));
   }
 
@@ -231,7 +229,7 @@ export class NatsRegistry implements Registry {
     const channels: string[] = [];
     const members: [string, string][] = [];
     await this.counted('read', async () => {
-      for await (const key of await this.hooksKv!.keys('>')) {
+      for (const { key } of await this.live('hooks', '>')) {
         const [kind, channel, user] = key.split('.');
         try {
           if (kind === 'o' && channel && user === undefined) channels.push(decodeToken(channel));
@@ -331,23 +329,43 @@ export class NatsRegistry implements Registry {
     );
   }
 
-  private values<T>(kv: KV, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
-    return this.counted('read', () => this.read(kv, filter, check));
+  private values<T>(bucket: BucketKind, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
+    return this.counted('read', async () => {
+      const values: T[] = [];
+      for (const { value } of await this.live(bucket, filter)) {
+        const parsed = parseJsonBytes(value, this.limits.maxDepth);
+        if (parsed.ok && check(parsed.value)) values.push(parsed.value);
+        else this.metrics.invalidMessages.inc({ source: 'registry' });
+      }
+      return values;
+    });
   }
 
-  /** The live entries under `filter`; one not of the expected shape (anyone can write the bucket) is skipped and counted. */
-  private async read<T>(kv: KV, filter: string, check: (v: unknown) => v is T): Promise<T[]> {
-    const keys: string[] = [];
-    for await (const key of await kv.keys(filter)) keys.push(key);
-    const entries = await Promise.all(keys.map((key) => kv.get(key)));
-    const values: T[] = [];
-    for (const e of entries) {
-      if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
-      const parsed = parseJsonBytes(e.value, this.limits.maxDepth);
-      if (parsed.ok && check(parsed.value)) values.push(parsed.value);
-      else this.metrics.invalidMessages.inc({ source: 'registry' });
+  /**
+   * The live entries under `filter` (anyone can write a bucket: a value is checked by the caller).
+   * Listed and read through the bucket's stream leader, so a put this gateway has just had
+   * acknowledged is always seen: `kv.keys()` walks an ephemeral consumer that may sit on a
+   * lagging replica (and waits out a 5 s heartbeat when it misses the end), and a direct get
+   * may be answered by any replica.
+   */
+  private async live(bucket: BucketKind, filter: string): Promise<{ key: string; value: Uint8Array }[]> {
+    const name = this.subjects.bucket(bucket);
+    const stream = `KV_${name}`;
+    const prefix = `$KV.${name}.`;
+    // No account check per read: the buckets were opened at start-up.
+    const jsm = await jetstreamManager(this.nc(), { checkAPI: false });
+    const info = await jsm.streams.info(stream, { subjects_filter: prefix + filter });
+    const subjects = Object.keys(info.state.subjects ?? {});
+    const messages = await Promise.all(
+      subjects.map((subject) => jsm.streams.getMessage(stream, { last_by_subj: subject })),
+    );
+    const entries: { key: string; value: Uint8Array }[] = [];
+    for (const m of messages) {
+      // A delete or purge leaves a marker (an empty message with a KV-Operation header).
+      if (!m || m.data.length === 0 || m.header?.get('KV-Operation')) continue;
+      entries.push({ key: m.subject.slice(prefix.length), value: m.data });
     }
-    return values;
+    return entries;
   }
 
   async close(): Promise<void> {
