@@ -2,7 +2,9 @@
 /**
  * `make bench`: Switchboard side by side with bare uWebSockets.js, `ws`,
  * Socket.IO and SocketCluster on this machine, in one run. Each server runs
- * as its own process pinned to core 1, this load generator on core 0.
+ * as its own process pinned to core 1, this load generator on core 0 (each
+ * server's memory, fan-out and connect passes in a fresh generator of their
+ * own, server-pass.ts).
  * Prints the tables, ratios and targets; writes results.json (and the plot)
  * to --out. `--quick` is the CI smoke size; `--only hot` (or `latency`,
  * `servers`, `pusher`, `protobuf`, comma-separated) runs some passes alone. The `pusher`
@@ -15,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hotChannel, type HotResult, type HotScenario, type HotVariant } from './hot.js';
-import { type LatencyResult, latency, passA, passB, type Plan, type ServerResult } from './measure.js';
+import { type LatencyResult, latency, type Plan, type ServerResult } from './measure.js';
 import { renderPlot } from './plot.js';
 import { connectionCeiling, machine, pin } from './proc.js';
 import { topFunctions } from './profile.js';
@@ -29,6 +31,7 @@ import {
   judgePusherTargets,
   judgeTargets,
 } from './report.js';
+import { serverPass } from './server-pass.js';
 import { SERVERS, type ServerKind } from './servers.js';
 
 const SECRET = 'bench-secret-hs256';
@@ -251,15 +254,16 @@ async function main(): Promise<void> {
   const results: ServerResult[] = [];
   for (const kind of runs('servers') ? kinds : []) {
     const t0 = performance.now();
-    console.error(`${kind}: memory, 1×N fan-out, connect rate (${p.levels.join(', ')} connections)`);
     const profiled = (pass: string): Record<string, string> =>
       values.profile && kind === 'switchboard'
         ? { NODE_OPTIONS: `--import=${PROFILER}`, BENCH_CPU_PROFILE_DIR: resolve(out, `profile-${pass}`) }
         : {};
-    const a = await passA(kind, p, SECRET, SERVER_CORE, profiled('a'));
-    console.error(`${kind}: N×1 fan-out (${p.channelLevels.join(', ')} channels)`);
-    const b = await passB(kind, p, SECRET, SERVER_CORE, profiled('b'));
-    results.push({ ...a, channels: b.runs, errors: { ...a.errors, ...b.errors } });
+    const job = { kind, plan: p, secret: SECRET, serverCore: SERVER_CORE, loadCore: LOAD_CORE };
+    results.push(
+      await serverPass({ ...job, env: { a: profiled('a'), b: profiled('b') } }, (line) =>
+        console.error(line),
+      ),
+    );
     console.error(`${kind}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
