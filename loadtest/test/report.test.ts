@@ -116,7 +116,7 @@ describe('ConnectClock', () => {
 
   test('the first of several levels warms up: counted apart, left out of the rate', async () => {
     const state = { open: 0 };
-    const clock = new ConnectClock(process.pid, 2);
+    const clock = new ConnectClock(process.pid, 2, 1000);
     await clock.level(opening(state, 1000), () => state.open);
     await clock.level(opening(state, 4000), () => state.open);
     const run = clock.result(3);
@@ -127,9 +127,28 @@ describe('ConnectClock', () => {
     assert.equal(run.perSecond, 4000 / run.seconds);
   });
 
+  test('every level before the warm-up count is open warms up; the ones after it are timed', async () => {
+    const state = { open: 0 };
+    const clock = new ConnectClock(process.pid, 4, 5000);
+    for (const n of [1000, 4000, 5000, 9000]) await clock.level(opening(state, n), () => state.open);
+    const run = clock.result(0);
+    assert.equal(run.warmup, 5000);
+    assert.equal(run.connections, 14_000);
+  });
+
+  test('the last level is timed even before the warm-up count', async () => {
+    const state = { open: 0 };
+    const clock = new ConnectClock(process.pid, 2, 5000);
+    await clock.level(opening(state, 100), () => state.open);
+    await clock.level(opening(state, 900), () => state.open);
+    const run = clock.result(0);
+    assert.equal(run.warmup, 100);
+    assert.equal(run.connections, 900);
+  });
+
   test('a single level is timed', async () => {
     const state = { open: 0 };
-    const clock = new ConnectClock(process.pid, 1);
+    const clock = new ConnectClock(process.pid, 1, 0);
     await clock.level(opening(state, 300), () => state.open);
     const run = clock.result(0);
     assert.equal(run.warmup, 0);
@@ -138,7 +157,7 @@ describe('ConnectClock', () => {
 
   test("the main thread's CPU is measured apart, as part of the process's", async () => {
     const state = { open: 0 };
-    const clock = new ConnectClock(process.pid, 1);
+    const clock = new ConnectClock(process.pid, 1, 0);
     // 100 ms of work on this (the main) thread: ten clock ticks at least.
     await clock.level(
       async () => {

@@ -18,6 +18,12 @@ import { type ServerKind, startServer, SWITCHBOARD_BENCH_ENV } from './servers.j
 export interface Plan {
   /** Connection counts of pass A (memory, 1 × N fan-out, connect rate). */
   levels: number[];
+  /**
+   * The connect rate's warm-up: the ramp's levels are timed once this many
+   * connections are open (the last level always is). V8 tiers a server's
+   * connect path up to optimised code over its first few thousand connects.
+   */
+  connectWarmup: number;
   /** Channel counts of pass B (N × 1 fan-out). */
   channelLevels: number[];
   /** Deliveries per 1 × N measurement, and the delivery rate offered. */
@@ -91,10 +97,13 @@ export interface DeliveryRun {
 }
 
 export interface ConnectRun {
-  /** Connections timed: those after the first level (see ConnectClock). */
+  /** Connections timed: those of the levels after the warm-up (see ConnectClock). */
   connections: number;
-  /** Connections of the first level, opened while warming up and not timed. */
+  /** Connections of the warm-up levels, not timed. */
   warmup: number;
+  /** The warm-up's server CPU; absent in results before 2026-12-04. */
+  warmupCpuSeconds?: number;
+  warmupPerCpuSecond?: number;
   failed: number;
   seconds: number;
   perSecond: number;
@@ -131,34 +140,40 @@ export function tokens(secret: string): (i: number) => string {
 }
 
 /**
- * The connect rate over a ramp of levels. The first level's connects warm
- * the server up (V8 compiles its connect path meanwhile, for every server
- * alike) and are left out of the figures, unless it is the only level.
+ * The connect rate over a ramp of levels. The levels opened before
+ * `warmupConnections` are open warm the server up (V8 compiles its connect
+ * path meanwhile) and are timed apart; the last level is always timed.
  */
 export class ConnectClock {
   private levels = 0;
+  private opened = 0;
   private seconds = 0;
   private cpu = 0;
   private mainCpu = 0;
   private timed = 0;
   private warmup = 0;
+  private warmupCpu = 0;
 
   constructor(
     private readonly pid: number,
     private readonly levelCount: number,
+    private readonly warmupConnections: number,
   ) {}
 
   /** Opens one level's connections with `open`; `connected()` counts the server's connections so far. */
   async level(open: () => Promise<unknown>, connected: () => number): Promise<void> {
-    const timed = this.levels++ > 0 || this.levelCount === 1;
+    const last = ++this.levels === this.levelCount;
+    const timed = last || this.opened >= this.warmupConnections;
     const before = connected();
     const cpuBefore = cpuSeconds(this.pid);
     const mainBefore = mainThreadCpuSeconds(this.pid);
     const started = performance.now();
     await open();
     const opened = connected() - before;
+    this.opened += opened;
     if (!timed) {
       this.warmup += opened;
+      this.warmupCpu += cpuSeconds(this.pid) - cpuBefore;
       return;
     }
     this.seconds += (performance.now() - started) / 1000;
@@ -172,6 +187,8 @@ export class ConnectClock {
     return {
       connections: this.timed,
       warmup: this.warmup,
+      warmupCpuSeconds: this.warmupCpu,
+      warmupPerCpuSecond: per(this.warmup, this.warmupCpu),
       failed,
       seconds: this.seconds,
       perSecond: per(this.timed, this.seconds),
@@ -342,7 +359,7 @@ export async function passA(
     const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
     const fanout: DeliveryRun[] = [];
-    const connects = new ConnectClock(server.pid, plan.levels.length);
+    const connects = new ConnectClock(server.pid, plan.levels.length, plan.connectWarmup);
     let opened = 0;
     const publisher = await clients.publisher();
     for (const level of plan.levels) {

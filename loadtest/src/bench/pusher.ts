@@ -233,7 +233,7 @@ export async function pusherServer(
     const baselineRssBytes = await settledRss(server.pid, plan.settleMs);
     const memory: MemoryPoint[] = [];
     const fanouts: DeliveryRun[] = [];
-    const connects = new ConnectClock(server.pid, plan.pusher.levels.length);
+    const connects = new ConnectClock(server.pid, plan.pusher.levels.length, plan.connectWarmup);
     let opened = 0;
     for (const level of plan.pusher.levels) {
       await connects.level(

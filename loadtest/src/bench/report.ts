@@ -77,6 +77,7 @@ const errorList = (errors: Record<string, number>) =>
 const CONNECT_HEADER = [
   'connections',
   'warm-up',
+  'warm-up connects/CPU-s',
   'failed',
   'wall s',
   'connects/s',
@@ -88,6 +89,7 @@ const CONNECT_HEADER = [
 const connectCells = (c: ConnectRun) => [
   String(c.connections),
   String(c.warmup),
+  c.warmupPerCpuSecond?.toFixed(0) ?? '–',
   String(c.failed),
   c.seconds.toFixed(2),
   c.perSecond.toFixed(0),
@@ -146,7 +148,7 @@ export function formatResults(results: ServerResult[], latencies: LatencyResult[
       (v) => v.toFixed(0),
       serverLabel,
     ),
-    `Connect rate (HS256 token verified, one subscription), ramp to the largest level; the first level warms up, untimed\n${table(
+    `Connect rate (HS256 token verified, one subscription), ramp to the largest level; the levels before the warm-up's count is open are timed apart\n${table(
       ['server', ...CONNECT_HEADER],
       results.map((r) => [LABELS[r.kind], ...connectCells(r.connect)]),
     )}\n`,
@@ -558,7 +560,7 @@ export function formatPusher(pusher: PusherResults): string {
         (v) => v.toFixed(0),
         pusherLabel,
       ),
-      `Pusher: connect rate (upgrade, pusher:connection_established, pusher:subscribe to a public channel), ramp to the largest level; the first level warms up, untimed\n${table(
+      `Pusher: connect rate (upgrade, pusher:connection_established, pusher:subscribe to a public channel), ramp to the largest level; the levels before the warm-up's count is open are timed apart\n${table(
         ['server', 'runs on', ...CONNECT_HEADER],
         servers.map((r) => [pusherLabel(r), `Node ${r.node.replace(/^v/, '')}`, ...connectCells(r.connect)]),
       )}\n`,
