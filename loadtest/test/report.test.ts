@@ -127,24 +127,31 @@ describe('ConnectClock', () => {
     assert.equal(run.perSecond, 4000 / run.seconds);
   });
 
-  test('every level before the warm-up count is open warms up; the ones after it are timed', async () => {
-    const state = { open: 0 };
-    const clock = new ConnectClock(process.pid, 4, 5000);
-    for (const n of [1000, 4000, 5000, 9000]) await clock.level(opening(state, n), () => state.open);
-    const run = clock.result(0);
-    assert.equal(run.warmup, 5000);
-    assert.equal(run.connections, 14_000);
-  });
-
-  test('the last level is timed even before the warm-up count', async () => {
-    const state = { open: 0 };
-    const clock = new ConnectClock(process.pid, 2, 5000);
-    await clock.level(opening(state, 100), () => state.open);
-    await clock.level(opening(state, 900), () => state.open);
-    const run = clock.result(0);
-    assert.equal(run.warmup, 100);
-    assert.equal(run.connections, 900);
-  });
+  const ramps = [
+    {
+      name: 'every level before the warm-up count is open warms up; the ones after it are timed',
+      warmup: 5000,
+      levels: [1000, 4000, 5000, 9000],
+      untimed: 5000,
+      timed: 14_000,
+    },
+    {
+      name: 'the last level is timed even before the warm-up count',
+      warmup: 5000,
+      levels: [100, 900],
+      untimed: 100,
+      timed: 900,
+    },
+  ];
+  for (const ramp of ramps)
+    test(ramp.name, async () => {
+      const state = { open: 0 };
+      const clock = new ConnectClock(process.pid, ramp.levels.length, ramp.warmup);
+      for (const n of ramp.levels) await clock.level(opening(state, n), () => state.open);
+      const run = clock.result(0);
+      assert.equal(run.warmup, ramp.untimed);
+      assert.equal(run.connections, ramp.timed);
+    });
 
   test('a single level is timed', async () => {
     const state = { open: 0 };
