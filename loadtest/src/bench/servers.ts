@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort, startGateway } from '@switchboard/gateway/dist/test/harness.js';
 import { centrifugo, type Dialect } from '../connection.js';
 import { socketcluster, socketio } from './dialects.js';
+import { BENCH_KEEPALIVE_SECONDS } from './peers/lite-protocol.js';
 import { pin } from './proc.js';
 
 export const SERVERS = ['switchboard', 'uws', 'ws', 'socketio', 'socketcluster'] as const;
@@ -46,6 +47,8 @@ export const SWITCHBOARD_BENCH_ENV = {
   SWITCHBOARD_CONNECTS_PER_IP_PER_SECOND: '0',
   SWITCHBOARD_EMBEDDED_SERVICES: '',
   SWITCHBOARD_MAX_CONNECTIONS_PER_USER: '0',
+  // Every server keeps alive at the same, long interval (lite-protocol.ts).
+  SWITCHBOARD_PING_INTERVAL: String(BENCH_KEEPALIVE_SECONDS),
 };
 
 const PEER_DIR = fileURLToPath(new URL('./peers/', import.meta.url));

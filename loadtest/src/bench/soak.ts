@@ -139,6 +139,8 @@ async function main(): Promise<boolean> {
   const gatewayNodeOptions = `${GATEWAY_NODE_FLAG} --import=${TRACE_GC}`;
   const server = await startServer('switchboard', SECRET, SERVER_CORE, {
     NODE_OPTIONS: `--import=${TRACE_GC}`,
+    // The hour runs with the gateway's default pings (25 s), as users run it, not the bench's long interval.
+    SWITCHBOARD_PING_INTERVAL: '25',
   });
   const { pid, internalUrl } = server;
   if (!internalUrl) throw new Error('the gateway has no internal URL');

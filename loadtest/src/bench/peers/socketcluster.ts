@@ -5,14 +5,14 @@
 
 import http from 'node:http';
 import socketClusterServer from 'socketcluster-server';
-import { announce, peerSettings } from './lite-protocol.js';
+import { announce, BENCH_KEEPALIVE_SECONDS, peerSettings } from './lite-protocol.js';
 
 const { port, secret } = peerSettings();
 const httpServer = http.createServer();
 socketClusterServer.attach(httpServer, {
   authKey: secret,
   perMessageDeflate: false,
-  pingInterval: 25_000,
-  pingTimeout: 60_000,
+  pingInterval: BENCH_KEEPALIVE_SECONDS * 1000,
+  pingTimeout: (BENCH_KEEPALIVE_SECONDS + 60) * 1000,
 });
 httpServer.listen(port, '127.0.0.1', () => announce(port));

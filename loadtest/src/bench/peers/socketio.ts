@@ -6,14 +6,14 @@
 import http from 'node:http';
 import { Server } from 'socket.io';
 import { verifyHs256 } from '../../jwt.js';
-import { announce, peerSettings } from './lite-protocol.js';
+import { announce, BENCH_KEEPALIVE_SECONDS, peerSettings } from './lite-protocol.js';
 
 const { port, secret } = peerSettings();
 const io = new Server({
   transports: ['websocket'],
   perMessageDeflate: false,
   serveClient: false,
-  pingInterval: 25_000,
+  pingInterval: BENCH_KEEPALIVE_SECONDS * 1000,
 });
 
 io.use((socket, next) => {

@@ -4,7 +4,13 @@
  */
 
 import { uws as uWS } from '@switchboard/gateway/dist/src/uws.js';
-import { announce, handleFrame, type LiteSocket, peerSettings } from './lite-protocol.js';
+import {
+  announce,
+  BENCH_KEEPALIVE_SECONDS,
+  handleFrame,
+  type LiteSocket,
+  peerSettings,
+} from './lite-protocol.js';
 
 const { port, secret } = peerSettings();
 const app = uWS.App();
@@ -13,7 +19,8 @@ const decoder = new TextDecoder();
 app.ws<{ socket?: LiteSocket }>('/connection/websocket', {
   compression: uWS.DISABLED,
   maxPayloadLength: 65536,
-  idleTimeout: 60,
+  // uWS pings a socket that sent nothing for idleTimeout less a 16 s margin (for idleTimeouts of 32 s and more).
+  idleTimeout: BENCH_KEEPALIVE_SECONDS + 16,
   sendPingsAutomatically: true,
   upgrade: (res, req, context) => {
     res.upgrade(
