@@ -262,12 +262,15 @@ async function main(): Promise<void> {
       values.profile && kind === 'switchboard'
         ? { NODE_OPTIONS: `--import=${PROFILER}`, BENCH_CPU_PROFILE_DIR: resolve(out, `profile-${pass}`) }
         : {};
-    const job = { kind, plan: p, secret: SECRET, serverCore: SERVER_CORE, loadCore: LOAD_CORE };
-    results.push(
-      await serverPass({ ...job, env: { a: profiled('a'), b: profiled('b') } }, (line) =>
-        console.error(line),
-      ),
-    );
+    const job = {
+      kind,
+      plan: p,
+      secret: SECRET,
+      serverCore: SERVER_CORE,
+      loadCore: LOAD_CORE,
+      env: { a: profiled('a'), b: profiled('b') },
+    };
+    results.push(await serverPass(job, (line) => console.error(line)));
     console.error(`${kind}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
